@@ -1,0 +1,95 @@
+#pragma once
+// The decoded form of what chainidx indexes: a block, its transactions with their receipt
+// fields, and its logs. Field names follow Ethereum's JSON-RPC names in snake_case.
+
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+#include "schema/types.hpp"
+
+namespace chainidx::schema {
+
+struct Log {
+  std::uint64_t block_number = 0;
+  Hash32 block_hash;
+  std::uint32_t log_index = 0;  ///< position in the block, as the node numbers it
+  Hash32 transaction_hash;
+  std::uint32_t transaction_index = 0;
+  Address address;
+  std::vector<Hash32> topics;  ///< 0..4 topics
+  Bytes data;
+
+  bool operator==(const Log&) const = default;
+};
+
+struct Transaction {
+  // From the block body.
+  Hash32 hash;
+  std::uint64_t block_number = 0;
+  Hash32 block_hash;
+  std::uint32_t transaction_index = 0;
+  Address from_address;
+  std::optional<Address> to_address;  ///< absent for contract creation
+  U256 value;
+  std::uint64_t gas = 0;
+  std::optional<U256> gas_price;
+  std::optional<U256> max_fee_per_gas;
+  std::optional<U256> max_priority_fee_per_gas;
+  Bytes input;
+  std::uint64_t nonce = 0;
+  std::uint8_t type = 0;
+  // From the receipt.
+  std::optional<std::uint8_t> status;  ///< absent before Byzantium (root instead)
+  std::uint64_t gas_used = 0;
+  std::uint64_t cumulative_gas_used = 0;
+  std::optional<U256> effective_gas_price;
+  std::optional<Address> contract_address;
+  std::uint32_t log_count = 0;
+
+  bool operator==(const Transaction&) const = default;
+};
+
+/// The identity of a block in a chain: enough to link it and to name it.
+struct BlockRef {
+  std::uint64_t number = 0;
+  Hash32 hash;
+  Hash32 parent_hash;
+
+  bool operator==(const BlockRef&) const = default;
+};
+
+struct Block {
+  std::uint64_t number = 0;
+  Hash32 hash;
+  Hash32 parent_hash;
+  std::uint64_t timestamp = 0;
+  Address miner;
+  std::uint64_t gas_limit = 0;
+  std::uint64_t gas_used = 0;
+  std::optional<U256> base_fee_per_gas;
+  U256 difficulty;
+  Hash32 state_root;
+  Hash32 transactions_root;
+  Hash32 receipts_root;
+  Bloom logs_bloom;
+  Bytes extra_data;
+  std::uint64_t size = 0;
+  std::optional<std::uint64_t> blob_gas_used;
+  std::optional<std::uint64_t> excess_blob_gas;
+  std::optional<Hash32> parent_beacon_block_root;
+  std::optional<Hash32> withdrawals_root;
+  std::uint32_t transaction_count = 0;
+
+  /// Full transactions when fetched with full bodies; empty when only the header is known.
+  std::vector<Transaction> transactions;
+  /// The transaction hashes the header listed (always filled when the body was decoded).
+  std::vector<Hash32> transaction_hashes;
+  /// Every log of the block, in log_index order.
+  std::vector<Log> logs;
+
+  BlockRef ref() const { return BlockRef{number, hash, parent_hash}; }
+  bool operator==(const Block&) const = default;
+};
+
+}  // namespace chainidx::schema

@@ -1,0 +1,382 @@
+#include "reorg/block_buffer.hpp"
+
+#include <gtest/gtest.h>
+
+#include <map>
+#include <random>
+
+namespace chainidx::reorg {
+namespace {
+
+using schema::Block;
+using schema::BlockRef;
+using schema::Hash32;
+using Kind = AddResult::Kind;
+
+// Blocks whose hash encodes (number, branch) so that tests can name them.
+Hash32 hash_of(std::uint64_t number, std::uint32_t branch) {
+  Hash32 h;
+  for (int i = 0; i < 8; ++i) h.bytes[i] = static_cast<std::uint8_t>(number >> (56 - 8 * i));
+  for (int i = 0; i < 4; ++i) h.bytes[8 + i] = static_cast<std::uint8_t>(branch >> (24 - 8 * i));
+  h.bytes[31] = 0xAA;
+  return h;
+}
+
+Block make_block(std::uint64_t number, std::uint32_t branch, std::uint32_t parent_branch) {
+  Block b;
+  b.number = number;
+  b.hash = hash_of(number, branch);
+  b.parent_hash = number == 0 ? Hash32{} : hash_of(number - 1, parent_branch);
+  return b;
+}
+
+FetchRequest by_number(std::uint64_t n) { return {FetchRequest::Kind::kByNumber, n, {}}; }
+FetchRequest by_hash(std::uint64_t n, std::uint32_t branch) { return {FetchRequest::Kind::kByHash, n, hash_of(n, branch)}; }
+
+std::vector<std::uint64_t> numbers(const std::vector<Block>& blocks) {
+  std::vector<std::uint64_t> out;
+  for (auto& b : blocks) out.push_back(b.number);
+  return out;
+}
+
+TEST(BlockBuffer, FirstRunFetchesFromStartBlockByNumberUpToTheHead) {
+  BlockBuffer buf({.confirmations = 2, .start_block = 5}, std::nullopt);
+  EXPECT_EQ(buf.next_fetch(), std::nullopt);
+  ASSERT_TRUE(buf.on_head(make_block(8, 0, 0).ref()).accepted);
+  EXPECT_EQ(buf.next_fetch(), by_number(5));
+  EXPECT_EQ(buf.add_block(make_block(5, 0, 0)).kind, Kind::kLinked);
+  EXPECT_EQ(buf.next_fetch(), by_number(6));
+  EXPECT_EQ(buf.add_block(make_block(6, 0, 0)).kind, Kind::kLinked);
+  EXPECT_EQ(buf.next_fetch(), by_number(7));
+  EXPECT_EQ(buf.add_block(make_block(7, 0, 0)).kind, Kind::kLinked);
+  EXPECT_EQ(numbers(buf.take_confirmed()), (std::vector<std::uint64_t>{5}));
+  // The head itself is fetched by hash, so the buffer ends exactly on the announced block.
+  EXPECT_EQ(buf.next_fetch(), by_hash(8, 0));
+  EXPECT_EQ(buf.add_block(make_block(8, 0, 0)).kind, Kind::kLinked);
+  EXPECT_EQ(buf.next_fetch(), std::nullopt);
+  EXPECT_EQ(numbers(buf.take_confirmed()), (std::vector<std::uint64_t>{6}));
+  EXPECT_EQ(buf.last_confirmed()->hash, hash_of(6, 0));
+  EXPECT_EQ(buf.unconfirmed_size(), 2u);
+}
+
+TEST(BlockBuffer, ConfirmsWhenHeadReachesNumberPlusConfirmations) {
+  BlockBuffer buf({.confirmations = 3, .start_block = 0}, BlockRef{9, hash_of(9, 0), hash_of(8, 0)});
+  for (std::uint64_t n = 10; n <= 12; ++n) {
+    buf.on_head(make_block(n, 0, 0).ref());
+    buf.add_block(make_block(n, 0, 0));
+    EXPECT_TRUE(buf.take_confirmed().empty()) << "block 10 is not confirmed at head " << n;
+  }
+  buf.on_head(make_block(13, 0, 0).ref());
+  buf.add_block(make_block(13, 0, 0));
+  EXPECT_EQ(numbers(buf.take_confirmed()), (std::vector<std::uint64_t>{10}));
+}
+
+TEST(BlockBuffer, DuplicateHeadIsIgnored) {
+  BlockBuffer buf({.confirmations = 3}, BlockRef{9, hash_of(9, 0), hash_of(8, 0)});
+  buf.on_head(make_block(10, 0, 0).ref());
+  ASSERT_EQ(buf.add_block(make_block(10, 0, 0)).kind, Kind::kLinked);
+  EXPECT_FALSE(buf.on_head(make_block(10, 0, 0).ref()).accepted);
+  EXPECT_EQ(buf.next_fetch(), std::nullopt);
+  EXPECT_EQ(buf.add_block(make_block(10, 0, 0)).kind, Kind::kDuplicate);
+  EXPECT_EQ(buf.unconfirmed_size(), 1u);
+}
+
+TEST(BlockBuffer, StaleHeadAtOrBelowCursorIsIgnored) {
+  BlockBuffer buf({.confirmations = 3}, BlockRef{9, hash_of(9, 0), hash_of(8, 0)});
+  EXPECT_FALSE(buf.on_head(make_block(9, 7, 7).ref()).accepted);
+  EXPECT_FALSE(buf.on_head(make_block(4, 0, 0).ref()).accepted);
+  EXPECT_EQ(buf.next_fetch(), std::nullopt);
+}
+
+TEST(BlockBuffer, ReorgOfDepthTwoRevertsTwoBlocks) {
+  BlockBuffer buf({.confirmations = 5}, BlockRef{9, hash_of(9, 0), hash_of(8, 0)});
+  for (std::uint64_t n = 10; n <= 13; ++n) {
+    buf.on_head(make_block(n, 0, 0).ref());
+    buf.add_block(make_block(n, 0, 0));
+  }
+  // anvil_reorg of depth 2 replaces 12 and 13 with a new branch of the same length.
+  ASSERT_TRUE(buf.on_head(make_block(13, 1, 1).ref()).accepted);
+  EXPECT_EQ(buf.next_fetch(), by_hash(13, 1));
+  EXPECT_EQ(buf.add_block(make_block(13, 1, 1)).kind, Kind::kNeedsAncestor);
+  EXPECT_EQ(buf.next_fetch(), by_hash(12, 1));
+  AddResult r = buf.add_block(make_block(12, 1, 0));
+  EXPECT_EQ(r.kind, Kind::kReorged);
+  EXPECT_EQ(r.reverted, 2u);
+  EXPECT_EQ(buf.tip()->hash, hash_of(13, 1));
+  EXPECT_EQ(buf.unconfirmed_size(), 4u);
+  EXPECT_EQ(buf.next_fetch(), std::nullopt);
+}
+
+TEST(BlockBuffer, NewHeadBelowTipWithOtherHashBecomesTheTip) {
+  BlockBuffer buf({.confirmations = 5}, BlockRef{9, hash_of(9, 0), hash_of(8, 0)});
+  for (std::uint64_t n = 10; n <= 13; ++n) {
+    buf.on_head(make_block(n, 0, 0).ref());
+    buf.add_block(make_block(n, 0, 0));
+  }
+  // The node's latest head is canonical even when it is shorter than what we hold.
+  ASSERT_TRUE(buf.on_head(make_block(11, 1, 0).ref()).accepted);
+  EXPECT_EQ(buf.next_fetch(), by_hash(11, 1));
+  AddResult r = buf.add_block(make_block(11, 1, 0));
+  EXPECT_EQ(r.kind, Kind::kReorged);
+  EXPECT_EQ(r.reverted, 3u);
+  EXPECT_EQ(buf.tip()->hash, hash_of(11, 1));
+}
+
+TEST(BlockBuffer, HeadThatIsAnOlderBlockOfTheChainRollsBackToIt) {
+  BlockBuffer buf({.confirmations = 5}, BlockRef{9, hash_of(9, 0), hash_of(8, 0)});
+  for (std::uint64_t n = 10; n <= 13; ++n) {
+    buf.on_head(make_block(n, 0, 0).ref());
+    buf.add_block(make_block(n, 0, 0));
+  }
+  auto r = buf.on_head(make_block(11, 0, 0).ref());
+  EXPECT_TRUE(r.accepted);
+  EXPECT_EQ(r.reverted, 2u);
+  EXPECT_EQ(buf.tip()->hash, hash_of(11, 0));
+  EXPECT_EQ(buf.next_fetch(), std::nullopt);
+}
+
+TEST(BlockBuffer, SwitchToCompetingBranchAndBack) {
+  BlockBuffer buf({.confirmations = 10}, BlockRef{9, hash_of(9, 0), hash_of(8, 0)});
+  for (std::uint64_t n = 10; n <= 12; ++n) {
+    buf.on_head(make_block(n, 0, 0).ref());
+    buf.add_block(make_block(n, 0, 0));
+  }
+  buf.on_head(make_block(12, 1, 0).ref());
+  EXPECT_EQ(buf.add_block(make_block(12, 1, 0)).reverted, 1u);
+  buf.on_head(make_block(13, 0, 0).ref());  // branch 0 wins after all
+  EXPECT_EQ(buf.next_fetch(), by_hash(13, 0));
+  EXPECT_EQ(buf.add_block(make_block(13, 0, 0)).kind, Kind::kNeedsAncestor);
+  EXPECT_EQ(buf.next_fetch(), by_hash(12, 0));
+  AddResult r = buf.add_block(make_block(12, 0, 0));
+  EXPECT_EQ(r.kind, Kind::kReorged);
+  EXPECT_EQ(r.reverted, 1u);
+  EXPECT_EQ(buf.tip()->hash, hash_of(13, 0));
+}
+
+TEST(BlockBuffer, GapAfterTipIsFetchedByNumberThenHeadByHash) {
+  BlockBuffer buf({.confirmations = 10}, BlockRef{9, hash_of(9, 0), hash_of(8, 0)});
+  buf.on_head(make_block(12, 0, 0).ref());
+  EXPECT_EQ(buf.next_fetch(), by_number(10));
+  buf.add_block(make_block(10, 0, 0));
+  EXPECT_EQ(buf.next_fetch(), by_number(11));
+  buf.add_block(make_block(11, 0, 0));
+  EXPECT_EQ(buf.next_fetch(), by_hash(12, 0));
+}
+
+TEST(BlockBuffer, GapFillThatMeetsAReorgWalksBackByHash) {
+  BlockBuffer buf({.confirmations = 10}, BlockRef{9, hash_of(9, 0), hash_of(8, 0)});
+  buf.on_head(make_block(10, 0, 0).ref());
+  buf.add_block(make_block(10, 0, 0));
+  buf.on_head(make_block(13, 1, 1).ref());
+  EXPECT_EQ(buf.next_fetch(), by_number(11));
+  // Meanwhile the node reorganised 10: block 11 by number is on branch 1.
+  EXPECT_EQ(buf.add_block(make_block(11, 1, 1)).kind, Kind::kNeedsAncestor);
+  EXPECT_EQ(buf.next_fetch(), by_hash(10, 1));
+  AddResult r = buf.add_block(make_block(10, 1, 0));
+  EXPECT_EQ(r.kind, Kind::kReorged);
+  EXPECT_EQ(r.reverted, 1u);
+  EXPECT_EQ(buf.next_fetch(), by_number(12));
+}
+
+TEST(BlockBuffer, NeverEmitsABlockThatAKnownReorgOrphaned) {
+  BlockBuffer buf({.confirmations = 2}, BlockRef{9, hash_of(9, 0), hash_of(8, 0)});
+  buf.on_head(make_block(10, 0, 0).ref());
+  buf.add_block(make_block(10, 0, 0));
+  buf.on_head(make_block(11, 0, 0).ref());
+  buf.add_block(make_block(11, 0, 0));
+  buf.on_head(make_block(11, 1, 1).ref());
+  buf.add_block(make_block(11, 1, 1));
+  buf.add_block(make_block(10, 1, 0));  // 10 and 11 of branch 0 are orphaned
+  buf.on_head(make_block(12, 1, 1).ref());
+  buf.add_block(make_block(12, 1, 1));
+  auto out = buf.take_confirmed();
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].hash, hash_of(10, 1));
+}
+
+TEST(BlockBuffer, ReorgReplacingAConfirmedBlockIsADeepReorgAndHalts) {
+  BlockBuffer buf({.confirmations = 2}, BlockRef{9, hash_of(9, 0), hash_of(8, 0)});
+  for (std::uint64_t n = 10; n <= 12; ++n) {
+    buf.on_head(make_block(n, 0, 0).ref());
+    buf.add_block(make_block(n, 0, 0));
+  }
+  ASSERT_EQ(numbers(buf.take_confirmed()), (std::vector<std::uint64_t>{10}));
+  // A branch that forks below 10 (the confirmed block).
+  buf.on_head(make_block(12, 1, 1).ref());
+  EXPECT_EQ(buf.add_block(make_block(12, 1, 1)).kind, Kind::kNeedsAncestor);
+  EXPECT_EQ(buf.add_block(make_block(11, 1, 1)).kind, Kind::kVerifyingCursor);
+  // Before halting, the buffer asks the node whether the cursor is still canonical.
+  EXPECT_EQ(buf.next_fetch(), by_number(10));
+  EXPECT_FALSE(buf.halted());
+  EXPECT_EQ(buf.add_block(make_block(10, 1, 1)).kind, Kind::kDeepReorg);
+  ASSERT_TRUE(buf.halted());
+  EXPECT_EQ(buf.deep_reorg()->last_confirmed.number, 10u);
+  EXPECT_EQ(buf.deep_reorg()->branch_block.hash, hash_of(11, 1));
+  EXPECT_EQ(buf.next_fetch(), std::nullopt);
+  EXPECT_EQ(buf.add_block(make_block(13, 0, 0)).kind, Kind::kHalted);
+  EXPECT_TRUE(buf.take_confirmed().empty());
+}
+
+TEST(BlockBuffer, CursorNoLongerCanonicalOnRestartIsADeepReorg) {
+  BlockBuffer buf({.confirmations = 2}, BlockRef{9, hash_of(9, 0), hash_of(8, 0)});
+  buf.on_head(make_block(12, 1, 1).ref());
+  EXPECT_EQ(buf.next_fetch(), by_number(10));
+  EXPECT_EQ(buf.add_block(make_block(10, 1, 1)).kind, Kind::kVerifyingCursor);
+  EXPECT_EQ(buf.next_fetch(), by_number(9));
+  EXPECT_EQ(buf.add_block(make_block(9, 1, 1)).kind, Kind::kDeepReorg);
+  EXPECT_TRUE(buf.halted());
+}
+
+TEST(BlockBuffer, StaleBranchForkingBelowCursorIsDroppedWhenCursorIsStillCanonical) {
+  BlockBuffer buf({.confirmations = 2}, BlockRef{9, hash_of(9, 0), hash_of(8, 0)});
+  for (std::uint64_t n = 10; n <= 12; ++n) {
+    buf.on_head(make_block(n, 0, 0).ref());
+    buf.add_block(make_block(n, 0, 0));
+  }
+  ASSERT_EQ(numbers(buf.take_confirmed()), (std::vector<std::uint64_t>{10}));
+  // A lagging provider announces an old head of a branch the chain abandoned long ago.
+  buf.on_head(make_block(11, 5, 5).ref());
+  EXPECT_EQ(buf.add_block(make_block(11, 5, 5)).kind, Kind::kVerifyingCursor);
+  EXPECT_EQ(buf.next_fetch(), by_number(10));
+  EXPECT_EQ(buf.add_block(make_block(10, 0, 0)).kind, Kind::kStaleBranch);
+  EXPECT_FALSE(buf.halted());
+  EXPECT_EQ(buf.next_fetch(), std::nullopt);
+  EXPECT_EQ(buf.tip()->hash, hash_of(12, 0));
+}
+
+TEST(BlockBuffer, ParentWithWrongNumberIsRejected) {
+  BlockBuffer buf({.confirmations = 5}, BlockRef{9, hash_of(9, 0), hash_of(8, 0)});
+  buf.on_head(make_block(10, 0, 0).ref());
+  buf.add_block(make_block(10, 0, 0));
+  Block liar = make_block(11, 0, 0);
+  liar.number = 15;  // claims a parent it cannot follow
+  EXPECT_EQ(buf.add_block(liar).kind, Kind::kUnexpected);
+  EXPECT_EQ(buf.unconfirmed_size(), 1u);
+}
+
+TEST(BlockBuffer, MissingHeadIsDroppedUntilTheNextHead) {
+  BlockBuffer buf({.confirmations = 5}, BlockRef{9, hash_of(9, 0), hash_of(8, 0)});
+  buf.on_head(make_block(10, 3, 0).ref());
+  auto req = buf.next_fetch();
+  ASSERT_TRUE(req);
+  buf.on_fetch_missing(*req);
+  EXPECT_EQ(buf.next_fetch(), std::nullopt);
+  buf.on_head(make_block(10, 0, 0).ref());
+  EXPECT_EQ(buf.next_fetch(), by_hash(10, 0));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Randomised: a simulated node grows a chain and reorganises it at random depths below the
+// confirmation depth; heads reach the buffer late, twice, out of order or not at all; fetches
+// are answered from the node's state at the time of the fetch. The reference model is the node's
+// final canonical chain: the buffer's confirmed output must be a gap-free prefix of it, linked
+// by parent hash, each block once, and must reach final_tip - confirmations.
+
+struct SimNode {
+  std::map<Hash32, Block> all;      // every block ever mined, by hash
+  std::vector<Block> canonical;     // canonical[i].number == i
+  std::uint32_t next_branch = 1;
+
+  void mine(std::uint32_t branch) {
+    Block b;
+    b.number = canonical.size();
+    b.parent_hash = canonical.empty() ? Hash32{} : canonical.back().hash;
+    b.hash = hash_of(b.number, branch);
+    all[b.hash] = b;
+    canonical.push_back(b);
+  }
+};
+
+TEST(BlockBuffer, RandomisedForksAndDeliveryOrdersMatchReferenceModel) {
+  constexpr int kRuns = 2000;
+  for (int run = 0; run < kRuns; ++run) {
+    const std::uint32_t seed = 0xC0FFEE + run;
+    std::mt19937 rng(seed);
+    auto chance = [&](int percent) { return static_cast<int>(rng() % 100) < percent; };
+    const std::uint64_t conf = 1 + rng() % 6;
+
+    SimNode node;
+    std::uint32_t branch = 0;
+    node.mine(branch);
+    BlockBuffer buf({.confirmations = conf, .start_block = 0}, std::nullopt);
+    std::vector<BlockRef> in_flight;  // heads announced but not yet delivered
+    std::vector<Block> emitted;
+    std::uint64_t high_water = 0;
+
+    auto pump = [&] {
+      for (int guard = 0; guard < 10000; ++guard) {
+        auto req = buf.next_fetch();
+        if (!req) return;
+        std::optional<Block> answer;
+        if (req->kind == FetchRequest::Kind::kByNumber) {
+          if (req->number < node.canonical.size()) answer = node.canonical[req->number];
+        } else if (auto it = node.all.find(req->hash); it != node.all.end() && !chance(10)) {
+          answer = it->second;  // nodes sometimes forget orphaned blocks: 10% "not found"
+        }
+        if (!answer) {
+          buf.on_fetch_missing(*req);
+          continue;
+        }
+        buf.add_block(*answer);
+        for (auto& b : buf.take_confirmed()) emitted.push_back(std::move(b));
+      }
+      FAIL() << "buffer did not settle; seed " << seed;
+    };
+
+    const int steps = 20 + rng() % 60;
+    for (int step = 0; step < steps; ++step) {
+      // Reorgs stay strictly shallower than the confirmation depth below the highest head the
+      // node ever had, as the generator promises (several shallow reorgs in a row can otherwise
+      // add up to a deep one, which the buffer rightly reports).
+      const std::uint64_t min_keep = high_water + 1 > conf ? high_water + 1 - conf : 1;
+      if (chance(25) && node.canonical.size() > min_keep) {
+        std::uint64_t max_depth = node.canonical.size() - min_keep;
+        std::uint64_t depth = 1 + rng() % max_depth;
+        node.canonical.resize(node.canonical.size() - depth);
+        branch = node.next_branch++;
+        std::uint64_t rebuild = rng() % (depth + 3);
+        for (std::uint64_t i = 0; i < rebuild; ++i) node.mine(branch);
+      } else {
+        node.mine(branch);
+      }
+      high_water = std::max(high_water, node.canonical.back().number);
+      if (!chance(20)) in_flight.push_back(node.canonical.back().ref());  // 20% of heads missed
+      // Deliver some of the in-flight heads, in random order, sometimes twice.
+      while (!in_flight.empty() && chance(60)) {
+        std::size_t i = rng() % in_flight.size();
+        buf.on_head(in_flight[i]);
+        if (!chance(15)) in_flight.erase(in_flight.begin() + static_cast<long>(i));
+        pump();
+      }
+    }
+    // Finally the node's current head arrives and everything settles.
+    in_flight.clear();
+    for (int i = 0; i < 3 && buf.tip() != node.canonical.back().ref(); ++i) {
+      buf.on_head(node.canonical.back().ref());
+      pump();
+    }
+
+    ASSERT_FALSE(buf.halted()) << "no deep reorg was generated; seed " << seed;
+    const std::uint64_t final_tip = node.canonical.back().number;
+    if (final_tip > buf.last_confirmed()->number) {
+      // A final head at or below the cursor reads as a lagging node and is rightly ignored.
+      ASSERT_EQ(buf.tip()->hash, node.canonical.back().hash) << "seed " << seed;
+    }
+    // Everything the final head buries is out; nothing past what the highest head ever buried.
+    const std::uint64_t at_least = final_tip >= conf ? final_tip - conf + 1 : 0;
+    const std::uint64_t at_most = high_water >= conf ? high_water - conf + 1 : 0;
+    ASSERT_GE(emitted.size(), at_least) << "seed " << seed << " conf " << conf;
+    ASSERT_LE(emitted.size(), at_most) << "seed " << seed << " conf " << conf;
+    for (std::size_t i = 0; i < emitted.size(); ++i) {
+      ASSERT_EQ(emitted[i].number, i) << "gap or duplicate; seed " << seed;
+      ASSERT_EQ(emitted[i].hash, node.canonical[i].hash) << "orphan emitted at " << i << "; seed " << seed;
+      if (i > 0) {
+        ASSERT_EQ(emitted[i].parent_hash, emitted[i - 1].hash) << "seed " << seed;
+      }
+    }
+    ASSERT_LE(buf.unconfirmed_size(), conf) << "memory bound; seed " << seed;
+  }
+}
+
+}  // namespace
+}  // namespace chainidx::reorg

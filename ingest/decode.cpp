@@ -1,0 +1,341 @@
+#include "ingest/decode.hpp"
+
+#include <simdjson.h>
+
+#include <array>
+#include <span>
+
+namespace chainidx::ingest {
+namespace {
+
+namespace od = simdjson::ondemand;
+using schema::Address;
+using schema::Bloom;
+using schema::Bytes;
+using schema::Error;
+using schema::Hash32;
+using schema::U256;
+
+// Thrown inside this file only, caught at each public entry point and turned into an Error.
+struct DecodeFailure {
+  std::string message;
+};
+
+[[noreturn]] void fail(std::string_view object, std::string_view field, std::string_view what) {
+  std::string m;
+  m.append(object).append(".").append(field).append(": ").append(what);
+  throw DecodeFailure{std::move(m)};
+}
+
+/// Reads one JSON object's fields in any order and remembers which required ones it saw.
+class Fields {
+ public:
+  Fields(std::string_view object, std::span<const std::string_view> required)
+      : object_(object), required_(required) {}
+
+  std::string_view object() const { return object_; }
+
+  void saw(std::string_view key) {
+    std::size_t i = 0;
+    for (auto r : required_) {
+      if (r == key) seen_ |= 1ull << i;
+      ++i;
+    }
+  }
+  void check_complete() const {
+    std::size_t i = 0;
+    for (auto r : required_) {
+      if (!(seen_ & (1ull << i))) fail(object_, r, "missing");
+      ++i;
+    }
+  }
+
+  std::string_view str(od::value v, std::string_view key) const {
+    std::string_view s;
+    if (v.get_string().get(s)) fail(object_, key, "expected a string");
+    return s;
+  }
+  bool is_null(od::value v) const {
+    bool n = false;
+    return !v.is_null().get(n) && n;
+  }
+  std::uint64_t u64(od::value v, std::string_view key) const {
+    std::uint64_t out;
+    if (!schema::parse_quantity(str(v, key), out)) fail(object_, key, "expected a hex quantity below 2^64");
+    return out;
+  }
+  std::uint32_t u32(od::value v, std::string_view key) const {
+    std::uint64_t out = u64(v, key);
+    if (out > 0xffffffffu) fail(object_, key, "out of range");
+    return static_cast<std::uint32_t>(out);
+  }
+  std::uint8_t u8(od::value v, std::string_view key) const {
+    std::uint64_t out = u64(v, key);
+    if (out > 0xffu) fail(object_, key, "out of range");
+    return static_cast<std::uint8_t>(out);
+  }
+  U256 u256(od::value v, std::string_view key) const {
+    U256 out;
+    if (!schema::parse_quantity(str(v, key), out)) fail(object_, key, "expected a hex quantity below 2^256");
+    return out;
+  }
+  template <std::size_t N>
+  schema::FixedBytes<N> fixed(od::value v, std::string_view key) const {
+    schema::FixedBytes<N> out;
+    if (!schema::parse_fixed(str(v, key), out)) fail(object_, key, "expected " + std::to_string(N) + " bytes of hex");
+    return out;
+  }
+  Hash32 hash(od::value v, std::string_view key) const { return fixed<32>(v, key); }
+  Address address(od::value v, std::string_view key) const { return fixed<20>(v, key); }
+  std::optional<Address> opt_address(od::value v, std::string_view key) const {
+    if (is_null(v)) return std::nullopt;
+    return address(v, key);
+  }
+  Bytes data(od::value v, std::string_view key) const {
+    Bytes out;
+    if (!schema::parse_data(str(v, key), out)) fail(object_, key, "expected even-length hex");
+    return out;
+  }
+
+ private:
+  std::string_view object_;
+  std::span<const std::string_view> required_;  // static arrays below
+  std::uint64_t seen_ = 0;
+};
+
+od::object as_object(od::value v, std::string_view what) {
+  od::object o;
+  if (v.get_object().get(o)) throw DecodeFailure{std::string(what) + ": expected an object"};
+  return o;
+}
+
+od::array as_array(od::value v, std::string_view what) {
+  od::array a;
+  if (v.get_array().get(a)) throw DecodeFailure{std::string(what) + ": expected an array"};
+  return a;
+}
+
+std::string_view key_of(simdjson::simdjson_result<od::field>& field) {
+  std::string_view key;
+  if (field.unescaped_key().get(key)) throw DecodeFailure{"malformed object key"};
+  return key;
+}
+
+schema::Log decode_log_object(od::object obj) {
+  static constexpr std::array<std::string_view, 8> kLogRequired = {"address", "topics", "data", "blockHash", "blockNumber", "transactionHash", "transactionIndex",
+                   "logIndex"};
+  Fields f("log", kLogRequired);
+  schema::Log log;
+  for (auto field : obj) {
+    std::string_view key = key_of(field);
+    od::value v = field.value();
+    f.saw(key);
+    if (key == "address") log.address = f.address(v, key);
+    else if (key == "topics") {
+      for (auto t : as_array(v, "log.topics")) {
+        if (log.topics.size() == 4) fail(f.object(), key, "more than 4 topics");
+        log.topics.push_back(f.hash(t.value(), key));
+      }
+    } else if (key == "data") log.data = f.data(v, key);
+    else if (key == "blockHash") log.block_hash = f.hash(v, key);
+    else if (key == "blockNumber") log.block_number = f.u64(v, key);
+    else if (key == "transactionHash") log.transaction_hash = f.hash(v, key);
+    else if (key == "transactionIndex") log.transaction_index = f.u32(v, key);
+    else if (key == "logIndex") log.log_index = f.u32(v, key);
+    else if (key == "removed") {
+      bool removed = false;
+      if (v.get_bool().get(removed)) fail(f.object(), key, "expected a boolean");
+      if (removed) fail(f.object(), key, "a removed log in a confirmed-block query");
+    }
+  }
+  f.check_complete();
+  return log;
+}
+
+schema::Transaction decode_transaction_object(od::object obj) {
+  static constexpr std::array<std::string_view, 9> kTransactionRequired = {"hash", "blockHash", "blockNumber", "transactionIndex", "from", "value", "gas", "input",
+                           "nonce"};
+  Fields f("transaction", kTransactionRequired);
+  schema::Transaction tx;
+  for (auto field : obj) {
+    std::string_view key = key_of(field);
+    od::value v = field.value();
+    f.saw(key);
+    if (key == "hash") tx.hash = f.hash(v, key);
+    else if (key == "blockHash") tx.block_hash = f.hash(v, key);
+    else if (key == "blockNumber") tx.block_number = f.u64(v, key);
+    else if (key == "transactionIndex") tx.transaction_index = f.u32(v, key);
+    else if (key == "from") tx.from_address = f.address(v, key);
+    else if (key == "to") tx.to_address = f.opt_address(v, key);
+    else if (key == "value") tx.value = f.u256(v, key);
+    else if (key == "gas") tx.gas = f.u64(v, key);
+    else if (key == "gasPrice") tx.gas_price = f.u256(v, key);
+    else if (key == "maxFeePerGas") tx.max_fee_per_gas = f.u256(v, key);
+    else if (key == "maxPriorityFeePerGas") tx.max_priority_fee_per_gas = f.u256(v, key);
+    else if (key == "input") tx.input = f.data(v, key);
+    else if (key == "nonce") tx.nonce = f.u64(v, key);
+    else if (key == "type") tx.type = f.u8(v, key);
+  }
+  f.check_complete();
+  return tx;
+}
+
+schema::Block decode_block_object(od::object obj) {
+  static constexpr std::array<std::string_view, 13> kBlockRequired = {"number", "hash", "parentHash", "timestamp", "miner", "gasLimit", "gasUsed", "stateRoot",
+                     "transactionsRoot", "receiptsRoot", "logsBloom", "extraData", "transactions"};
+  Fields f("block", kBlockRequired);
+  schema::Block b;
+  for (auto field : obj) {
+    std::string_view key = key_of(field);
+    od::value v = field.value();
+    f.saw(key);
+    if (key == "number") b.number = f.u64(v, key);
+    else if (key == "hash") b.hash = f.hash(v, key);
+    else if (key == "parentHash") b.parent_hash = f.hash(v, key);
+    else if (key == "timestamp") b.timestamp = f.u64(v, key);
+    else if (key == "miner") b.miner = f.address(v, key);
+    else if (key == "gasLimit") b.gas_limit = f.u64(v, key);
+    else if (key == "gasUsed") b.gas_used = f.u64(v, key);
+    else if (key == "baseFeePerGas") b.base_fee_per_gas = f.u256(v, key);
+    else if (key == "difficulty") b.difficulty = f.u256(v, key);
+    else if (key == "stateRoot") b.state_root = f.hash(v, key);
+    else if (key == "transactionsRoot") b.transactions_root = f.hash(v, key);
+    else if (key == "receiptsRoot") b.receipts_root = f.hash(v, key);
+    else if (key == "logsBloom") b.logs_bloom = f.fixed<256>(v, key);
+    else if (key == "extraData") b.extra_data = f.data(v, key);
+    else if (key == "size") b.size = f.u64(v, key);
+    else if (key == "blobGasUsed") b.blob_gas_used = f.u64(v, key);
+    else if (key == "excessBlobGas") b.excess_blob_gas = f.u64(v, key);
+    else if (key == "parentBeaconBlockRoot") b.parent_beacon_block_root = f.hash(v, key);
+    else if (key == "withdrawalsRoot") b.withdrawals_root = f.hash(v, key);
+    else if (key == "transactions") {
+      for (auto item : as_array(v, "block.transactions")) {
+        od::value tv = item.value();
+        od::json_type type;
+        if (tv.type().get(type)) fail(f.object(), key, "malformed element");
+        if (type == od::json_type::string) {
+          b.transaction_hashes.push_back(f.hash(tv, key));
+        } else {
+          b.transactions.push_back(decode_transaction_object(as_object(tv, "block.transactions[]")));
+          b.transaction_hashes.push_back(b.transactions.back().hash);
+        }
+      }
+    }
+  }
+  f.check_complete();
+  b.transaction_count = static_cast<std::uint32_t>(b.transaction_hashes.size());
+  for (std::size_t i = 0; i < b.transactions.size(); ++i) {
+    const auto& tx = b.transactions[i];
+    if (tx.block_hash != b.hash || tx.block_number != b.number)
+      throw DecodeFailure{"block.transactions[" + std::to_string(i) + "]: belongs to another block"};
+    if (tx.transaction_index != i)
+      throw DecodeFailure{"block.transactions[" + std::to_string(i) + "]: transactionIndex out of order"};
+  }
+  return b;
+}
+
+Receipt decode_receipt_object(od::object obj) {
+  static constexpr std::array<std::string_view, 9> kReceiptRequired = {"transactionHash", "transactionIndex", "blockHash", "blockNumber", "from", "gasUsed",
+                       "cumulativeGasUsed", "logs", "logsBloom"};
+  Fields f("receipt", kReceiptRequired);
+  Receipt r;
+  for (auto field : obj) {
+    std::string_view key = key_of(field);
+    od::value v = field.value();
+    f.saw(key);
+    if (key == "transactionHash") r.transaction_hash = f.hash(v, key);
+    else if (key == "transactionIndex") r.transaction_index = f.u32(v, key);
+    else if (key == "blockHash") r.block_hash = f.hash(v, key);
+    else if (key == "blockNumber") r.block_number = f.u64(v, key);
+    else if (key == "from") r.from_address = f.address(v, key);
+    else if (key == "to") r.to_address = f.opt_address(v, key);
+    else if (key == "status") r.status = f.u8(v, key);
+    else if (key == "gasUsed") r.gas_used = f.u64(v, key);
+    else if (key == "cumulativeGasUsed") r.cumulative_gas_used = f.u64(v, key);
+    else if (key == "effectiveGasPrice") r.effective_gas_price = f.u256(v, key);
+    else if (key == "contractAddress") r.contract_address = f.opt_address(v, key);
+    else if (key == "type") r.type = f.u8(v, key);
+    else if (key == "logsBloom") r.logs_bloom = f.fixed<256>(v, key);
+    else if (key == "logs") {
+      for (auto item : as_array(v, "receipt.logs")) r.logs.push_back(decode_log_object(as_object(item.value(), "receipt.logs[]")));
+    }
+  }
+  f.check_complete();
+  return r;
+}
+
+// Runs `body` on the parsed document, turning every failure into an Error that says what
+// was being decoded. simdjson needs SIMDJSON_PADDING readable bytes after the text, hence the copy.
+template <class T, class Body>
+schema::Result<T> with_document(std::string_view json, std::string_view what, Body&& body) {
+  thread_local od::parser parser;
+  simdjson::padded_string padded(json);
+  try {
+    od::document doc;
+    if (auto err = parser.iterate(padded).get(doc)) return Error{std::string(what) + ": " + simdjson::error_message(err)};
+    T out = body(doc);
+    return out;
+  } catch (const DecodeFailure& e) {
+    return Error{std::string(what) + ": " + e.message};
+  } catch (const simdjson::simdjson_error& e) {
+    return Error{std::string(what) + ": malformed JSON (" + e.what() + ")"};
+  }
+}
+
+bool document_is_null(od::document& doc) {
+  bool n = false;
+  return !doc.is_null().get(n) && n;
+}
+
+od::value document_value(od::document& doc) {
+  od::value v;
+  if (doc.get_value().get(v)) throw DecodeFailure{"malformed JSON"};
+  return v;
+}
+
+}  // namespace
+
+schema::Result<std::optional<schema::Block>> decode_block(std::string_view json) {
+  return with_document<std::optional<schema::Block>>(json, "block", [](od::document& doc) -> std::optional<schema::Block> {
+    if (document_is_null(doc)) return std::nullopt;
+    return decode_block_object(as_object(document_value(doc), "block"));
+  });
+}
+
+schema::Result<std::optional<std::vector<Receipt>>> decode_receipts(std::string_view json) {
+  return with_document<std::optional<std::vector<Receipt>>>(
+      json, "receipts", [](od::document& doc) -> std::optional<std::vector<Receipt>> {
+        if (document_is_null(doc)) return std::nullopt;
+        std::vector<Receipt> out;
+        for (auto item : as_array(document_value(doc), "receipts"))
+          out.push_back(decode_receipt_object(as_object(item.value(), "receipts[]")));
+        return out;
+      });
+}
+
+schema::Result<std::optional<Receipt>> decode_receipt(std::string_view json) {
+  return with_document<std::optional<Receipt>>(json, "receipt", [](od::document& doc) -> std::optional<Receipt> {
+    if (document_is_null(doc)) return std::nullopt;
+    return decode_receipt_object(as_object(document_value(doc), "receipt"));
+  });
+}
+
+schema::Result<std::vector<schema::Log>> decode_logs(std::string_view json) {
+  return with_document<std::vector<schema::Log>>(json, "logs", [](od::document& doc) {
+    std::vector<schema::Log> out;
+    for (auto item : as_array(document_value(doc), "logs")) out.push_back(decode_log_object(as_object(item.value(), "logs[]")));
+    return out;
+  });
+}
+
+schema::Result<std::uint64_t> decode_quantity(std::string_view json) {
+  return with_document<std::uint64_t>(json, "quantity", [](od::document& doc) {
+    std::string_view s;
+    if (doc.get_string().get(s)) throw DecodeFailure{"expected a string"};
+    std::uint64_t out;
+    if (!schema::parse_quantity(s, out)) throw DecodeFailure{"expected a hex quantity"};
+    return out;
+  });
+}
+
+}  // namespace chainidx::ingest

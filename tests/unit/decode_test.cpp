@@ -1,0 +1,253 @@
+// Decoding real mainnet JSON-RPC data (../shared/fixtures/mainnet-21925176), checked field by
+// field against the JSON as simdjson's DOM API reads it, and the bloom check against the header.
+
+#include "ingest/attach_receipts.hpp"
+#include "ingest/decode.hpp"
+#include "ingest/logs_bloom.hpp"
+
+#include <gtest/gtest.h>
+#include <simdjson.h>
+
+#include <fstream>
+#include <sstream>
+
+namespace chainidx::ingest {
+namespace {
+
+std::string fixture(const std::string& name) {
+  std::ifstream in(std::string(CHAINIDX_FIXTURES_DIR) + "/mainnet-21925176/" + name);
+  EXPECT_TRUE(in) << "fixture " << name << " not found under " << CHAINIDX_FIXTURES_DIR;
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+std::uint64_t hexnum(std::string_view s) { return std::stoull(std::string(s.substr(2)), nullptr, 16); }
+
+void expect_log_equals_json(const schema::Log& log, simdjson::dom::element j) {
+  EXPECT_EQ(schema::to_hex(log.address), lower(j["address"].get_string().value()));
+  simdjson::dom::array topics = j["topics"].get_array();
+  ASSERT_EQ(log.topics.size(), topics.size());
+  std::size_t t = 0;
+  for (auto topic : topics) EXPECT_EQ(schema::to_hex(log.topics[t++]), lower(topic.get_string().value()));
+  EXPECT_EQ(schema::to_hex(log.data), lower(j["data"].get_string().value()));
+  EXPECT_EQ(schema::to_hex(log.block_hash), lower(j["blockHash"].get_string().value()));
+  EXPECT_EQ(log.block_number, hexnum(j["blockNumber"].get_string().value()));
+  EXPECT_EQ(schema::to_hex(log.transaction_hash), lower(j["transactionHash"].get_string().value()));
+  EXPECT_EQ(log.transaction_index, hexnum(j["transactionIndex"].get_string().value()));
+  EXPECT_EQ(log.log_index, hexnum(j["logIndex"].get_string().value()));
+}
+
+struct MainnetBlock : ::testing::Test {
+  void SetUp() override {
+    auto b = decode_block(fixture("block.json"));
+    ASSERT_TRUE(b.ok()) << b.error().message;
+    ASSERT_TRUE(b->has_value());
+    block = **b;
+    auto r = decode_receipts(fixture("receipts.json"));
+    ASSERT_TRUE(r.ok()) << r.error().message;
+    ASSERT_TRUE(r->has_value());
+    receipts = **r;
+  }
+  schema::Block block;
+  std::vector<Receipt> receipts;
+};
+
+TEST_F(MainnetBlock, HeaderFieldsEqualTheJson) {
+  simdjson::dom::parser p;
+  std::string text = fixture("block.json");
+  simdjson::dom::element j = p.parse(text);
+  EXPECT_EQ(block.number, 21925176u);
+  EXPECT_EQ(schema::to_hex(block.hash), "0x92dabfa3f61ff1c349d12f5fd0dd4c99760a0a41b77dee8f0a80f83efdcb307a");
+  EXPECT_EQ(schema::to_hex(block.parent_hash), lower(j["parentHash"].get_string().value()));
+  EXPECT_EQ(schema::to_hex(block.miner), lower(j["miner"].get_string().value()));
+  EXPECT_EQ(block.timestamp, hexnum(j["timestamp"].get_string().value()));
+  EXPECT_EQ(block.gas_limit, hexnum(j["gasLimit"].get_string().value()));
+  EXPECT_EQ(block.gas_used, hexnum(j["gasUsed"].get_string().value()));
+  ASSERT_TRUE(block.base_fee_per_gas);
+  EXPECT_EQ(block.base_fee_per_gas->to_decimal(), std::to_string(hexnum(j["baseFeePerGas"].get_string().value())));
+  EXPECT_EQ(schema::to_hex(block.logs_bloom), lower(j["logsBloom"].get_string().value()));
+  EXPECT_EQ(schema::to_hex(block.extra_data), lower(j["extraData"].get_string().value()));
+  ASSERT_TRUE(block.blob_gas_used);
+  EXPECT_EQ(*block.blob_gas_used, hexnum(j["blobGasUsed"].get_string().value()));
+  ASSERT_TRUE(block.parent_beacon_block_root);
+  EXPECT_EQ(schema::to_hex(*block.parent_beacon_block_root), lower(j["parentBeaconBlockRoot"].get_string().value()));
+  EXPECT_EQ(block.transaction_count, 202u);
+  EXPECT_TRUE(block.transactions.empty()) << "block.json lists hashes only";
+}
+
+TEST_F(MainnetBlock, Has202ReceiptsAnd463LogsWhoseFieldsEqualTheJson) {
+  ASSERT_EQ(receipts.size(), 202u);
+  simdjson::dom::parser p;
+  std::string text = fixture("receipts.json");
+  simdjson::dom::array j = p.parse(text).get_array();
+  std::size_t i = 0, logs = 0, failed = 0, legacy = 0;
+  for (simdjson::dom::element jr : j) {
+    const Receipt& r = receipts[i++];
+    EXPECT_EQ(schema::to_hex(r.transaction_hash), lower(jr["transactionHash"].get_string().value()));
+    EXPECT_EQ(r.transaction_index, hexnum(jr["transactionIndex"].get_string().value()));
+    EXPECT_EQ(schema::to_hex(r.from_address), lower(jr["from"].get_string().value()));
+    if (jr["to"].is_null()) {
+      EXPECT_FALSE(r.to_address);
+    } else {
+      ASSERT_TRUE(r.to_address);
+      EXPECT_EQ(schema::to_hex(*r.to_address), lower(jr["to"].get_string().value()));
+    }
+    EXPECT_EQ(r.status, hexnum(jr["status"].get_string().value()));
+    EXPECT_EQ(r.gas_used, hexnum(jr["gasUsed"].get_string().value()));
+    EXPECT_EQ(r.cumulative_gas_used, hexnum(jr["cumulativeGasUsed"].get_string().value()));
+    ASSERT_TRUE(r.effective_gas_price);
+    EXPECT_EQ(r.effective_gas_price->to_decimal(), std::to_string(hexnum(jr["effectiveGasPrice"].get_string().value())));
+    EXPECT_EQ(r.type, hexnum(jr["type"].get_string().value()));
+    EXPECT_EQ(schema::to_hex(r.logs_bloom), lower(jr["logsBloom"].get_string().value()));
+    simdjson::dom::array jlogs = jr["logs"].get_array();
+    ASSERT_EQ(r.logs.size(), jlogs.size());
+    std::size_t k = 0;
+    for (auto jl : jlogs) expect_log_equals_json(r.logs[k++], jl);
+    logs += r.logs.size();
+    failed += r.status == 0;
+    legacy += r.type == 0;
+  }
+  EXPECT_EQ(logs, 463u);
+  EXPECT_EQ(failed, 3u);
+  EXPECT_EQ(legacy, 12u);
+}
+
+TEST_F(MainnetBlock, BloomOfDecodedLogsEqualsHeaderLogsBloom) {
+  std::vector<schema::Log> all;
+  for (auto& r : receipts) {
+    all.insert(all.end(), r.logs.begin(), r.logs.end());
+    // Each receipt's own bloom covers its own logs.
+    EXPECT_EQ(logs_bloom(r.logs), r.logs_bloom);
+  }
+  EXPECT_EQ(logs_bloom(all), block.logs_bloom);
+}
+
+TEST_F(MainnetBlock, AttachReceiptsFillsTransactionsAndLogs) {
+  ASSERT_TRUE(attach_receipts(block, receipts).ok());
+  ASSERT_EQ(block.transactions.size(), 202u);
+  ASSERT_EQ(block.logs.size(), 463u);
+  for (std::size_t i = 0; i < block.logs.size(); ++i) EXPECT_EQ(block.logs[i].log_index, i);
+  EXPECT_EQ(block.transactions[5].hash, receipts[5].transaction_hash);
+  EXPECT_EQ(block.transactions[5].gas_used, receipts[5].gas_used);
+  EXPECT_EQ(block.transactions[5].log_count, receipts[5].logs.size());
+}
+
+TEST_F(MainnetBlock, ReceiptsMissingALogAreRejectedByTheBloom) {
+  // A provider that silently drops a log: renumber the rest so that only the bloom can tell.
+  // The bloom sees a drop only when the log's address or a topic appears nowhere else in the
+  // block, so the victim is the first such log (the bloom cannot catch the others; the receipt
+  // count and log numbering checks are what it adds to).
+  std::size_t victim_receipt = receipts.size(), victim_log = 0;
+  for (std::size_t i = 0; i < receipts.size() && victim_receipt == receipts.size(); ++i) {
+    for (std::size_t k = 0; k < receipts[i].logs.size(); ++k) {
+      std::vector<schema::Log> rest;
+      for (std::size_t a = 0; a < receipts.size(); ++a)
+        for (std::size_t b = 0; b < receipts[a].logs.size(); ++b)
+          if (a != i || b != k) rest.push_back(receipts[a].logs[b]);
+      if (logs_bloom(rest) != block.logs_bloom) {
+        victim_receipt = i;
+        victim_log = k;
+        break;
+      }
+    }
+  }
+  ASSERT_LT(victim_receipt, receipts.size()) << "no log in the block has a unique address or topic";
+  receipts[victim_receipt].logs.erase(receipts[victim_receipt].logs.begin() + static_cast<long>(victim_log));
+  std::uint32_t n = 0;
+  for (auto& r : receipts)
+    for (auto& l : r.logs) l.log_index = n++;
+  schema::Block before = block;
+  auto status = attach_receipts(block, receipts);
+  ASSERT_FALSE(status.ok());
+  EXPECT_NE(status.error().message.find("logsBloom"), std::string::npos) << status.error().message;
+  EXPECT_EQ(block, before) << "a rejected block is left as it was";
+}
+
+TEST_F(MainnetBlock, ReceiptsOfAnotherBlockOrCountAreRejected) {
+  auto fewer = receipts;
+  fewer.pop_back();
+  EXPECT_FALSE(attach_receipts(block, fewer).ok());
+  auto other = receipts;
+  other[3].block_hash.bytes[0] ^= 1;
+  auto status = attach_receipts(block, other);
+  ASSERT_FALSE(status.ok());
+  EXPECT_NE(status.error().message.find("another block"), std::string::npos);
+  auto swapped = receipts;
+  std::swap(swapped[1], swapped[2]);
+  EXPECT_FALSE(attach_receipts(block, swapped).ok());
+}
+
+TEST(Decode, SingleReceiptAndGetLogsResultEqualTheirJson) {
+  auto r = decode_receipt(fixture("receipt.json"));
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  ASSERT_TRUE(r->has_value());
+  simdjson::dom::parser p;
+  std::string text = fixture("receipt.json");
+  simdjson::dom::element j = p.parse(text);
+  EXPECT_EQ(schema::to_hex((*r)->transaction_hash), lower(j["transactionHash"].get_string().value()));
+  EXPECT_EQ((*r)->logs.size(), j["logs"].get_array().size());
+
+  auto logs = decode_logs(fixture("logs.json"));
+  ASSERT_TRUE(logs.ok()) << logs.error().message;
+  ASSERT_EQ(logs->size(), 1u);
+  simdjson::dom::parser p2;
+  std::string ltext = fixture("logs.json");
+  expect_log_equals_json((*logs)[0], p2.parse(ltext).get_array().at(0));
+  EXPECT_EQ((*logs)[0].log_index, 0xfbu);
+}
+
+TEST(Decode, NullResultIsAnUnknownBlock) {
+  auto b = decode_block("null");
+  ASSERT_TRUE(b.ok());
+  EXPECT_FALSE(b->has_value());
+}
+
+TEST(Decode, MalformedFieldsAreRejectedWithTheFieldName) {
+  std::string good = fixture("block.json");
+  auto replace = [&](std::string_view from, std::string_view to) {
+    std::string s = good;
+    auto at = s.find(from);
+    EXPECT_NE(at, std::string::npos);
+    s.replace(at, from.size(), to);
+    return s;
+  };
+  struct Case { std::string json; std::string field; };
+  std::vector<Case> cases = {
+      {replace("\"number\": \"0x14e8d38\"", "\"number\": \"14e8d38\""), "block.number"},
+      {replace("\"number\": \"0x14e8d38\"", "\"number\": 21925176"), "block.number"},
+      {replace("0x4838b106fce9647bdf1e7877bf73ce8b0bad5f97", "0x4838b106fce9647bdf1e7877bf73ce8b0bad5f"), "block.miner"},
+      {replace("\"hash\": \"0x92da", "\"hash\": \"0xzzda"), "block.hash"},
+      {replace("\"parentHash\"", "\"parentHashX\""), "block.parentHash: missing"},
+      {replace("\"gasUsed\": \"0xf8e2f0\"", "\"gasUsed\": \"0x1ffffffffffffffff\""), "block.gasUsed"},
+      {good.substr(0, good.size() / 2), "block"},
+  };
+  for (auto& c : cases) {
+    auto b = decode_block(c.json);
+    ASSERT_FALSE(b.ok()) << "accepted: " << c.field;
+    EXPECT_NE(b.error().message.find(c.field), std::string::npos) << b.error().message;
+  }
+  EXPECT_FALSE(decode_block("[1,2]").ok());
+  EXPECT_FALSE(decode_receipts("{}").ok());
+  EXPECT_FALSE(decode_logs("[{\"address\": 5}]").ok());
+}
+
+TEST(U256, DecimalOfLargeValues) {
+  schema::U256 v;
+  ASSERT_TRUE(schema::parse_quantity("0xffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff", v));
+  EXPECT_EQ(v.to_decimal(), "115792089237316195423570985008687907853269984665640564039457584007913129639935");
+  ASSERT_TRUE(schema::parse_quantity("0xde0b6b3a7640000", v));
+  EXPECT_EQ(v.to_decimal(), "1000000000000000000");
+  ASSERT_TRUE(schema::parse_quantity("0x0", v));
+  EXPECT_EQ(v.to_decimal(), "0");
+  EXPECT_FALSE(schema::parse_quantity("0x1" + std::string(64, '0'), v));
+}
+
+}  // namespace
+}  // namespace chainidx::ingest

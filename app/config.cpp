@@ -1,0 +1,240 @@
+#include "app/config.hpp"
+
+#include <toml++/toml.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <regex>
+#include <set>
+#include <sstream>
+
+namespace chainidx::app {
+namespace {
+
+using schema::Error;
+
+struct ConfigError {
+  std::string message;
+};
+
+[[noreturn]] void fail(const std::string& key, const std::string& problem, const std::string& fix) {
+  throw ConfigError{key + ": " + problem + "; " + fix};
+}
+
+std::string join(const std::string& prefix, const std::string& key) { return prefix.empty() ? key : prefix + "." + key; }
+
+void check_known(const toml::table& t, const std::string& prefix, const std::set<std::string>& known) {
+  for (auto&& [k, v] : t) {
+    std::string key(k.str());
+    if (!known.contains(key)) {
+      std::string list;
+      for (auto& n : known) list += (list.empty() ? "" : ", ") + n;
+      fail(join(prefix, key), "unknown key", "remove it or use one of: " + list);
+    }
+  }
+}
+
+const toml::table& table_at(const toml::table& t, const std::string& prefix, const std::string& key, bool required) {
+  static const toml::table kEmpty;
+  const toml::node* n = t.get(key);
+  if (!n) {
+    if (required) fail(join(prefix, key), "missing section", "add a [" + join(prefix, key) + "] table");
+    return kEmpty;
+  }
+  if (!n->is_table()) fail(join(prefix, key), "expected a table", "write it as [" + join(prefix, key) + "]");
+  return *n->as_table();
+}
+
+class Reader {
+ public:
+  explicit Reader(const EnvLookup& env) : env_(env) {}
+
+  std::optional<std::string> string(const toml::table& t, const std::string& prefix, const std::string& key, bool required,
+                                    const std::string& example) {
+    const toml::node* n = t.get(key);
+    if (!n) {
+      if (required) fail(join(prefix, key), "missing", "add " + key + " = " + example);
+      return std::nullopt;
+    }
+    if (!n->is_string()) fail(join(prefix, key), "expected a string", "quote it, e.g. " + key + " = " + example);
+    return substitute(join(prefix, key), n->as_string()->get());
+  }
+
+  std::optional<std::int64_t> integer(const toml::table& t, const std::string& prefix, const std::string& key, bool required,
+                                      const std::string& example) {
+    const toml::node* n = t.get(key);
+    if (!n) {
+      if (required) fail(join(prefix, key), "missing", "add " + key + " = " + example);
+      return std::nullopt;
+    }
+    if (!n->is_integer()) fail(join(prefix, key), "expected an integer", "write it without quotes, e.g. " + key + " = " + example);
+    return n->as_integer()->get();
+  }
+
+  std::optional<double> number(const toml::table& t, const std::string& prefix, const std::string& key, const std::string& example) {
+    const toml::node* n = t.get(key);
+    if (!n) return std::nullopt;
+    if (n->is_integer()) return static_cast<double>(n->as_integer()->get());
+    if (!n->is_floating_point()) fail(join(prefix, key), "expected a number", "e.g. " + key + " = " + example);
+    return n->as_floating_point()->get();
+  }
+
+ private:
+  // "${VAR}" is replaced from the environment, so secrets stay out of config files.
+  std::string substitute(const std::string& key, const std::string& in) {
+    std::string out;
+    std::size_t pos = 0;
+    while (true) {
+      auto open = in.find("${", pos);
+      if (open == std::string::npos) break;
+      auto close = in.find('}', open);
+      if (close == std::string::npos) fail(key, "unterminated ${...}", "close it with }");
+      std::string var = in.substr(open + 2, close - open - 2);
+      if (!std::regex_match(var, std::regex("[A-Za-z_][A-Za-z0-9_]*")))
+        fail(key, "\"${" + var + "}\" is not an environment variable name", "use letters, digits and _");
+      auto value = env_(var);
+      if (!value) fail(key, "environment variable " + var + " is not set", "export " + var + " before starting chainidx");
+      out.append(in, pos, open - pos).append(*value);
+      pos = close + 1;
+    }
+    out.append(in, pos);
+    return out;
+  }
+  const EnvLookup& env_;
+};
+
+std::uint64_t in_range(const std::string& key, std::int64_t v, std::int64_t lo, std::int64_t hi, const std::string& fix) {
+  if (v < lo || v > hi)
+    fail(key, "must be between " + std::to_string(lo) + " and " + std::to_string(hi) + " (got " + std::to_string(v) + ")", fix);
+  return static_cast<std::uint64_t>(v);
+}
+
+// scheme://host[:port][/path][?query]; host non-empty, port numeric.
+void check_url(const std::string& key, const std::string& url, std::initializer_list<const char*> schemes, const std::string& example) {
+  static const std::regex kUrl(R"(^([a-z][a-z0-9+.-]*)://([^/?#@]*@)?(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(:([0-9]{1,5}))?([/?#].*)?$)");
+  std::smatch m;
+  std::string allowed;
+  for (auto s : schemes) allowed += (allowed.empty() ? "" : " or ") + std::string(s) + "://";
+  if (!std::regex_match(url, m, kUrl)) fail(key, "not a valid URL", "write it as " + example);
+  bool scheme_ok = false;
+  for (auto s : schemes) scheme_ok |= m[1] == s;
+  if (!scheme_ok) fail(key, "scheme must be " + allowed, "write it as " + example);
+  if (m[5].matched && std::stoi(m[5]) > 65535) fail(key, "port out of range", "use a port from 1 to 65535");
+}
+
+void check_host_port(const std::string& key, const std::string& value, const std::string& example) {
+  static const std::regex kHostPort(R"(^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})$)");
+  std::smatch m;
+  if (!std::regex_match(value, m, kHostPort) || std::stoi(m[2]) > 65535)
+    fail(key, "expected host:port (got \"" + value + "\")", "e.g. " + example);
+}
+
+Config build(const toml::table& root, const EnvLookup& env) {
+  Reader r(env);
+  Config c;
+  check_known(root, "", {"chain", "postgres", "kafka", "server", "pipeline"});
+
+  const toml::table& chain = table_at(root, "", "chain", true);
+  check_known(chain, "chain", {"name", "chain_id", "confirmations", "start_block", "deep_reorg_policy", "endpoints"});
+  c.chain.name = *r.string(chain, "chain", "name", true, "\"mainnet\"");
+  if (!std::regex_match(c.chain.name, std::regex("[a-z_][a-z0-9_]{0,62}")))
+    fail("chain.name", "\"" + c.chain.name + "\" is not usable as a Postgres schema and Kafka topic prefix",
+         "use lower-case letters, digits and _ (starting with a letter), at most 63 characters");
+  c.chain.chain_id = in_range("chain.chain_id", *r.integer(chain, "chain", "chain_id", true, "1"), 1,
+                              std::numeric_limits<std::int64_t>::max(), "set the chain's id as eth_chainId reports it");
+  if (auto v = r.integer(chain, "chain", "confirmations", false, "12"))
+    c.chain.confirmations = in_range("chain.confirmations", *v, 1, static_cast<std::int64_t>(kMaxConfirmations),
+                                     "set the depth at which a block counts as final, e.g. 12 (64 for Ethereum finality)");
+  if (auto v = r.integer(chain, "chain", "start_block", false, "0"))
+    c.chain.start_block = in_range("chain.start_block", *v, 0, std::numeric_limits<std::int64_t>::max(), "use a block number >= 0");
+  if (auto v = r.string(chain, "chain", "deep_reorg_policy", false, "\"halt\"")) {
+    if (*v != "halt") fail("chain.deep_reorg_policy", "unknown policy \"" + *v + "\"", "use \"halt\" (the only policy so far)");
+  }
+
+  const toml::node* eps = chain.get("endpoints");
+  if (!eps) fail("chain.endpoints", "missing", "add at least one [[chain.endpoints]] table with ws and http URLs");
+  if (!eps->is_array_of_tables()) fail("chain.endpoints", "expected an array of tables", "write each endpoint as [[chain.endpoints]]");
+  const toml::array& arr = *eps->as_array();
+  if (arr.empty()) fail("chain.endpoints", "empty", "add at least one [[chain.endpoints]] table");
+  for (std::size_t i = 0; i < arr.size(); ++i) {
+    std::string prefix = "chain.endpoints[" + std::to_string(i) + "]";
+    const toml::table& t = *arr[i].as_table();
+    check_known(t, prefix, {"ws", "http", "requests_per_second", "burst"});
+    EndpointConfig e;
+    e.ws = *r.string(t, prefix, "ws", true, "\"ws://127.0.0.1:8545\"");
+    check_url(prefix + ".ws", e.ws, {"ws", "wss"}, "ws://HOST:PORT/PATH or wss://HOST/PATH");
+    e.http = *r.string(t, prefix, "http", true, "\"http://127.0.0.1:8545\"");
+    check_url(prefix + ".http", e.http, {"http", "https"}, "http://HOST:PORT/PATH or https://HOST/PATH");
+    if (auto v = r.number(t, prefix, "requests_per_second", "50")) {
+      if (!(*v > 0 && *v <= 1e6)) fail(prefix + ".requests_per_second", "must be above 0 and at most 1000000", "set the provider's rate limit, e.g. 50");
+      e.requests_per_second = *v;
+    }
+    if (auto v = r.integer(t, prefix, "burst", false, "100"))
+      e.burst = static_cast<std::uint32_t>(in_range(prefix + ".burst", *v, 1, 1000000, "set how many requests may go at once, e.g. 100"));
+    c.chain.endpoints.push_back(std::move(e));
+  }
+
+  const toml::table& pg = table_at(root, "", "postgres", true);
+  check_known(pg, "postgres", {"url"});
+  c.postgres.url = *r.string(pg, "postgres", "url", true, "\"postgresql://127.0.0.1:5432/chainidx\"");
+  check_url("postgres.url", c.postgres.url, {"postgresql", "postgres"}, "postgresql://USER:${PGPASSWORD}@HOST:PORT/DATABASE");
+
+  const toml::table& kafka = table_at(root, "", "kafka", true);
+  check_known(kafka, "kafka", {"brokers", "partitions", "replication_factor"});
+  c.kafka.brokers = *r.string(kafka, "kafka", "brokers", true, "\"127.0.0.1:9092\"");
+  if (c.kafka.brokers != "embedded") {
+    std::stringstream ss(c.kafka.brokers);
+    std::string one;
+    while (std::getline(ss, one, ',')) check_host_port("kafka.brokers", one, "\"127.0.0.1:9092\" or \"embedded\"");
+  }
+  if (auto v = r.integer(kafka, "kafka", "partitions", false, "3"))
+    c.kafka.partitions = static_cast<std::uint32_t>(in_range("kafka.partitions", *v, 1, 10000, "e.g. 3"));
+  if (auto v = r.integer(kafka, "kafka", "replication_factor", false, "3"))
+    c.kafka.replication_factor = static_cast<std::uint32_t>(in_range("kafka.replication_factor", *v, 1, 100, "e.g. 3 on a real cluster, 1 on the dev broker"));
+
+  const toml::table& server = table_at(root, "", "server", false);
+  check_known(server, "server", {"listen"});
+  if (auto v = r.string(server, "server", "listen", false, "\"127.0.0.1:9464\"")) {
+    check_host_port("server.listen", *v, "\"127.0.0.1:9464\"");
+    c.server.listen = *v;
+  }
+
+  const toml::table& pipeline = table_at(root, "", "pipeline", false);
+  check_known(pipeline, "pipeline", {"batch_blocks"});
+  if (auto v = r.integer(pipeline, "pipeline", "batch_blocks", false, "100"))
+    c.pipeline.batch_blocks = static_cast<std::uint32_t>(in_range("pipeline.batch_blocks", *v, 1, 10000, "e.g. 100"));
+  return c;
+}
+
+}  // namespace
+
+EnvLookup process_env() {
+  return [](const std::string& name) -> std::optional<std::string> {
+    const char* v = std::getenv(name.c_str());
+    if (!v) return std::nullopt;
+    return std::string(v);
+  };
+}
+
+schema::Result<Config> parse_config(const std::string& text, const std::string& source, const EnvLookup& env) {
+  try {
+    toml::table root = toml::parse(text, source);
+    return build(root, env);
+  } catch (const toml::parse_error& e) {
+    std::ostringstream m;
+    m << source << ":" << e.source().begin.line << ":" << e.source().begin.column << ": TOML syntax error: " << e.description();
+    return Error{m.str()};
+  } catch (const ConfigError& e) {
+    return Error{source + ": " + e.message};
+  }
+}
+
+schema::Result<Config> load_config(const std::string& path, const EnvLookup& env) {
+  std::ifstream in(path);
+  if (!in) return Error{path + ": cannot read the config file; check the path given to --config"};
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return parse_config(ss.str(), path, env);
+}
+
+}  // namespace chainidx::app

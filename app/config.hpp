@@ -1,0 +1,61 @@
+#pragma once
+// chainidx's TOML configuration: the contract in DESIGN.md, parsed and validated in one place.
+// Every error names the key and says how to fix it.
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "schema/result.hpp"
+
+namespace chainidx::app {
+
+struct EndpointConfig {
+  std::string ws;    ///< ws:// or wss:// URL (may hold an API key: print only redacted)
+  std::string http;  ///< http:// or https:// URL (same)
+  double requests_per_second = 50;
+  std::uint32_t burst = 100;
+};
+
+enum class DeepReorgPolicy { kHalt };
+
+struct Config {
+  struct Chain {
+    std::string name;
+    std::uint64_t chain_id = 0;
+    std::uint64_t confirmations = 12;
+    std::uint64_t start_block = 0;
+    DeepReorgPolicy deep_reorg_policy = DeepReorgPolicy::kHalt;
+    std::vector<EndpointConfig> endpoints;
+  } chain;
+  struct Postgres {
+    std::string url;
+  } postgres;
+  struct Kafka {
+    std::string brokers;  ///< "host:port[,host:port...]" or "embedded"
+    std::uint32_t partitions = 3;
+    std::uint32_t replication_factor = 1;
+  } kafka;
+  struct Server {
+    std::string listen = "127.0.0.1:9464";
+  } server;
+  struct Pipeline {
+    std::uint32_t batch_blocks = 100;  ///< most confirmed blocks written in one sink transaction
+  } pipeline;
+};
+
+inline constexpr std::uint64_t kMaxConfirmations = 10000;
+
+/// Looks up an environment variable for "${VAR}" substitution; nullopt when unset.
+using EnvLookup = std::function<std::optional<std::string>(const std::string&)>;
+EnvLookup process_env();
+
+/// Parses and validates TOML text. `source` names the file in messages.
+schema::Result<Config> parse_config(const std::string& text, const std::string& source, const EnvLookup& env);
+
+/// Reads and validates a config file.
+schema::Result<Config> load_config(const std::string& path, const EnvLookup& env = process_env());
+
+}  // namespace chainidx::app

@@ -1,0 +1,116 @@
+#include "app/config.hpp"
+#include "schema/redact.hpp"
+
+#include <gtest/gtest.h>
+
+#include <map>
+
+namespace chainidx::app {
+namespace {
+
+const std::string kGood = R"(
+[chain]
+name = "anvil"
+chain_id = 31337
+confirmations = 12
+start_block = 0
+
+[[chain.endpoints]]
+ws = "ws://127.0.0.1:8545"
+http = "http://127.0.0.1:8545/${API_KEY}"
+requests_per_second = 50
+burst = 100
+
+[postgres]
+url = "postgresql://127.0.0.1:5432/chainidx"
+
+[kafka]
+brokers = "127.0.0.1:9092"
+
+[server]
+listen = "127.0.0.1:9464"
+)";
+
+EnvLookup env_with(std::map<std::string, std::string> vars) {
+  return [vars](const std::string& name) -> std::optional<std::string> {
+    auto it = vars.find(name);
+    if (it == vars.end()) return std::nullopt;
+    return it->second;
+  };
+}
+
+std::string replace(std::string s, const std::string& from, const std::string& to) {
+  auto at = s.find(from);
+  EXPECT_NE(at, std::string::npos) << from;
+  s.replace(at, from.size(), to);
+  return s;
+}
+
+TEST(Config, GoodFileParsesWithEnvironmentSubstitution) {
+  auto c = parse_config(kGood, "good.toml", env_with({{"API_KEY", "s3cr3tkey"}}));
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  EXPECT_EQ(c->chain.name, "anvil");
+  EXPECT_EQ(c->chain.chain_id, 31337u);
+  EXPECT_EQ(c->chain.confirmations, 12u);
+  ASSERT_EQ(c->chain.endpoints.size(), 1u);
+  EXPECT_EQ(c->chain.endpoints[0].http, "http://127.0.0.1:8545/s3cr3tkey");
+  EXPECT_EQ(c->chain.endpoints[0].burst, 100u);
+  EXPECT_EQ(c->kafka.brokers, "127.0.0.1:9092");
+  EXPECT_EQ(c->server.listen, "127.0.0.1:9464");
+}
+
+struct BadCase {
+  std::string name;
+  std::string text;
+  std::vector<std::string> must_mention;  // the key, and words of the fix
+};
+
+TEST(Config, EachBadFileGetsAnErrorNamingTheKeyAndTheFix) {
+  auto env = env_with({{"API_KEY", "k"}});
+  std::vector<BadCase> cases = {
+      {"missing required key", replace(kGood, "chain_id = 31337\n", ""), {"chain.chain_id", "missing", "add chain_id"}},
+      {"missing section", replace(kGood, "[postgres]\nurl = \"postgresql://127.0.0.1:5432/chainidx\"\n", ""), {"postgres", "missing section"}},
+      {"unknown key", replace(kGood, "confirmations = 12", "confirmations = 12\nconfirmation = 3"), {"chain.confirmation", "unknown key", "confirmations"}},
+      {"unknown section", kGood + "\n[kafak]\nbrokers = \"x\"\n", {"kafak", "unknown key", "kafka"}},
+      {"wrong type (string for int)", replace(kGood, "chain_id = 31337", "chain_id = \"31337\""), {"chain.chain_id", "expected an integer"}},
+      {"wrong type (int for string)", replace(kGood, "name = \"anvil\"", "name = 5"), {"chain.name", "expected a string"}},
+      {"bad ws URL scheme", replace(kGood, "ws = \"ws://127.0.0.1:8545\"", "ws = \"http://127.0.0.1:8545\""), {"chain.endpoints[0].ws", "scheme must be ws:// or wss://"}},
+      {"bad http URL", replace(kGood, "http = \"http://127.0.0.1:8545/${API_KEY}\"", "http = \"127.0.0.1:8545\""), {"chain.endpoints[0].http", "not a valid URL"}},
+      {"bad postgres URL", replace(kGood, "postgresql://127.0.0.1:5432/chainidx", "mysql://x/y"), {"postgres.url", "scheme"}},
+      {"confirmations zero", replace(kGood, "confirmations = 12", "confirmations = 0"), {"chain.confirmations", "between 1 and 10000", "got 0"}},
+      {"confirmations too big", replace(kGood, "confirmations = 12", "confirmations = 100000"), {"chain.confirmations", "between 1 and 10000"}},
+      {"negative start block", replace(kGood, "start_block = 0", "start_block = -5"), {"chain.start_block"}},
+      {"bad chain name", replace(kGood, "name = \"anvil\"", "name = \"My Chain\""), {"chain.name", "lower-case"}},
+      {"no endpoints", replace(replace(replace(replace(kGood, "[[chain.endpoints]]\n", ""), "ws = \"ws://127.0.0.1:8545\"\n", ""), "http = \"http://127.0.0.1:8545/${API_KEY}\"\n", ""), "requests_per_second = 50\nburst = 100\n", ""), {"chain.endpoints", "missing"}},
+      {"unset env var", replace(kGood, "${API_KEY}", "${NOT_SET_ANYWHERE}"), {"chain.endpoints[0].http", "NOT_SET_ANYWHERE", "export"}},
+      {"bad broker list", replace(kGood, "brokers = \"127.0.0.1:9092\"", "brokers = \"127.0.0.1\""), {"kafka.brokers", "host:port"}},
+      {"bad listen", replace(kGood, "listen = \"127.0.0.1:9464\"", "listen = \"localhost:99999\""), {"server.listen"}},
+      {"rate zero", replace(kGood, "requests_per_second = 50", "requests_per_second = 0"), {"requests_per_second"}},
+      {"syntax error", replace(kGood, "[postgres]", "[postgres"), {"TOML syntax error", "bad.toml:"}},
+  };
+  for (const auto& c : cases) {
+    auto r = parse_config(c.text, "bad.toml", env);
+    ASSERT_FALSE(r.ok()) << c.name << ": accepted";
+    for (const auto& word : c.must_mention)
+      EXPECT_NE(r.error().message.find(word), std::string::npos) << c.name << ": \"" << r.error().message << "\" lacks \"" << word << "\"";
+  }
+}
+
+TEST(Config, ErrorMessagesDoNotEchoSubstitutedSecrets) {
+  auto r = parse_config(replace(kGood, "confirmations = 12", "confirmations = 0"), "f.toml", env_with({{"API_KEY", "topsecretvalue"}}));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().message.find("topsecretvalue"), std::string::npos);
+}
+
+TEST(RedactUrl, HidesPasswordsKeysAndQueryValues) {
+  using schema::redact_url;
+  EXPECT_EQ(redact_url("https://mainnet.infura.io/v3/9aa3d95b3bc440fa88ea12eaa4456161"), "https://mainnet.infura.io/v3/***");
+  EXPECT_EQ(redact_url("wss://eth-mainnet.g.alchemy.com/v2/AbCdEfGhIjKlMnOpQrStUvWxYz012345"), "wss://eth-mainnet.g.alchemy.com/v2/***");
+  EXPECT_EQ(redact_url("postgresql://indexer:hunter2@db:5432/chainidx"), "postgresql://indexer:***@db:5432/chainidx");
+  EXPECT_EQ(redact_url("https://rpc.example.com/?apikey=abc&x=1"), "https://rpc.example.com/?apikey=***&x=***");
+  EXPECT_EQ(redact_url("http://127.0.0.1:8545"), "http://127.0.0.1:8545");
+  EXPECT_EQ(redact_url("ws://127.0.0.1:8545/ws"), "ws://127.0.0.1:8545/ws");
+}
+
+}  // namespace
+}  // namespace chainidx::app

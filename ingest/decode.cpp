@@ -328,6 +328,40 @@ schema::Result<std::vector<schema::Log>> decode_logs(std::string_view json) {
   });
 }
 
+schema::Result<std::optional<schema::BlockRef>> decode_new_head(std::string_view message) {
+  return with_document<std::optional<schema::BlockRef>>(message, "newHeads", [](od::document& doc) -> std::optional<schema::BlockRef> {
+    od::object top = as_object(document_value(doc), "newHeads");
+    bool notification = false;
+    std::optional<schema::BlockRef> head;
+    for (auto field : top) {
+      std::string_view key = key_of(field);
+      if (key == "method") {
+        std::string_view m;
+        notification = !field.value().get_string().get(m) && m == "eth_subscription";
+      } else if (key == "params") {
+        for (auto pf : as_object(field.value(), "newHeads.params")) {
+          if (key_of(pf) != "result") continue;
+          static constexpr std::array<std::string_view, 3> kHeadRequired = {"number", "hash", "parentHash"};
+          Fields f("newHeads.result", kHeadRequired);
+          schema::BlockRef ref;
+          for (auto hf : as_object(pf.value(), "newHeads.result")) {
+            std::string_view hk = key_of(hf);
+            f.saw(hk);
+            if (hk == "number") ref.number = f.u64(hf.value(), hk);
+            else if (hk == "hash") ref.hash = f.hash(hf.value(), hk);
+            else if (hk == "parentHash") ref.parent_hash = f.hash(hf.value(), hk);
+          }
+          f.check_complete();
+          head = ref;
+        }
+      }
+    }
+    if (!notification) return std::nullopt;
+    if (!head) throw DecodeFailure{"notification without params.result"};
+    return head;
+  });
+}
+
 schema::Result<std::uint64_t> decode_quantity(std::string_view json) {
   return with_document<std::uint64_t>(json, "quantity", [](od::document& doc) {
     std::string_view s;

@@ -26,6 +26,11 @@ schema::Result<std::optional<Receipt>> decode_receipt(std::string_view json);
 /// eth_getLogs result.
 schema::Result<std::vector<schema::Log>> decode_logs(std::string_view json);
 
+/// A WebSocket message on a newHeads subscription: {"method":"eth_subscription","params":
+/// {"subscription":ID,"result":HEADER}}. nullopt for a message that is not a notification
+/// (e.g. a reply to a request); an Error when the header is malformed.
+schema::Result<std::optional<schema::BlockRef>> decode_new_head(std::string_view message);
+
 /// eth_chainId / eth_blockNumber result: a JSON string holding a hex quantity.
 schema::Result<std::uint64_t> decode_quantity(std::string_view json);
 

@@ -1,0 +1,23 @@
+#pragma once
+// Exponential backoff with jitter, as a pure function of the attempt number and a random draw in
+// [0, 1): attempt 0 waits between initial/2 and initial, each next attempt twice as long, capped
+// at `max` (half of it fixed, so that many clients spread out without ever retrying at once). The caller resets its attempt counter on the first good message, not on connect.
+
+#include <algorithm>
+#include <chrono>
+
+namespace chainidx::ingest {
+
+struct BackoffPolicy {
+  std::chrono::milliseconds initial{200};
+  std::chrono::milliseconds max{30000};
+
+  std::chrono::milliseconds delay(unsigned attempt, double random01) const {
+    double ceiling = static_cast<double>(initial.count());
+    for (unsigned i = 0; i < attempt && ceiling < static_cast<double>(max.count()); ++i) ceiling *= 2;
+    ceiling = std::min(ceiling, static_cast<double>(max.count()));
+    return std::chrono::milliseconds(static_cast<std::int64_t>(ceiling * (0.5 + 0.5 * std::clamp(random01, 0.0, 1.0))));
+  }
+};
+
+}  // namespace chainidx::ingest

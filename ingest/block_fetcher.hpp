@@ -1,0 +1,42 @@
+#pragma once
+
+#include <atomic>
+#include <optional>
+
+#include "ingest/http_rpc_client.hpp"
+#include "schema/block.hpp"
+
+namespace chainidx::ingest {
+
+/// Fetches a whole block: header with full transactions, receipts (eth_getBlockReceipts, or
+/// eth_getTransactionReceipt per transaction where the node lacks it) and the logs inside them,
+/// decoded and checked against each other (see attach_receipts). A block that fails a check is
+/// counted and reported as RpcError::Kind::kMalformed: never returned, never written.
+class BlockFetcher {
+ public:
+  explicit BlockFetcher(HttpRpcClient& rpc) : rpc_(rpc) {}
+
+  /// nullopt when the node does not know the block (yet, or any more). Throws RpcError.
+  Task<std::optional<schema::Block>> by_number(std::uint64_t number);
+  Task<std::optional<schema::Block>> by_hash(const schema::Hash32& hash);
+
+  /// eth_chainId.
+  Task<std::uint64_t> chain_id();
+  /// The header of the node's latest block (eth_getBlockByNumber("latest", false)).
+  Task<schema::BlockRef> latest_head();
+  /// The header of a block by number, or nullopt.
+  Task<std::optional<schema::BlockRef>> header_by_number(std::uint64_t number);
+
+  /// Blocks refused because their parts did not agree (for metrics and tests).
+  std::uint64_t rejected() const { return rejected_; }
+  bool uses_block_receipts() const { return block_receipts_; }
+
+ private:
+  Task<std::optional<schema::Block>> complete(std::string block_json, const char* what);
+
+  HttpRpcClient& rpc_;
+  bool block_receipts_ = true;  // cleared when the node says eth_getBlockReceipts does not exist
+  std::uint64_t rejected_ = 0;
+};
+
+}  // namespace chainidx::ingest

@@ -1,0 +1,173 @@
+#include "ingest/http_rpc_client.hpp"
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+
+#include <optional>
+
+#include "ingest/tls_context.hpp"
+#include "ingest/token_bucket.hpp"
+#include "ingest/url.hpp"
+#include "schema/redact.hpp"
+
+namespace chainidx::ingest {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using asio::use_awaitable;
+using tcp = asio::ip::tcp;
+
+struct HttpRpcClient::Impl {
+  asio::any_io_executor executor;
+  Url url;
+  std::string redacted;
+  Options options;
+  TokenBucket bucket;
+  std::optional<beast::tcp_stream> plain;
+  std::optional<beast::ssl_stream<beast::tcp_stream>> tls;
+  std::uint64_t next_id = 1;
+  std::uint64_t sent = 0;
+
+  Impl(asio::any_io_executor ex, const std::string& text, Options o)
+      : executor(ex), url(*parse_url(text)), redacted(schema::redact_url(text)), options(o),
+        bucket(o.requests_per_second, o.burst, TokenBucket::Clock::now()) {}
+
+  bool connected() const { return plain.has_value() || tls.has_value(); }
+  void drop() {
+    plain.reset();
+    tls.reset();
+  }
+
+  Task<void> wait_for_token() {
+    for (;;) {
+      auto wait = bucket.try_take(TokenBucket::Clock::now());
+      if (wait == std::chrono::nanoseconds::zero()) co_return;
+      asio::steady_timer t(executor, wait);
+      co_await t.async_wait(use_awaitable);
+    }
+  }
+
+  Task<void> connect() {
+    tcp::resolver resolver(executor);
+    auto endpoints = co_await resolver.async_resolve(url.host, url.port, use_awaitable);
+    if (url.tls()) {
+      tls.emplace(executor, client_tls_context());
+      if (!SSL_set_tlsext_host_name(tls->native_handle(), url.host.c_str()))
+        throw RpcError(RpcError::Kind::kTransport, redacted + ": cannot set TLS SNI");
+      tls->set_verify_callback(asio::ssl::host_name_verification(url.host));
+      beast::get_lowest_layer(*tls).expires_after(options.timeout);
+      co_await beast::get_lowest_layer(*tls).async_connect(endpoints, use_awaitable);
+      co_await tls->async_handshake(asio::ssl::stream_base::client, use_awaitable);
+    } else {
+      plain.emplace(executor);
+      plain->expires_after(options.timeout);
+      co_await plain->async_connect(endpoints, use_awaitable);
+    }
+  }
+
+  template <class Stream>
+  Task<http::response<http::string_body>> exchange(Stream& stream, http::request<http::string_body>& req) {
+    beast::get_lowest_layer(stream).expires_after(options.timeout);
+    co_await http::async_write(stream, req, use_awaitable);
+    beast::flat_buffer buffer;
+    http::response_parser<http::string_body> parser;
+    parser.body_limit(256 * 1024 * 1024);  // a full block's receipts can be large; not unbounded
+    co_await http::async_read(stream, buffer, parser, use_awaitable);
+    co_return parser.release();
+  }
+
+  // One HTTP POST; reconnects once when a kept-alive connection turns out to be closed.
+  Task<std::string> post(std::string body) {
+    co_await wait_for_token();
+    http::request<http::string_body> req{http::verb::post, url.target, 11};
+    req.set(http::field::host, url.host);
+    req.set(http::field::content_type, "application/json");
+    req.set(http::field::user_agent, "chainidx");
+    req.keep_alive(true);
+    req.body() = std::move(body);
+    req.prepare_payload();
+    http::response<http::string_body> res;
+    for (int attempt = 0;; ++attempt) {
+      bool reused = connected();
+      try {
+        if (!connected()) co_await connect();
+        ++sent;
+        res = tls ? co_await exchange(*tls, req) : co_await exchange(*plain, req);
+        break;
+      } catch (const boost::system::system_error& e) {
+        drop();
+        if (reused && attempt == 0) continue;  // the server closed an idle connection
+        throw RpcError(RpcError::Kind::kTransport, redacted + ": " + e.code().message());
+      }
+    }
+    if (!res.keep_alive()) drop();
+    if (res.result_int() != 200) {
+      std::optional<std::chrono::milliseconds> retry_after;
+      if (auto it = res.find(http::field::retry_after); it != res.end()) {
+        try {
+          retry_after = std::chrono::seconds(std::stoll(std::string(it->value())));
+        } catch (...) {
+          // An HTTP date or garbage: fall back to our own backoff.
+        }
+      }
+      if (res.result_int() == 429) {
+        // Honour the server: no request to this endpoint before Retry-After (or 1 s).
+        bucket.pause_until(TokenBucket::Clock::now() + retry_after.value_or(std::chrono::seconds(1)));
+      }
+      throw RpcError(RpcError::Kind::kHttpStatus,
+                     redacted + ": HTTP " + std::to_string(res.result_int()) + " " + std::string(res.reason()),
+                     res.result_int(), retry_after);
+    }
+    co_return std::move(res.body());
+  }
+};
+
+HttpRpcClient::HttpRpcClient(asio::any_io_executor executor, std::string url, Options options)
+    : impl_(std::make_unique<Impl>(executor, url, options)) {}
+
+HttpRpcClient::~HttpRpcClient() = default;
+
+const std::string& HttpRpcClient::endpoint() const { return impl_->redacted; }
+std::uint64_t HttpRpcClient::requests_sent() const { return impl_->sent; }
+
+Task<std::string> HttpRpcClient::call(std::string method, std::string params) {
+  std::uint64_t id = impl_->next_id++;
+  std::string body = co_await impl_->post(encode_request(RpcRequest{method, std::move(params)}, id));
+  auto replies = parse_replies(body);
+  if (!replies.ok()) throw RpcError(RpcError::Kind::kMalformed, impl_->redacted + ": " + method + ": " + replies.error().message);
+  if (replies->size() != 1 || (*replies)[0].id != id)
+    throw RpcError(RpcError::Kind::kMalformed, impl_->redacted + ": " + method + ": reply id does not match the request");
+  RpcReply& r = (*replies)[0];
+  if (r.error_code)
+    throw RpcError(RpcError::Kind::kRpc, impl_->redacted + ": " + method + ": " + r.error_message, *r.error_code);
+  co_return std::move(r.result);
+}
+
+Task<std::vector<RpcReply>> HttpRpcClient::batch(std::vector<RpcRequest> requests) {
+  if (requests.empty()) co_return std::vector<RpcReply>{};
+  std::uint64_t first = impl_->next_id;
+  impl_->next_id += requests.size();
+  std::string body = co_await impl_->post(encode_batch(requests, first));
+  auto replies = parse_replies(body);
+  if (!replies.ok()) throw RpcError(RpcError::Kind::kMalformed, impl_->redacted + ": batch: " + replies.error().message);
+  // Servers may answer a batch in any order; put replies back in request order.
+  std::vector<RpcReply> ordered(requests.size());
+  std::vector<bool> seen(requests.size(), false);
+  for (auto& r : *replies) {
+    if (r.id < first || r.id >= first + requests.size() || seen[r.id - first])
+      throw RpcError(RpcError::Kind::kMalformed, impl_->redacted + ": batch: unexpected reply id " + std::to_string(r.id));
+    seen[r.id - first] = true;
+    ordered[r.id - first] = std::move(r);
+  }
+  for (std::size_t i = 0; i < seen.size(); ++i)
+    if (!seen[i]) throw RpcError(RpcError::Kind::kMalformed, impl_->redacted + ": batch: no reply for " + requests[i].method);
+  co_return ordered;
+}
+
+}  // namespace chainidx::ingest

@@ -1,0 +1,45 @@
+#pragma once
+
+#include <boost/asio/any_io_executor.hpp>
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ingest/json_rpc.hpp"
+#include "ingest/rpc_error.hpp"
+#include "ingest/task.hpp"
+
+namespace chainidx::ingest {
+
+/// JSON-RPC over HTTP(S) with a kept-alive connection, batch requests and a token bucket.
+/// One request at a time (the caller awaits each); not thread-safe. Beast stays in the .cpp.
+class HttpRpcClient {
+ public:
+  struct Options {
+    double requests_per_second = 50;
+    double burst = 100;
+    std::chrono::milliseconds timeout{15000};  ///< per request, connect included
+  };
+  /// `url` must be a valid http:// or https:// URL (config validation guarantees it).
+  HttpRpcClient(boost::asio::any_io_executor executor, std::string url, Options options);
+  ~HttpRpcClient();
+
+  /// One call; the result's JSON text. Throws RpcError (a JSON-RPC error is Kind::kRpc).
+  Task<std::string> call(std::string method, std::string params);
+  /// A batch; the replies in request order, each with its result or its error.
+  /// Throws RpcError on transport, HTTP or framing trouble, or when replies go missing.
+  Task<std::vector<RpcReply>> batch(std::vector<RpcRequest> requests);
+
+  /// The URL with secrets hidden, for logs.
+  const std::string& endpoint() const;
+  /// Requests sent, for metrics.
+  std::uint64_t requests_sent() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace chainidx::ingest

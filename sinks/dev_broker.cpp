@@ -1,0 +1,41 @@
+#include "sinks/dev_broker.hpp"
+
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
+
+#include <stdexcept>
+
+namespace chainidx::sinks {
+
+struct DevBroker::Impl {
+  rd_kafka_t* rk = nullptr;
+  rd_kafka_mock_cluster_t* cluster = nullptr;
+  std::string bootstraps;
+};
+
+DevBroker::DevBroker(int broker_count) : impl_(std::make_unique<Impl>()) {
+  char err[512];
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  // The mock cluster needs a client instance to live in; this one is never used to produce.
+  if (rd_kafka_conf_set(conf, "log_level", "3", err, sizeof err) != RD_KAFKA_CONF_OK) {
+    rd_kafka_conf_destroy(conf);
+    throw std::runtime_error(std::string("devbroker: ") + err);
+  }
+  impl_->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
+  if (!impl_->rk) throw std::runtime_error(std::string("devbroker: ") + err);
+  impl_->cluster = rd_kafka_mock_cluster_new(impl_->rk, broker_count);
+  if (!impl_->cluster) {
+    rd_kafka_destroy(impl_->rk);
+    throw std::runtime_error("devbroker: could not start the mock cluster");
+  }
+  impl_->bootstraps = rd_kafka_mock_cluster_bootstraps(impl_->cluster);
+}
+
+DevBroker::~DevBroker() {
+  if (impl_->cluster) rd_kafka_mock_cluster_destroy(impl_->cluster);
+  if (impl_->rk) rd_kafka_destroy(impl_->rk);
+}
+
+const std::string& DevBroker::bootstrap_servers() const { return impl_->bootstraps; }
+
+}  // namespace chainidx::sinks

@@ -1,0 +1,100 @@
+#include "sinks/kafka_message.hpp"
+
+namespace chainidx::sinks {
+namespace {
+
+// A JSON object writer for the values we emit: keys are literals and strings are hex or
+// validated names, so no escaping is needed.
+class Json {
+ public:
+  Json() { s_.push_back('{'); }
+  Json& num(const char* key, std::uint64_t v) { return raw(key, std::to_string(v)); }
+  Json& str(const char* key, const std::string& v) { return raw(key, "\"" + v + "\""); }
+  template <std::size_t N>
+  Json& hex(const char* key, const schema::FixedBytes<N>& v) { return str(key, schema::to_hex(v)); }
+  Json& hex(const char* key, const schema::Bytes& v) { return str(key, schema::to_hex(v)); }
+  template <class T>
+  Json& opt_hex(const char* key, const std::optional<T>& v) { return v ? hex(key, *v) : raw(key, "null"); }
+  Json& u256(const char* key, const schema::U256& v) { return str(key, v.to_decimal()); }
+  Json& opt_u256(const char* key, const std::optional<schema::U256>& v) { return v ? u256(key, *v) : raw(key, "null"); }
+  template <class T>
+  Json& opt_num(const char* key, const std::optional<T>& v) { return v ? num(key, *v) : raw(key, "null"); }
+  Json& raw(const char* key, const std::string& v) {
+    if (s_.size() > 1) s_.push_back(',');
+    s_.push_back('"');
+    s_.append(key);
+    s_.append("\":");
+    s_.append(v);
+    return *this;
+  }
+  std::string done() {
+    s_.push_back('}');
+    return std::move(s_);
+  }
+
+ private:
+  std::string s_;
+};
+
+}  // namespace
+
+std::vector<KafkaMessage> encode_block(const schema::Block& b, std::uint64_t chain_id, const std::string& chain_name) {
+  std::vector<KafkaMessage> out;
+  out.reserve(1 + b.transactions.size() + b.logs.size());
+  out.push_back({Topic::kBlocks, chain_name,
+                 Json()
+                     .num("chain_id", chain_id)
+                     .num("block_number", b.number)
+                     .hex("block_hash", b.hash)
+                     .hex("parent_hash", b.parent_hash)
+                     .num("timestamp", b.timestamp)
+                     .hex("miner", b.miner)
+                     .num("gas_limit", b.gas_limit)
+                     .num("gas_used", b.gas_used)
+                     .opt_u256("base_fee_per_gas", b.base_fee_per_gas)
+                     .num("transaction_count", b.transaction_count)
+                     .num("log_count", b.logs.size())
+                     .done()});
+  for (const auto& t : b.transactions) {
+    out.push_back({Topic::kTransactions, schema::to_hex(t.from_address),
+                   Json()
+                       .num("chain_id", chain_id)
+                       .num("block_number", t.block_number)
+                       .hex("block_hash", t.block_hash)
+                       .num("transaction_index", t.transaction_index)
+                       .hex("transaction_hash", t.hash)
+                       .hex("from_address", t.from_address)
+                       .opt_hex("to_address", t.to_address)
+                       .u256("value", t.value)
+                       .num("gas", t.gas)
+                       .opt_u256("gas_price", t.gas_price)
+                       .hex("input", t.input)
+                       .num("nonce", t.nonce)
+                       .num("type", t.type)
+                       .opt_num("status", t.status)
+                       .num("gas_used", t.gas_used)
+                       .opt_u256("effective_gas_price", t.effective_gas_price)
+                       .opt_hex("contract_address", t.contract_address)
+                       .done()});
+  }
+  for (const auto& g : b.logs) {
+    std::string topics = "[";
+    for (std::size_t i = 0; i < g.topics.size(); ++i) topics += (i ? ",\"" : "\"") + schema::to_hex(g.topics[i]) + "\"";
+    topics += "]";
+    out.push_back({Topic::kLogs, schema::to_hex(g.address),
+                   Json()
+                       .num("chain_id", chain_id)
+                       .num("block_number", g.block_number)
+                       .hex("block_hash", g.block_hash)
+                       .num("log_index", g.log_index)
+                       .hex("transaction_hash", g.transaction_hash)
+                       .num("transaction_index", g.transaction_index)
+                       .hex("address", g.address)
+                       .raw("topics", topics)
+                       .hex("data", g.data)
+                       .done()});
+  }
+  return out;
+}
+
+}  // namespace chainidx::sinks

@@ -1,0 +1,166 @@
+#include "sinks/kafka_sink.hpp"
+
+#include <librdkafka/rdkafka.h>
+
+#include <atomic>
+#include <chrono>
+#include <mutex>
+#include <thread>
+
+#include "sinks/kafka_message.hpp"
+
+namespace chainidx::sinks {
+namespace {
+
+// Delivery outcome of one write() batch; librdkafka's delivery callback fills it.
+struct BatchState {
+  std::atomic<std::uint64_t> delivered{0};
+  std::atomic<std::uint64_t> failed{0};
+  std::mutex mu;
+  std::string first_error;
+};
+
+void on_delivery(rd_kafka_t*, const rd_kafka_message_t* m, void*) {
+  auto* batch = static_cast<BatchState*>(m->_private);
+  if (!batch) return;
+  if (m->err) {
+    std::lock_guard lock(batch->mu);
+    if (batch->first_error.empty()) batch->first_error = rd_kafka_err2str(m->err);
+    batch->failed++;
+  } else {
+    batch->delivered++;
+  }
+}
+
+}  // namespace
+
+struct KafkaSink::Impl {
+  KafkaSinkConfig config;
+  rd_kafka_t* rk = nullptr;
+  std::string topics[3];
+  std::string chain_id_header;
+  std::atomic<std::uint64_t> acknowledged{0};
+
+  void connect() {
+    char err[512];
+    rd_kafka_conf_t* conf = rd_kafka_conf_new();
+    auto set = [&](const char* k, const std::string& v) {
+      if (rd_kafka_conf_set(conf, k, v.c_str(), err, sizeof err) != RD_KAFKA_CONF_OK) {
+        rd_kafka_conf_destroy(conf);
+        throw SinkError(std::string("kafka config ") + k + ": " + err);
+      }
+    };
+    set("bootstrap.servers", config.brokers);
+    set("enable.idempotence", "true");
+    set("acks", "all");
+    set("linger.ms", "5");
+    set("message.timeout.ms", std::to_string(config.delivery_timeout_ms));
+    set("log_level", "4");
+    rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+    rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
+    if (!rk) throw SinkError(std::string("kafka producer: ") + err);
+  }
+
+  void disconnect() {
+    if (rk) {
+      rd_kafka_flush(rk, 1000);
+      rd_kafka_destroy(rk);
+      rk = nullptr;
+    }
+  }
+
+  // An idempotent producer that hit a fatal error (e.g. a fenced or out-of-sequence producer id)
+  // cannot go on; a new instance gets a new producer id. The batch is retried by the caller.
+  void check_fatal() {
+    char err[512];
+    if (rd_kafka_fatal_error(rk, err, sizeof err) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      disconnect();
+      connect();
+      throw SinkError(std::string("kafka producer fatal error (producer recreated): ") + err);
+    }
+  }
+};
+
+KafkaSink::KafkaSink(KafkaSinkConfig config) : impl_(std::make_unique<Impl>()) {
+  impl_->config = std::move(config);
+  for (int i = 0; i < 3; ++i) impl_->topics[i] = impl_->config.chain_name + "." + kTopicSuffixes[i];
+  impl_->chain_id_header = std::to_string(impl_->config.chain_id);
+  impl_->connect();
+}
+
+KafkaSink::~KafkaSink() { impl_->disconnect(); }
+
+std::uint64_t KafkaSink::acknowledged() const { return impl_->acknowledged.load(); }
+
+void KafkaSink::ensure_topics() {
+  rd_kafka_t* rk = impl_->rk;
+  char err[512];
+  rd_kafka_NewTopic_t* new_topics[3];
+  for (int i = 0; i < 3; ++i) {
+    new_topics[i] = rd_kafka_NewTopic_new(impl_->topics[i].c_str(), static_cast<int>(impl_->config.partitions),
+                                          static_cast<int>(impl_->config.replication_factor), err, sizeof err);
+    if (!new_topics[i]) throw SinkError(std::string("kafka topic ") + impl_->topics[i] + ": " + err);
+  }
+  rd_kafka_queue_t* queue = rd_kafka_queue_new(rk);
+  rd_kafka_AdminOptions_t* options = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
+  rd_kafka_AdminOptions_set_operation_timeout(options, 10000, err, sizeof err);
+  rd_kafka_CreateTopics(rk, new_topics, 3, options, queue);
+  rd_kafka_event_t* ev = rd_kafka_queue_poll(queue, 30000);
+  std::string problem;
+  if (!ev) {
+    problem = "no answer from the broker within 30 s";
+  } else if (rd_kafka_event_error(ev)) {
+    problem = rd_kafka_event_error_string(ev);
+  } else {
+    const rd_kafka_CreateTopics_result_t* res = rd_kafka_event_CreateTopics_result(ev);
+    size_t n = 0;
+    const rd_kafka_topic_result_t** results = rd_kafka_CreateTopics_result_topics(res, &n);
+    for (size_t i = 0; i < n; ++i) {
+      auto code = rd_kafka_topic_result_error(results[i]);
+      if (code != RD_KAFKA_RESP_ERR_NO_ERROR && code != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS)
+        problem += std::string(rd_kafka_topic_result_name(results[i])) + ": " + rd_kafka_err2str(code) + "; ";
+    }
+  }
+  if (ev) rd_kafka_event_destroy(ev);
+  rd_kafka_AdminOptions_destroy(options);
+  rd_kafka_queue_destroy(queue);
+  for (auto* t : new_topics) rd_kafka_NewTopic_destroy(t);
+  if (!problem.empty()) throw SinkError("kafka create topics: " + problem);
+}
+
+void KafkaSink::write(std::span<const schema::Block> blocks) {
+  Impl& s = *impl_;
+  BatchState batch;
+  std::uint64_t produced = 0;
+  for (const auto& block : blocks) {
+    for (auto& m : encode_block(block, s.config.chain_id, s.config.chain_name)) {
+      for (;;) {
+        rd_kafka_resp_err_t e = rd_kafka_producev(
+            s.rk, RD_KAFKA_V_TOPIC(s.topics[static_cast<int>(m.topic)].c_str()),
+            RD_KAFKA_V_KEY(m.key.data(), m.key.size()), RD_KAFKA_V_VALUE(m.value.data(), m.value.size()),
+            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+            RD_KAFKA_V_HEADER("chain_id", s.chain_id_header.data(), static_cast<ssize_t>(s.chain_id_header.size())),
+            RD_KAFKA_V_OPAQUE(&batch), RD_KAFKA_V_END);
+        if (e == RD_KAFKA_RESP_ERR_NO_ERROR) break;
+        if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+          // Messages already queued still report into `batch`: wait for them before leaving.
+          rd_kafka_flush(s.rk, s.config.delivery_timeout_ms + 5000);
+          throw SinkError(std::string("kafka produce: ") + rd_kafka_err2str(e));
+        }
+        rd_kafka_poll(s.rk, 50);
+      }
+      ++produced;
+    }
+  }
+  // Every message either is acknowledged or times out after message.timeout.ms; flush serves
+  // the delivery callbacks until then.
+  while (batch.delivered + batch.failed < produced) rd_kafka_flush(s.rk, 1000);
+  if (batch.failed > 0) {
+    s.check_fatal();
+    throw SinkError("kafka: " + std::to_string(batch.failed.load()) + " of " + std::to_string(produced) +
+                    " messages not acknowledged (" + batch.first_error + ")");
+  }
+  s.acknowledged += produced;
+}
+
+}  // namespace chainidx::sinks

@@ -18,7 +18,8 @@ std::string quoted(const std::string& s) { return "\"" + s + "\""; }
 }  // namespace
 
 Task<std::optional<Block>> BlockFetcher::by_number(std::uint64_t number) {
-  std::string json = co_await rpc_.call("eth_getBlockByNumber", "[" + quoted(schema::to_quantity_hex(number)) + ",true]");
+  RpcRequest request{"eth_getBlockByNumber", "[" + quoted(schema::to_quantity_hex(number)) + ",true]"};
+  std::string json = co_await rpc_.call(std::move(request));
   auto block = co_await complete(std::move(json), "eth_getBlockByNumber");
   if (block && block->number != number) {
     ++rejected_;
@@ -28,7 +29,8 @@ Task<std::optional<Block>> BlockFetcher::by_number(std::uint64_t number) {
 }
 
 Task<std::optional<Block>> BlockFetcher::by_hash(const schema::Hash32& hash) {
-  std::string json = co_await rpc_.call("eth_getBlockByHash", "[" + quoted(schema::to_hex(hash)) + ",true]");
+  RpcRequest request{"eth_getBlockByHash", "[" + quoted(schema::to_hex(hash)) + ",true]"};
+  std::string json = co_await rpc_.call(std::move(request));
   auto block = co_await complete(std::move(json), "eth_getBlockByHash");
   if (block && block->hash != hash) {
     ++rejected_;
@@ -55,7 +57,8 @@ Task<std::optional<Block>> BlockFetcher::complete(std::string block_json, const 
   if (block_receipts_ && !block.transaction_hashes.empty()) {
     try {
       // By hash, so the receipts are of this block even if the chain moves meanwhile.
-      std::string json = co_await rpc_.call("eth_getBlockReceipts", "[" + quoted(schema::to_hex(block.hash)) + "]");
+      RpcRequest request{"eth_getBlockReceipts", "[" + quoted(schema::to_hex(block.hash)) + "]"};
+  std::string json = co_await rpc_.call(std::move(request));
       auto r = decode_receipts(json);
       if (!r.ok()) {
         ++rejected_;
@@ -97,14 +100,16 @@ Task<std::optional<Block>> BlockFetcher::complete(std::string block_json, const 
 }
 
 Task<std::uint64_t> BlockFetcher::chain_id() {
-  std::string json = co_await rpc_.call("eth_chainId", "[]");
+  RpcRequest request{"eth_chainId", "[]"};
+  std::string json = co_await rpc_.call(std::move(request));
   auto id = decode_quantity(json);
   if (!id.ok()) malformed(rpc_.endpoint(), "eth_chainId: " + id.error().message);
   co_return *id;
 }
 
 Task<std::optional<schema::BlockRef>> BlockFetcher::header_by_number(std::uint64_t number) {
-  std::string json = co_await rpc_.call("eth_getBlockByNumber", "[" + quoted(schema::to_quantity_hex(number)) + ",false]");
+  RpcRequest request{"eth_getBlockByNumber", "[" + quoted(schema::to_quantity_hex(number)) + ",false]"};
+  std::string json = co_await rpc_.call(std::move(request));
   auto b = decode_block(json);
   if (!b.ok()) malformed(rpc_.endpoint(), "eth_getBlockByNumber: " + b.error().message);
   if (!b->has_value()) co_return std::nullopt;
@@ -112,7 +117,8 @@ Task<std::optional<schema::BlockRef>> BlockFetcher::header_by_number(std::uint64
 }
 
 Task<schema::BlockRef> BlockFetcher::latest_head() {
-  std::string json = co_await rpc_.call("eth_getBlockByNumber", "[\"latest\",false]");
+  RpcRequest request{"eth_getBlockByNumber", "[\"latest\",false]"};
+  std::string json = co_await rpc_.call(std::move(request));
   auto b = decode_block(json);
   if (!b.ok()) malformed(rpc_.endpoint(), "eth_getBlockByNumber(latest): " + b.error().message);
   if (!b->has_value()) malformed(rpc_.endpoint(), "eth_getBlockByNumber(latest) returned null");

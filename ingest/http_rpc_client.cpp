@@ -98,7 +98,9 @@ struct HttpRpcClient::Impl {
       try {
         if (!connected()) co_await connect();
         ++sent;
-        res = tls ? co_await exchange(*tls, req) : co_await exchange(*plain, req);
+        // Not a conditional expression: g++ 12 mis-compiles co_await inside ?: .
+        if (tls) res = co_await exchange(*tls, req);
+        else res = co_await exchange(*plain, req);
         break;
       } catch (const boost::system::system_error& e) {
         drop();
@@ -136,9 +138,11 @@ HttpRpcClient::~HttpRpcClient() = default;
 const std::string& HttpRpcClient::endpoint() const { return impl_->redacted; }
 std::uint64_t HttpRpcClient::requests_sent() const { return impl_->sent; }
 
-Task<std::string> HttpRpcClient::call(std::string method, std::string params) {
+Task<std::string> HttpRpcClient::call(RpcRequest request) {
   std::uint64_t id = impl_->next_id++;
-  std::string body = co_await impl_->post(encode_request(RpcRequest{method, std::move(params)}, id));
+  const std::string& method = request.method;
+  std::string payload = encode_request(request, id);
+  std::string body = co_await impl_->post(std::move(payload));
   auto replies = parse_replies(body);
   if (!replies.ok()) throw RpcError(RpcError::Kind::kMalformed, impl_->redacted + ": " + method + ": " + replies.error().message);
   if (replies->size() != 1 || (*replies)[0].id != id)
@@ -153,7 +157,8 @@ Task<std::vector<RpcReply>> HttpRpcClient::batch(std::vector<RpcRequest> request
   if (requests.empty()) co_return std::vector<RpcReply>{};
   std::uint64_t first = impl_->next_id;
   impl_->next_id += requests.size();
-  std::string body = co_await impl_->post(encode_batch(requests, first));
+  std::string payload = encode_batch(requests, first);
+  std::string body = co_await impl_->post(std::move(payload));
   auto replies = parse_replies(body);
   if (!replies.ok()) throw RpcError(RpcError::Kind::kMalformed, impl_->redacted + ": batch: " + replies.error().message);
   // Servers may answer a batch in any order; put replies back in request order.

@@ -15,6 +15,9 @@ namespace chainidx::ingest {
 
 /// JSON-RPC over HTTP(S) with a kept-alive connection, batch requests and a token bucket.
 /// One request at a time (the caller awaits each); not thread-safe. Beast stays in the .cpp.
+///
+/// Note for callers (and this file): g++ 12 mis-handles temporaries with destructors inside a
+/// co_await expression (double frees seen here); build arguments into named locals first.
 class HttpRpcClient {
  public:
   struct Options {
@@ -27,7 +30,7 @@ class HttpRpcClient {
   ~HttpRpcClient();
 
   /// One call; the result's JSON text. Throws RpcError (a JSON-RPC error is Kind::kRpc).
-  Task<std::string> call(std::string method, std::string params);
+  Task<std::string> call(RpcRequest request);
   /// A batch; the replies in request order, each with its result or its error.
   /// Throws RpcError on transport, HTTP or framing trouble, or when replies go missing.
   Task<std::vector<RpcReply>> batch(std::vector<RpcRequest> requests);

@@ -38,4 +38,9 @@ DevBroker::~DevBroker() {
 
 const std::string& DevBroker::bootstrap_servers() const { return impl_->bootstraps; }
 
+void DevBroker::create_topic(const std::string& name, int partitions) {
+  auto err = rd_kafka_mock_topic_create(impl_->cluster, name.c_str(), partitions, 1);
+  if (err) throw std::runtime_error("devbroker: create topic " + name + ": " + rd_kafka_err2str(err));
+}
+
 }  // namespace chainidx::sinks

@@ -19,6 +19,10 @@ class DevBroker {
   /// "127.0.0.1:PORT[,...]" for bootstrap.servers.
   const std::string& bootstrap_servers() const;
 
+  /// Creates a topic (the mock cluster has no CreateTopics API; clients that need a topic
+  /// with a given partition count get it created here). Throws std::runtime_error.
+  void create_topic(const std::string& name, int partitions);
+
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;

@@ -92,23 +92,65 @@ KafkaSink::~KafkaSink() { impl_->disconnect(); }
 
 std::uint64_t KafkaSink::acknowledged() const { return impl_->acknowledged.load(); }
 
+namespace {
+
+// Which of `names` the cluster has, by a metadata request for each (which also makes a broker
+// with topic auto-creation create it).
+std::vector<std::string> missing_topics(rd_kafka_t* rk, const std::string* names, int count) {
+  std::vector<std::string> missing;
+  for (int i = 0; i < count; ++i) {
+    rd_kafka_topic_t* rkt = rd_kafka_topic_new(rk, names[i].c_str(), nullptr);
+    const rd_kafka_metadata_t* md = nullptr;
+    rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 0, rkt, &md, 10000);
+    bool present = err == RD_KAFKA_RESP_ERR_NO_ERROR && md->topic_cnt == 1 && md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR &&
+                   md->topics[0].partition_cnt > 0;
+    if (md) rd_kafka_metadata_destroy(md);
+    rd_kafka_topic_destroy(rkt);
+    if (!present) missing.push_back(names[i]);
+  }
+  return missing;
+}
+
+}  // namespace
+
 void KafkaSink::ensure_topics() {
   rd_kafka_t* rk = impl_->rk;
   char err[512];
-  rd_kafka_NewTopic_t* new_topics[3];
-  for (int i = 0; i < 3; ++i) {
-    new_topics[i] = rd_kafka_NewTopic_new(impl_->topics[i].c_str(), static_cast<int>(impl_->config.partitions),
-                                          static_cast<int>(impl_->config.replication_factor), err, sizeof err);
-    if (!new_topics[i]) throw SinkError(std::string("kafka topic ") + impl_->topics[i] + ": " + err);
+  // Ask first: a cluster that has the topics needs no Admin call (and the development broker,
+  // librdkafka's mock cluster, has no CreateTopics API at all).
+  std::vector<std::string> missing;
+  {
+    const rd_kafka_metadata_t* md = nullptr;
+    if (rd_kafka_metadata(rk, 1, nullptr, &md, 10000) != RD_KAFKA_RESP_ERR_NO_ERROR)
+      throw SinkError("kafka: no metadata from " + impl_->config.brokers + " within 10 s (is the broker up?)");
+    for (const auto& t : impl_->topics) {
+      bool found = false;
+      for (int i = 0; i < md->topic_cnt; ++i) found |= t == md->topics[i].topic;
+      if (!found) missing.push_back(t);
+    }
+    rd_kafka_metadata_destroy(md);
+  }
+  if (missing.empty()) return;
+
+  std::vector<rd_kafka_NewTopic_t*> new_topics;
+  for (const auto& name : missing) {
+    auto* nt = rd_kafka_NewTopic_new(name.c_str(), static_cast<int>(impl_->config.partitions),
+                                     static_cast<int>(impl_->config.replication_factor), err, sizeof err);
+    if (!nt) {
+      for (auto* t : new_topics) rd_kafka_NewTopic_destroy(t);
+      throw SinkError("kafka topic " + name + ": " + err);
+    }
+    new_topics.push_back(nt);
   }
   rd_kafka_queue_t* queue = rd_kafka_queue_new(rk);
   rd_kafka_AdminOptions_t* options = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
+  rd_kafka_AdminOptions_set_request_timeout(options, 15000, err, sizeof err);
   rd_kafka_AdminOptions_set_operation_timeout(options, 10000, err, sizeof err);
-  rd_kafka_CreateTopics(rk, new_topics, 3, options, queue);
-  rd_kafka_event_t* ev = rd_kafka_queue_poll(queue, 30000);
+  rd_kafka_CreateTopics(rk, new_topics.data(), new_topics.size(), options, queue);
+  rd_kafka_event_t* ev = rd_kafka_queue_poll(queue, 20000);
   std::string problem;
   if (!ev) {
-    problem = "no answer from the broker within 30 s";
+    problem = "no answer to CreateTopics within 20 s";
   } else if (rd_kafka_event_error(ev)) {
     problem = rd_kafka_event_error_string(ev);
   } else {
@@ -125,7 +167,20 @@ void KafkaSink::ensure_topics() {
   rd_kafka_AdminOptions_destroy(options);
   rd_kafka_queue_destroy(queue);
   for (auto* t : new_topics) rd_kafka_NewTopic_destroy(t);
-  if (!problem.empty()) throw SinkError("kafka create topics: " + problem);
+  if (problem.empty()) return;
+
+  // Last resort: a broker with auto-creation makes them on a metadata request (with its default
+  // partition count, which the log says).
+  auto still = missing_topics(rk, impl_->topics, 3);
+  if (!still.empty()) {
+    std::string list;
+    for (auto& t : still) list += (list.empty() ? "" : ", ") + t;
+    throw SinkError("kafka: topics " + list + " do not exist and could not be created (" + problem +
+                    "); create them with " + std::to_string(impl_->config.partitions) + " partitions, or let the indexer's "
+                    "principal create topics");
+  }
+  throw SinkError("kafka: CreateTopics failed (" + problem + ") but the broker auto-created the topics with its default "
+                  "partition count; restart to go on with them, or recreate them with the configured count");
 }
 
 void KafkaSink::write(std::span<const schema::Block> blocks) {

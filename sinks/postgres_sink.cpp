@@ -172,7 +172,7 @@ void PostgresSink::migrate() {
     for (const auto& m : schema::migrations()) {
       pqxx::work tx(c);
       // Serialises concurrent starts; released at commit.
-      tx.exec0("SELECT pg_advisory_xact_lock(hashtext(" + tx.quote("chainidx:" + impl_->schema) + "))");
+      tx.exec("SELECT pg_advisory_xact_lock(hashtext(" + tx.quote("chainidx:" + impl_->schema) + "))");
       tx.exec0("CREATE SCHEMA IF NOT EXISTS " + q);
       tx.exec0("CREATE TABLE IF NOT EXISTS " + q + ".schema_migrations (version integer PRIMARY KEY, name text NOT NULL, "
                "applied_at timestamptz NOT NULL DEFAULT now())");

@@ -1,0 +1,261 @@
+#include "app/pipeline.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <spdlog/spdlog.h>
+
+#include <random>
+
+#include "ingest/block_fetcher.hpp"
+#include "ingest/head_subscriber.hpp"
+#include "ingest/http_rpc_client.hpp"
+#include "reorg/block_buffer.hpp"
+
+namespace chainidx::app {
+
+namespace asio = boost::asio;
+using asio::use_awaitable;
+using ingest::Task;
+using namespace asio::experimental::awaitable_operators;
+
+namespace {
+struct Fatal {
+  int code;
+  std::string message;
+};
+}  // namespace
+
+struct Pipeline::Impl {
+  asio::io_context& io;
+  Config config;
+  std::vector<sinks::Sink*> sinks;
+  sinks::CheckpointStore& checkpoints;
+  asio::thread_pool workers{1};
+  ingest::HttpRpcClient rpc;
+  ingest::BlockFetcher fetcher{rpc};
+  std::optional<reorg::BlockBuffer> buffer;
+  std::optional<schema::BlockRef> latest_head;  // newest head from the subscriber, not yet given to the buffer
+  asio::steady_timer wake;                      // cancelled when a head arrives or a stop is requested
+  bool stop = false;
+  std::vector<schema::Block> unwritten;  // confirmed, not yet in every sink
+  std::mt19937 rng{std::random_device{}()};
+  ingest::BackoffPolicy backoff{};
+
+  Impl(asio::io_context& io_, Config c, std::vector<sinks::Sink*> s, sinks::CheckpointStore& cp)
+      : io(io_), config(std::move(c)), sinks(std::move(s)), checkpoints(cp),
+        rpc(io_.get_executor(), config.chain.endpoints[0].http,
+            {config.chain.endpoints[0].requests_per_second, static_cast<double>(config.chain.endpoints[0].burst)}),
+        wake(io_) {}
+
+  Task<void> sleep(std::chrono::milliseconds d) {
+    wake.expires_after(d);
+    boost::system::error_code ec;
+    co_await wake.async_wait(asio::redirect_error(use_awaitable, ec));
+  }
+
+  // Runs blocking work on the worker thread; the coroutine resumes on the io thread.
+  template <class F>
+  Task<void> blocking(F f) {
+    co_await asio::co_spawn(workers, [f = std::move(f)]() -> asio::awaitable<void> {
+      f();
+      co_return;
+    }, use_awaitable);
+  }
+
+  // Retries outside trouble (transport, 429, 5xx, malformed answers) with backoff until it
+  // works or a stop is requested; other errors propagate.
+  template <class T, class F>
+  Task<std::optional<T>> with_retry(const char* what, F op) {
+    for (unsigned attempt = 0; !stop; ++attempt) {
+      std::string problem;
+      std::chrono::milliseconds delay{0};
+      try {
+        co_return co_await op();
+      } catch (const ingest::RpcError& e) {
+        if (!e.retryable()) throw;
+        problem = e.what();
+        delay = e.retry_after().value_or(backoff.delay(attempt, std::uniform_real_distribution<double>(0, 1)(rng)));
+      }
+      spdlog::warn("event=rpc_retry op={} attempt={} backoff_ms={} reason=\"{}\"", what, attempt + 1, delay.count(), problem);
+      co_await sleep(delay);
+    }
+    co_return std::nullopt;
+  }
+
+  Task<void> write_unwritten() {
+    if (unwritten.empty()) co_return;
+    for (std::size_t i = 0; i < sinks.size();) {
+      sinks::Sink* sink = sinks[i];
+      std::string problem;
+      try {
+        co_await blocking([&] { sink->write(unwritten); });
+        ++i;
+        continue;
+      } catch (const sinks::SinkError& e) {
+        problem = e.what();
+      }
+      if (stop) {
+        spdlog::warn("event=write_abandoned_on_stop sink={} blocks={}-{} reason=\"{}\"", sink->name(),
+                     unwritten.front().number, unwritten.back().number, problem);
+        co_return;
+      }
+      auto delay = backoff.delay(3, std::uniform_real_distribution<double>(0, 1)(rng));
+      spdlog::warn("event=sink_retry sink={} backoff_ms={} reason=\"{}\"", sink->name(), delay.count(), problem);
+      co_await sleep(delay);
+    }
+    spdlog::info("event=confirmed blocks={}-{} count={} last_hash={}", unwritten.front().number, unwritten.back().number,
+                 unwritten.size(), schema::to_hex(unwritten.back().hash));
+    unwritten.clear();
+  }
+
+  Task<std::optional<schema::Block>> fetch(const reorg::FetchRequest& req) {
+    if (req.kind == reorg::FetchRequest::Kind::kByNumber) {
+      auto r = co_await with_retry<std::optional<schema::Block>>("fetch_by_number", [&] { return fetcher.by_number(req.number); });
+      co_return r ? std::move(*r) : std::nullopt;
+    }
+    auto r = co_await with_retry<std::optional<schema::Block>>("fetch_by_hash", [&] { return fetcher.by_hash(req.hash); });
+    co_return r ? std::move(*r) : std::nullopt;
+  }
+
+  void give_head_to_buffer() {
+    if (!latest_head) return;
+    auto r = buffer->on_head(*latest_head);
+    if (r.reverted > 0) spdlog::warn("event=rollback to_block={} reverted={}", latest_head->number, r.reverted);
+    latest_head.reset();
+  }
+
+  Task<void> follow() {
+    // Seed from HTTP so that a quiet chain still catches up before its next head.
+    if (auto head = co_await with_retry<schema::BlockRef>("latest_head", [&] { return fetcher.latest_head(); }))
+      if (!latest_head) latest_head = *head;
+    const auto poll = std::chrono::milliseconds(std::max<std::int64_t>(1000, config.chain.confirmations * 1000));
+    while (!stop) {
+      give_head_to_buffer();
+      auto req = buffer->next_fetch();
+      if (!req) {
+        co_await write_unwritten();
+        if (stop || latest_head) continue;
+        wake.expires_after(poll);
+        boost::system::error_code ec;
+        co_await wake.async_wait(asio::redirect_error(use_awaitable, ec));
+        if (!ec && !stop) {
+          // No head for a while: ask over HTTP too, in case the subscription went quiet.
+          if (auto head = co_await with_retry<schema::BlockRef>("latest_head", [&] { return fetcher.latest_head(); }))
+            if (!latest_head) latest_head = *head;
+        }
+        continue;
+      }
+      auto block = co_await fetch(*req);
+      if (stop) break;
+      if (!block) {
+        buffer->on_fetch_missing(*req);
+        continue;
+      }
+      using Kind = reorg::AddResult::Kind;
+      std::uint64_t number = block->number;
+      std::string hash = schema::to_hex(block->hash);
+      auto r = buffer->add_block(std::move(*block));
+      switch (r.kind) {
+        case Kind::kReorged:
+          spdlog::warn("event=reorg new_block={} new_hash={} reverted={}", number, hash, r.reverted);
+          break;
+        case Kind::kStaleBranch:
+          spdlog::warn("event=stale_branch_dropped cursor={}", buffer->last_confirmed()->number);
+          break;
+        case Kind::kUnexpected:
+          spdlog::warn("event=unexpected_block block={} hash={}", number, hash);
+          break;
+        case Kind::kDeepReorg: {
+          const auto& d = *buffer->deep_reorg();
+          for (auto& b : buffer->take_confirmed()) unwritten.push_back(std::move(b));
+          co_await write_unwritten();
+          throw Fatal{kExitDeepReorg,
+                      "deep reorg: the node's chain no longer contains confirmed block " + std::to_string(d.last_confirmed.number) +
+                          " (" + schema::to_hex(d.last_confirmed.hash) + "); its branch at block " + std::to_string(d.branch_block.number) +
+                          " (" + schema::to_hex(d.branch_block.hash) + ") forks below it. Policy 'halt': stopping with the cursor at " +
+                          std::to_string(d.last_confirmed.number) + ". Replay from below the fork once the cause is understood."};
+        }
+        default:
+          break;
+      }
+      for (auto& b : buffer->take_confirmed()) unwritten.push_back(std::move(b));
+      if (unwritten.size() >= config.pipeline.batch_blocks) co_await write_unwritten();
+    }
+    co_await write_unwritten();
+  }
+
+  Task<int> run() {
+    auto id = co_await with_retry<std::uint64_t>("eth_chainId", [&] { return fetcher.chain_id(); });
+    if (!id) co_return kExitOk;
+    if (*id != config.chain.chain_id) {
+      spdlog::error("event=chain_id_mismatch config_chain_id={} node_chain_id={} endpoint={} fix=\"point chain.endpoints at a node of chain {} or set chain.chain_id = {}\"",
+                    config.chain.chain_id, *id, rpc.endpoint(), config.chain.chain_id, *id);
+      co_return kExitChainIdMismatch;
+    }
+    std::optional<schema::BlockRef> cursor;
+    for (unsigned attempt = 0;; ++attempt) {
+      std::string problem;
+      try {
+        co_await blocking([&] { cursor = checkpoints.load_cursor(); });
+        break;
+      } catch (const sinks::SinkError& e) {
+        problem = e.what();
+      }
+      if (stop) co_return kExitOk;
+      spdlog::warn("event=cursor_retry reason=\"{}\"", problem);
+      co_await sleep(backoff.delay(attempt, 0.5));
+    }
+    if (cursor) {
+      spdlog::info("event=resume cursor_block={} cursor_hash={}", cursor->number, schema::to_hex(cursor->hash));
+      auto header = co_await with_retry<std::optional<schema::BlockRef>>("cursor_check", [&] { return fetcher.header_by_number(cursor->number); });
+      if (header && *header && (*header)->hash != cursor->hash) {
+        spdlog::error("event=deep_reorg cursor_block={} cursor_hash={} node_hash={} policy=halt message=\"the block at the cursor is no longer canonical; Postgres is left at the cursor\"",
+                      cursor->number, schema::to_hex(cursor->hash), schema::to_hex((*header)->hash));
+        co_return kExitDeepReorg;
+      }
+    } else {
+      spdlog::info("event=first_run start_block={}", config.chain.start_block);
+    }
+    buffer.emplace(reorg::BufferConfig{config.chain.confirmations, config.chain.start_block}, cursor);
+
+    std::vector<std::string> ws_urls;
+    for (auto& e : config.chain.endpoints) ws_urls.push_back(e.ws);
+    ingest::HeadSubscriber subscriber(io.get_executor(), ws_urls, {}, [this](const schema::BlockRef& head) {
+      latest_head = head;
+      wake.cancel();
+    });
+    try {
+      // The subscriber lives exactly as long as follow(): when follow() returns, || cancels it.
+      co_await (follow() || subscriber.run());
+    } catch (const Fatal& f) {
+      spdlog::error("event=halt exit_code={} message=\"{}\"", f.code, f.message);
+      co_return f.code;
+    } catch (const ingest::RpcError& e) {
+      spdlog::error("event=fatal_rpc_error message=\"{}\"", e.what());
+      co_return kExitFatal;
+    } catch (const std::logic_error& e) {
+      spdlog::critical("event=invariant_broken message=\"{}\"", e.what());
+      co_return kExitFatal;
+    }
+    spdlog::info("event=stopped last_confirmed_block={}", buffer->last_confirmed() ? std::to_string(buffer->last_confirmed()->number) : "none");
+    co_return kExitOk;
+  }
+};
+
+Pipeline::Pipeline(asio::io_context& io, Config config, std::vector<sinks::Sink*> sinks, sinks::CheckpointStore& checkpoints)
+    : impl_(std::make_unique<Impl>(io, std::move(config), std::move(sinks), checkpoints)) {}
+
+Pipeline::~Pipeline() { impl_->workers.join(); }
+
+Task<int> Pipeline::run() { return impl_->run(); }
+
+void Pipeline::request_stop() {
+  impl_->stop = true;
+  impl_->wake.cancel();
+}
+
+}  // namespace chainidx::app

@@ -228,9 +228,20 @@ struct Pipeline::Impl {
       latest_head = head;
       wake.cancel();
     });
+    // The subscriber lives exactly as long as follow(): whichever way follow() ends, it stops
+    // the subscriber, and && waits for both.
+    auto follow_then_stop = [&]() -> asio::awaitable<void> {
+      std::exception_ptr error;
+      try {
+        co_await follow();
+      } catch (...) {
+        error = std::current_exception();
+      }
+      subscriber.stop();
+      if (error) std::rethrow_exception(error);
+    };
     try {
-      // The subscriber lives exactly as long as follow(): when follow() returns, || cancels it.
-      co_await (follow() || subscriber.run());
+      co_await (follow_then_stop() && subscriber.run());
     } catch (const Fatal& f) {
       spdlog::error("event=halt exit_code={} message=\"{}\"", f.code, f.message);
       co_return f.code;

@@ -3,7 +3,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <boost/asio/this_coro.hpp>
+#include <boost/asio/redirect_error.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/ssl.hpp>
@@ -27,6 +27,7 @@ using asio::use_awaitable;
 using tcp = asio::ip::tcp;
 
 struct HeadSubscriber::Impl {
+  explicit Impl(asio::any_io_executor ex) : executor(ex) {}
   asio::any_io_executor executor;
   std::vector<std::string> urls;
   Options options;
@@ -36,6 +37,9 @@ struct HeadSubscriber::Impl {
   std::uint64_t malformed = 0;
   unsigned attempt = 0;
   std::mt19937 rng{std::random_device{}()};
+  bool stopping = false;
+  std::function<void()> close_current;  // closes the live connection's socket, while there is one
+  asio::steady_timer backoff_timer{executor};
 
   // One connection's life: subscribe, then read heads until something goes wrong. Every read
   // has a deadline of stall_timeout on the TCP stream, which is both the dead-socket detector
@@ -43,6 +47,12 @@ struct HeadSubscriber::Impl {
   template <class Stream>
   Task<void> session(websocket::stream<Stream>& ws, const Url& url, const std::string& name) {
     auto& lowest = beast::get_lowest_layer(ws);
+    close_current = [&lowest] { lowest.cancel(); };
+    struct Forget {
+      std::function<void()>& f;
+      ~Forget() { f = nullptr; }
+    } forget{close_current};
+    if (stopping) co_return;
     std::string host = url.host + ":" + url.port;
     lowest.expires_after(options.handshake_timeout);
     co_await ws.async_handshake(host, url.target, use_awaitable);
@@ -104,8 +114,7 @@ struct HeadSubscriber::Impl {
 };
 
 HeadSubscriber::HeadSubscriber(asio::any_io_executor executor, std::vector<std::string> ws_urls, Options options, OnHead on_head)
-    : impl_(std::make_unique<Impl>()) {
-  impl_->executor = executor;
+    : impl_(std::make_unique<Impl>(executor)) {
   impl_->urls = std::move(ws_urls);
   impl_->options = options;
   impl_->on_head = std::move(on_head);
@@ -120,7 +129,7 @@ std::uint64_t HeadSubscriber::malformed_messages() const { return impl_->malform
 asio::awaitable<void> HeadSubscriber::run() {
   Impl& s = *impl_;
   std::size_t index = 0;
-  for (;;) {
+  while (!s.stopping) {
     const std::string& url = s.urls[index];
     std::string problem;
     try {
@@ -131,16 +140,23 @@ asio::awaitable<void> HeadSubscriber::run() {
     } catch (const std::exception& e) {
       problem = e.what();
     }
-    auto cs = co_await asio::this_coro::cancellation_state;
-    if (cs.cancelled() != asio::cancellation_type::none) co_return;
+    if (s.stopping) co_return;
     ++s.reconnects;
     auto delay = s.options.backoff.delay(s.attempt++, std::uniform_real_distribution<double>(0, 1)(s.rng));
     index = (index + 1) % s.urls.size();
     spdlog::warn("event=ws_reconnect endpoint={} reason=\"{}\" next_endpoint={} backoff_ms={}", schema::redact_url(url),
                  problem, schema::redact_url(s.urls[index]), delay.count());
-    asio::steady_timer t(s.executor, delay);
-    co_await t.async_wait(use_awaitable);
+    s.backoff_timer.expires_after(delay);
+    boost::system::error_code ec;
+    co_await s.backoff_timer.async_wait(asio::redirect_error(use_awaitable, ec));
+    if (s.stopping) co_return;
   }
+}
+
+void HeadSubscriber::stop() {
+  impl_->stopping = true;
+  if (impl_->close_current) impl_->close_current();
+  impl_->backoff_timer.cancel();
 }
 
 }  // namespace chainidx::ingest

@@ -32,9 +32,13 @@ class HeadSubscriber {
   HeadSubscriber(boost::asio::any_io_executor executor, std::vector<std::string> ws_urls, Options options, OnHead on_head);
   ~HeadSubscriber();
 
-  /// Runs until cancelled (through the awaiting coroutine's cancellation slot). Never throws
-  /// for network trouble: that is logged, counted and retried.
+  /// Runs until stop(). Never throws for network trouble: that is logged, counted and retried.
   boost::asio::awaitable<void> run();
+
+  /// Makes run() return soon: closes the current socket and cuts a backoff short. Explicit
+  /// rather than through Asio's per-operation cancellation, which Beast's websocket read does
+  /// not honour in Boost 1.81. Call on the executor's thread.
+  void stop();
 
   std::uint64_t reconnects() const;
   std::uint64_t heads_received() const;

@@ -1,0 +1,82 @@
+// The chainidx binary's command line as an operator meets it: bad config files are refused by
+// both check-config and run, with the key and the fix in the message and exit code 2.
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "harness.hpp"
+
+namespace chainidx::testing {
+namespace {
+
+const std::string kGood = R"([chain]
+name = "anvil"
+chain_id = 31337
+confirmations = 12
+
+[[chain.endpoints]]
+ws = "ws://127.0.0.1:8545"
+http = "http://127.0.0.1:8545/${CHAINIDX_TEST_KEY}"
+
+[postgres]
+url = "postgresql://indexer:${CHAINIDX_TEST_PGPASSWORD}@127.0.0.1:5432/chainidx"
+
+[kafka]
+brokers = "127.0.0.1:9092"
+)";
+
+std::string with(const std::string& from, const std::string& to) {
+  std::string s = kGood;
+  s.replace(s.find(from), from.size(), to);
+  return s;
+}
+
+struct Case {
+  std::string name, text, expect;
+};
+
+TEST(Cli, CheckConfigAcceptsAGoodFileAndPrintsNoSecret) {
+  TempDir dir;
+  std::string path = dir.path() + "/good.toml";
+  std::ofstream(path) << kGood;
+  setenv("CHAINIDX_TEST_KEY", "0123456789abcdef0123456789abcdef", 1);
+  setenv("CHAINIDX_TEST_PGPASSWORD", "hunter2hunter2", 1);
+  int code = -1;
+  std::string out = run_capture({chainidx_binary(), "check-config", "--config", path}, &code);
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_NE(out.find("config ok: chain anvil"), std::string::npos) << out;
+  EXPECT_EQ(out.find("0123456789abcdef0123456789abcdef"), std::string::npos) << "API key printed: " << out;
+  EXPECT_EQ(out.find("hunter2"), std::string::npos) << "password printed: " << out;
+}
+
+TEST(Cli, BadConfigFilesEachGetTheirClearErrorFromCheckConfigAndRun) {
+  setenv("CHAINIDX_TEST_KEY", "k", 1);
+  setenv("CHAINIDX_TEST_PGPASSWORD", "p", 1);
+  std::vector<Case> cases = {
+      {"missing key", with("chain_id = 31337\n", ""), "chain.chain_id: missing"},
+      {"unknown key", with("confirmations = 12", "confirmations = 12\nconfimations = 4"), "chain.confimations: unknown key"},
+      {"wrong type", with("confirmations = 12", "confirmations = \"twelve\""), "chain.confirmations: expected an integer"},
+      {"bad url", with("ws = \"ws://127.0.0.1:8545\"", "ws = \"127.0.0.1:8545\""), "chain.endpoints[0].ws: not a valid URL"},
+      {"confirmations out of range", with("confirmations = 12", "confirmations = 0"), "chain.confirmations: must be between 1 and 10000"},
+      {"unset variable", with("${CHAINIDX_TEST_KEY}", "${CHAINIDX_UNSET_VARIABLE}"), "CHAINIDX_UNSET_VARIABLE is not set"},
+  };
+  TempDir dir;
+  for (const auto& c : cases) {
+    std::string path = dir.path() + "/bad.toml";
+    std::ofstream(path) << c.text;
+    for (const char* command : {"check-config", "run"}) {
+      int code = -1;
+      std::string out = run_capture({chainidx_binary(), command, "--config", path}, &code, std::chrono::seconds(20));
+      EXPECT_EQ(code, 2) << c.name << " (" << command << "): " << out;
+      EXPECT_NE(out.find(c.expect), std::string::npos) << c.name << " (" << command << "): " << out;
+    }
+  }
+  int code = -1;
+  std::string out = run_capture({chainidx_binary(), "check-config", "--config", dir.path() + "/nope.toml"}, &code);
+  EXPECT_EQ(code, 2);
+  EXPECT_NE(out.find("cannot read the config file"), std::string::npos) << out;
+}
+
+}  // namespace
+}  // namespace chainidx::testing

@@ -1,0 +1,358 @@
+// The indexer end to end against real peers: anvil, Postgres, the Kafka-protocol dev broker,
+// and kcat as an independent consumer. Each test starts its own anvil, broker and database.
+
+#include <gtest/gtest.h>
+#include <pqxx/pqxx>
+#include <simdjson.h>
+
+#include <csignal>
+#include <fstream>
+#include <random>
+#include <set>
+#include <thread>
+
+#include "harness.hpp"
+#include "schema/types.hpp"
+
+namespace chainidx::testing {
+namespace {
+
+std::string hexnum(std::uint64_t v) {
+  char q[32];
+  std::snprintf(q, sizeof q, "\"0x%llx\"", static_cast<unsigned long long>(v));
+  return q;
+}
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+std::string decimal_of(std::string_view hex) {
+  schema::U256 v;
+  EXPECT_TRUE(schema::parse_quantity(hex, v)) << hex;
+  return v.to_decimal();
+}
+
+std::uint64_t u64_of(std::string_view hex) { return std::stoull(std::string(hex.substr(2)), nullptr, 16); }
+
+struct Cursor {
+  std::uint64_t number;
+  std::string hash;
+};
+
+class Db {
+ public:
+  explicit Db(const std::string& url) : url_(url) {}
+
+  std::optional<Cursor> cursor() {
+    try {
+      pqxx::connection c(url_);
+      pqxx::read_transaction tx(c);
+      auto r = tx.exec("SELECT block_number, '0x' || encode(block_hash, 'hex') FROM anvil.cursor");
+      if (r.empty()) return std::nullopt;
+      return Cursor{r[0][0].as<std::uint64_t>(), r[0][1].as<std::string>()};
+    } catch (const pqxx::sql_error&) {
+      return std::nullopt;  // schema not created yet
+    }
+  }
+
+  pqxx::result query(const std::string& sql) {
+    pqxx::connection c(url_);
+    pqxx::read_transaction tx(c);
+    return tx.exec(sql);
+  }
+
+ private:
+  std::string url_;
+};
+
+void wait_for_cursor(Db& db, std::uint64_t number, Indexer& indexer) {
+  bool ok = wait_until([&] {
+    auto c = db.cursor();
+    return c && c->number >= number;
+  }, 90s);
+  ASSERT_TRUE(ok) << "cursor did not reach " << number << "; indexer log:\n" << indexer.log();
+}
+
+// Invariant 1 and the field-by-field comparison: every block 0..cursor in Postgres exactly as
+// anvil returns it now, and nothing else.
+void expect_postgres_equals_anvil(Db& db, const Anvil& anvil) {
+  auto cur = db.cursor();
+  ASSERT_TRUE(cur);
+  auto blocks = db.query(
+      "SELECT number, '0x' || encode(hash, 'hex'), '0x' || encode(parent_hash, 'hex'), timestamp, gas_used, "
+      "'0x' || encode(miner, 'hex'), transaction_count FROM anvil.blocks ORDER BY number");
+  ASSERT_EQ(blocks.size(), cur->number + 1) << "gap or extra block";
+  ASSERT_EQ(blocks[blocks.size() - 1][1].as<std::string>(), cur->hash) << "cursor is not the last block";
+  simdjson::dom::parser parser;
+  std::size_t txs_checked = 0, logs_checked = 0;
+  for (std::size_t n = 0; n < blocks.size(); ++n) {
+    const auto row = blocks[n];
+    ASSERT_EQ(row[0].as<std::uint64_t>(), n);
+    std::string block_text = anvil.rpc("eth_getBlockByNumber", "[" + hexnum(n) + ",true]");
+    simdjson::dom::element b = parser.parse(block_text);
+    ASSERT_EQ(row[1].as<std::string>(), lower(b["hash"].get_string().value())) << "block " << n << " is not canonical";
+    EXPECT_EQ(row[2].as<std::string>(), lower(b["parentHash"].get_string().value()));
+    EXPECT_EQ(row[3].as<std::uint64_t>(), u64_of(b["timestamp"].get_string().value()));
+    EXPECT_EQ(row[4].as<std::uint64_t>(), u64_of(b["gasUsed"].get_string().value()));
+    EXPECT_EQ(row[5].as<std::string>(), lower(b["miner"].get_string().value()));
+    if (n > 0) EXPECT_EQ(row[2].as<std::string>(), blocks[n - 1][1].as<std::string>()) << "parent link broken at " << n;
+
+    auto txs = db.query("SELECT '0x' || encode(hash, 'hex'), '0x' || encode(from_address, 'hex'), "
+                        "'0x' || encode(to_address, 'hex'), value::text, nonce, '0x' || encode(input, 'hex'), status, gas_used "
+                        "FROM anvil.transactions WHERE block_number = " + std::to_string(n) + " ORDER BY transaction_index");
+    simdjson::dom::array jtxs = b["transactions"].get_array();
+    ASSERT_EQ(txs.size(), jtxs.size()) << "block " << n;
+    EXPECT_EQ(row[6].as<std::size_t>(), jtxs.size());
+    std::string receipts_text = anvil.rpc("eth_getBlockReceipts", "[" + hexnum(n) + "]");
+    simdjson::dom::parser rparser;
+    simdjson::dom::array jreceipts = rparser.parse(receipts_text).get_array();
+    std::size_t i = 0;
+    for (simdjson::dom::element jt : jtxs) {
+      const auto t = txs[i];
+      simdjson::dom::element jr = jreceipts.at(i);
+      ++i;
+      EXPECT_EQ(t[0].as<std::string>(), lower(jt["hash"].get_string().value()));
+      EXPECT_EQ(t[1].as<std::string>(), lower(jt["from"].get_string().value()));
+      if (!jt["to"].is_null()) EXPECT_EQ(t[2].as<std::string>(), lower(jt["to"].get_string().value()));
+      EXPECT_EQ(t[3].as<std::string>(), decimal_of(jt["value"].get_string().value()));
+      EXPECT_EQ(t[4].as<std::uint64_t>(), u64_of(jt["nonce"].get_string().value()));
+      EXPECT_EQ(t[5].as<std::string>(), lower(jt["input"].get_string().value()));
+      EXPECT_EQ(t[6].as<int>(), static_cast<int>(u64_of(jr["status"].get_string().value())));
+      EXPECT_EQ(t[7].as<std::uint64_t>(), u64_of(jr["gasUsed"].get_string().value()));
+      ++txs_checked;
+    }
+
+    auto logs = db.query("SELECT log_index, '0x' || encode(address, 'hex'), '0x' || encode(topic0, 'hex'), "
+                         "'0x' || encode(topic1, 'hex'), '0x' || encode(topic2, 'hex'), '0x' || encode(data, 'hex'), "
+                         "'0x' || encode(transaction_hash, 'hex'), '0x' || encode(block_hash, 'hex') "
+                         "FROM anvil.logs WHERE block_number = " + std::to_string(n) + " ORDER BY log_index");
+    std::size_t k = 0;
+    for (simdjson::dom::element jr : jreceipts) {
+      for (simdjson::dom::element jl : jr["logs"].get_array()) {
+        ASSERT_LT(k, logs.size()) << "log missing in block " << n;
+        const auto l = logs[k++];
+        EXPECT_EQ(l[0].as<std::uint64_t>(), u64_of(jl["logIndex"].get_string().value()));
+        EXPECT_EQ(l[1].as<std::string>(), lower(jl["address"].get_string().value()));
+        simdjson::dom::array topics = jl["topics"].get_array();
+        ASSERT_EQ(topics.size(), 3u);
+        EXPECT_EQ(l[2].as<std::string>(), lower(topics.at(0).get_string().value()));
+        EXPECT_EQ(l[3].as<std::string>(), lower(topics.at(1).get_string().value()));
+        EXPECT_EQ(l[4].as<std::string>(), lower(topics.at(2).get_string().value()));
+        EXPECT_EQ(l[5].as<std::string>(), lower(jl["data"].get_string().value()));
+        EXPECT_EQ(l[6].as<std::string>(), lower(jl["transactionHash"].get_string().value()));
+        EXPECT_EQ(l[7].as<std::string>(), row[1].as<std::string>());
+        ++logs_checked;
+      }
+    }
+    EXPECT_EQ(k, logs.size()) << "extra logs in block " << n;
+  }
+  EXPECT_GT(txs_checked, 0u) << "the test produced no transactions to compare";
+  EXPECT_GT(logs_checked, 0u) << "the test produced no logs to compare";
+}
+
+struct TopicContents {
+  std::multiset<std::pair<std::uint64_t, std::string>> blocks;  // (number, hash)
+  std::set<std::string> block_hashes_everywhere;                 // every block_hash in any topic
+  std::set<std::pair<std::string, std::uint64_t>> logs;          // (block hash, log index)
+  std::set<std::string> transactions;                            // tx hashes
+};
+
+TopicContents read_topics(const DevBroker& broker) {
+  TopicContents out;
+  simdjson::dom::parser p;
+  for (const auto& m : broker.consume("anvil.blocks")) {
+    simdjson::dom::element e = p.parse(m);
+    std::string hash(e["block_hash"].get_string().value());
+    out.blocks.insert({e["block_number"].get_uint64().value(), hash});
+    out.block_hashes_everywhere.insert(hash);
+  }
+  for (const auto& m : broker.consume("anvil.logs")) {
+    simdjson::dom::element e = p.parse(m);
+    std::string hash(e["block_hash"].get_string().value());
+    out.logs.insert({hash, e["log_index"].get_uint64().value()});
+    out.block_hashes_everywhere.insert(hash);
+  }
+  for (const auto& m : broker.consume("anvil.transactions")) {
+    simdjson::dom::element e = p.parse(m);
+    out.transactions.insert(std::string(e["transaction_hash"].get_string().value()));
+    out.block_hashes_everywhere.insert(std::string(e["block_hash"].get_string().value()));
+  }
+  return out;
+}
+
+// Every block, transaction and log in Postgres is in the topics. With `exactly_once_blocks`,
+// each block appears once in the blocks topic (no crash happened, so nothing was repeated).
+void expect_topics_hold_postgres(Db& db, const DevBroker& broker, bool exactly_once_blocks) {
+  TopicContents t = read_topics(broker);
+  auto blocks = db.query("SELECT number, '0x' || encode(hash, 'hex') FROM anvil.blocks ORDER BY number");
+  for (const auto& r : blocks) {
+    auto key = std::make_pair(r[0].as<std::uint64_t>(), r[1].as<std::string>());
+    auto count = t.blocks.count(key);
+    EXPECT_GE(count, 1u) << "block " << key.first << " missing from anvil.blocks";
+    if (exactly_once_blocks) EXPECT_EQ(count, 1u) << "block " << key.first << " published more than once";
+  }
+  for (const auto& r : db.query("SELECT '0x' || encode(block_hash, 'hex'), log_index FROM anvil.logs"))
+    EXPECT_TRUE(t.logs.contains({r[0].as<std::string>(), r[1].as<std::uint64_t>()})) << "log missing from anvil.logs";
+  for (const auto& r : db.query("SELECT '0x' || encode(hash, 'hex') FROM anvil.transactions"))
+    EXPECT_TRUE(t.transactions.contains(r[0].as<std::string>())) << "transaction missing from anvil.transactions";
+  // Nothing in the topics that is not a canonical, confirmed block.
+  std::set<std::string> canonical;
+  for (const auto& r : blocks) canonical.insert(r[1].as<std::string>());
+  for (const auto& h : t.block_hashes_everywhere) EXPECT_TRUE(canonical.contains(h)) << "topic holds non-canonical block " << h;
+}
+
+void mine_with_transfers(Anvil& anvil, int rounds, std::mt19937& rng) {
+  for (int r = 0; r < rounds; ++r) {
+    int n = static_cast<int>(rng() % 4);  // 0..3 transfers: empty blocks happen too
+    for (int i = 0; i < n; ++i) anvil.send_transfer(static_cast<int>(rng() % 10), 1 + rng() % 1000000);
+    anvil.mine();
+    std::this_thread::sleep_for(std::chrono::milliseconds(30));
+  }
+}
+
+struct Peers {
+  TempDir dir;
+  Anvil anvil{dir.path()};
+  DevBroker broker{dir.path(), "anvil"};
+  std::string db_url;
+  Db db{""};
+  explicit Peers(const std::string& db_name) : db_url(Postgres::instance().create_database(db_name)), db(db_url) {
+    anvil.deploy_emitter();
+  }
+};
+
+TEST(Pipeline, SteadyMiningWithLogsReachesPostgresAndKafkaExactly) {
+  Peers p("steady");
+  std::mt19937 rng(7);
+  Indexer indexer(p.dir.path(), p.anvil, p.db_url, p.broker.bootstrap(), {.confirmations = 3});
+  indexer.start();
+  mine_with_transfers(p.anvil, 30, rng);
+  std::uint64_t head = p.anvil.block_number();
+  wait_for_cursor(p.db, head - 3, indexer);
+  EXPECT_EQ(indexer.stop(SIGTERM), 0) << indexer.log();
+  EXPECT_EQ(p.db.cursor()->number, head - 3) << "nothing past head - confirmations is confirmed";
+  expect_postgres_equals_anvil(p.db, p.anvil);
+  expect_topics_hold_postgres(p.db, p.broker, /*exactly_once_blocks=*/true);
+}
+
+TEST(Pipeline, RepeatedShallowReorgsLeaveNoOrphanInPostgresOrKafka) {
+  Peers p("reorgs");
+  const std::uint32_t seed = 1234;
+  std::mt19937 rng(seed);
+  const int confirmations = 5;
+  Indexer indexer(p.dir.path(), p.anvil, p.db_url, p.broker.bootstrap(), {.confirmations = confirmations});
+  indexer.start();
+  std::set<std::string> orphans;
+  int reorgs = 0;
+  for (int round = 0; round < 12; ++round) {
+    mine_with_transfers(p.anvil, 3, rng);
+    int depth = 1 + static_cast<int>(rng() % (confirmations - 1));  // 1..4 < confirmations
+    std::uint64_t head = p.anvil.block_number();
+    for (int i = 0; i < depth; ++i) orphans.insert(p.anvil.block_hash(head - i));
+    p.anvil.reorg(depth);
+    ++reorgs;
+    for (int i = 0; i < depth; ++i) EXPECT_NE(p.anvil.block_hash(head - i), "") << "anvil kept the chain length";
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  mine_with_transfers(p.anvil, confirmations + 2, rng);
+  std::uint64_t head = p.anvil.block_number();
+  wait_for_cursor(p.db, head - confirmations, indexer);
+  EXPECT_EQ(indexer.stop(SIGTERM), 0) << indexer.log();
+  EXPECT_GT(reorgs, 0);
+  EXPECT_NE(indexer.log().find("event=reorg"), std::string::npos) << "the indexer saw no reorg at all; seed " << seed;
+
+  for (const auto& r : p.db.query("SELECT '0x' || encode(hash, 'hex') FROM anvil.blocks"))
+    EXPECT_FALSE(orphans.contains(r[0].as<std::string>())) << "orphaned block in Postgres; seed " << seed;
+  TopicContents t = read_topics(p.broker);
+  for (const auto& h : t.block_hashes_everywhere) EXPECT_FALSE(orphans.contains(h)) << "orphaned block in Kafka; seed " << seed;
+  expect_postgres_equals_anvil(p.db, p.anvil);
+  expect_topics_hold_postgres(p.db, p.broker, /*exactly_once_blocks=*/true);
+}
+
+class PipelineRestart : public ::testing::TestWithParam<int> {};
+
+TEST_P(PipelineRestart, StopMidStreamThenRestartLeavesNoGapOrDuplicate) {
+  const int sig = GetParam();
+  Peers p(sig == SIGKILL ? "restart_kill" : "restart_term");
+  std::mt19937 rng(99);
+  Indexer indexer(p.dir.path(), p.anvil, p.db_url, p.broker.bootstrap(), {.confirmations = 3, .batch_blocks = 4});
+  indexer.start();
+  mine_with_transfers(p.anvil, 15, rng);
+  wait_for_cursor(p.db, 8, indexer);
+  // Stop while blocks keep coming.
+  std::thread miner([&] {
+    std::mt19937 r2(5);
+    mine_with_transfers(p.anvil, 10, r2);
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(150));
+  int code = indexer.stop(sig);
+  miner.join();
+  if (sig == SIGTERM) EXPECT_EQ(code, 0) << indexer.log();
+  else EXPECT_EQ(code, 128 + SIGKILL);
+  auto cursor_after_stop = p.db.cursor();
+  ASSERT_TRUE(cursor_after_stop);
+
+  mine_with_transfers(p.anvil, 10, rng);  // the chain moves on while the indexer is down
+  indexer.start();
+  mine_with_transfers(p.anvil, 5, rng);
+  std::uint64_t head = p.anvil.block_number();
+  wait_for_cursor(p.db, head - 3, indexer);
+  EXPECT_EQ(indexer.stop(SIGTERM), 0) << indexer.log();
+  EXPECT_NE(indexer.log().find("event=resume cursor_block=" + std::to_string(cursor_after_stop->number)), std::string::npos)
+      << indexer.log();
+  expect_postgres_equals_anvil(p.db, p.anvil);
+  // After SIGTERM nothing is repeated; after kill -9 a block may be published twice, never lost.
+  expect_topics_hold_postgres(p.db, p.broker, /*exactly_once_blocks=*/sig == SIGTERM);
+}
+
+INSTANTIATE_TEST_SUITE_P(Signals, PipelineRestart, ::testing::Values(SIGTERM, SIGKILL),
+                         [](const auto& info) { return info.param == SIGKILL ? std::string("Kill9") : std::string("Sigterm"); });
+
+TEST(Pipeline, DeepReorgHaltsWithClearErrorAndLeavesPostgresAtLastGoodCursor) {
+  Peers p("deep");
+  std::mt19937 rng(3);
+  Indexer indexer(p.dir.path(), p.anvil, p.db_url, p.broker.bootstrap(), {.confirmations = 2, .batch_blocks = 1});
+  indexer.start();
+  mine_with_transfers(p.anvil, 10, rng);
+  std::uint64_t head = p.anvil.block_number();
+  wait_for_cursor(p.db, head - 2, indexer);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  auto good = p.db.cursor();
+  ASSERT_EQ(good->number, head - 2);
+
+  p.anvil.reorg(5);  // replaces blocks head-4..head: three of them confirmed
+  p.anvil.mine();
+  auto code = indexer.wait(60s);
+  ASSERT_TRUE(code) << "indexer did not halt on a deep reorg:\n" << indexer.log();
+  EXPECT_EQ(*code, 3);
+  EXPECT_NE(indexer.log().find("deep reorg"), std::string::npos) << indexer.log();
+  auto after = p.db.cursor();
+  EXPECT_EQ(after->number, good->number);
+  EXPECT_EQ(after->hash, good->hash);
+  EXPECT_EQ(p.db.query("SELECT max(number) FROM anvil.blocks")[0][0].as<std::uint64_t>(), good->number);
+
+  // A restart refuses too: the cursor's block is no longer canonical.
+  indexer.start();
+  code = indexer.wait(60s);
+  ASSERT_TRUE(code);
+  EXPECT_EQ(*code, 3);
+  EXPECT_NE(indexer.log().find("no longer canonical"), std::string::npos) << indexer.log();
+  EXPECT_EQ(p.db.cursor()->hash, good->hash);
+}
+
+TEST(Pipeline, ChainIdMismatchRefusesToStartSayingBothIds) {
+  Peers p("chainid");
+  Indexer indexer(p.dir.path(), p.anvil, p.db_url, p.broker.bootstrap(), {.chain_id = 1});
+  indexer.start();
+  auto code = indexer.wait(60s);
+  ASSERT_TRUE(code);
+  EXPECT_EQ(*code, 4);
+  EXPECT_NE(indexer.log().find("config_chain_id=1 node_chain_id=31337"), std::string::npos) << indexer.log();
+  EXPECT_FALSE(p.db.cursor()) << "nothing written";
+}
+
+}  // namespace
+}  // namespace chainidx::testing

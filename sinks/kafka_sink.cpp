@@ -1,6 +1,7 @@
 #include "sinks/kafka_sink.hpp"
 
 #include <librdkafka/rdkafka.h>
+#include <spdlog/spdlog.h>
 
 #include <atomic>
 #include <chrono>
@@ -32,6 +33,12 @@ void on_delivery(rd_kafka_t*, const rd_kafka_message_t* m, void*) {
   }
 }
 
+// librdkafka's own log lines, into ours (one line per event, no secrets: broker addresses only).
+void on_log(const rd_kafka_t*, int level, const char* facility, const char* message) {
+  auto lvl = level <= 3 ? spdlog::level::err : level == 4 ? spdlog::level::warn : spdlog::level::info;
+  spdlog::log(lvl, "event=kafka_client facility={} message=\"{}\"", facility, message);
+}
+
 }  // namespace
 
 struct KafkaSink::Impl {
@@ -57,6 +64,7 @@ struct KafkaSink::Impl {
     set("message.timeout.ms", std::to_string(config.delivery_timeout_ms));
     set("log_level", "4");
     rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+    rd_kafka_conf_set_log_cb(conf, on_log);
     rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
     if (!rk) throw SinkError(std::string("kafka producer: ") + err);
   }

@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# Runs chainidx on embedded defaults: a local anvil mining a block a second with ERC-20 Transfer
+# traffic, a local Postgres cluster under .run/, the development Kafka broker, and the indexer.
+# Prints how to watch the data arrive. Ctrl-C stops everything.
+set -euo pipefail
+top="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$top"
+
+ANVIL_PORT="${ANVIL_PORT:-8545}"
+PG_PORT="${PG_PORT:-55432}"
+METRICS_PORT="${METRICS_PORT:-9464}"
+CONFIRMATIONS="${CONFIRMATIONS:-5}"
+run_dir="$top/.run"
+pg_bin=/usr/lib/postgresql/15/bin
+
+bash deploy/install-deps.sh
+echo "quickstart: building (Release)"
+cmake -S . -B build-release -G Ninja -DCMAKE_BUILD_TYPE=Release -DCHAINIDX_BUILD_TESTS=OFF -DCHAINIDX_BUILD_BENCH=OFF >/dev/null
+ninja -C build-release chainidx
+chainidx="$top/build-release/app/chainidx"
+
+mkdir -p "$run_dir"
+pids=()
+cleanup() {
+  trap - INT TERM EXIT
+  echo
+  echo "quickstart: stopping"
+  # The indexer first (it finishes its batch and flushes Kafka), then what it talks to.
+  for pid in "${pids[@]}"; do
+    kill -TERM "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  runuser -u postgres -- "$pg_bin/pg_ctl" -D "$run_dir/pg/data" -m fast stop >/dev/null 2>&1 || true
+  echo "quickstart: stopped (data kept in $run_dir/pg; delete .run/ to start over)"
+}
+trap cleanup INT TERM EXIT
+
+# Postgres: a cluster of our own, as the postgres user (initdb and pg_ctl refuse root).
+mkdir -p "$run_dir/pg"
+chown postgres "$run_dir/pg"
+if [ ! -f "$run_dir/pg/data/PG_VERSION" ]; then
+  runuser -u postgres -- "$pg_bin/initdb" -D "$run_dir/pg/data" -A trust -U postgres >/dev/null
+fi
+runuser -u postgres -- "$pg_bin/pg_ctl" -D "$run_dir/pg/data" -w -l "$run_dir/pg/log" \
+  -o "-p $PG_PORT -k $run_dir/pg -c listen_addresses=127.0.0.1" start >/dev/null
+psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname='chainidx'" | grep -q 1 ||
+  psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -qc "CREATE DATABASE chainidx"
+
+# anvil: a fresh chain each time, so the Postgres data of an earlier run would not match it.
+psql -h 127.0.0.1 -p "$PG_PORT" -U postgres chainidx -qc "DROP SCHEMA IF EXISTS anvil CASCADE" 2>/dev/null
+"$top/.deps/bin/anvil" --port "$ANVIL_PORT" --host 127.0.0.1 --block-time 1 --silent &
+pids+=($!)
+for _ in $(seq 50); do
+  curl -sf -H 'content-type: application/json' -d '{"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":[]}' \
+    "http://127.0.0.1:$ANVIL_PORT" >/dev/null && break
+  sleep 0.2
+done
+
+# The development broker: librdkafka's mock cluster, Kafka wire protocol on loopback.
+rm -f "$run_dir/bootstrap"
+"$chainidx" devbroker --bootstrap-file "$run_dir/bootstrap" --topics anvil.blocks,anvil.transactions,anvil.logs --partitions 3 \
+  >"$run_dir/devbroker.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 50); do [ -s "$run_dir/bootstrap" ] && break; sleep 0.1; done
+bootstrap="$(cat "$run_dir/bootstrap")"
+
+bash deploy/loadgen.sh "http://127.0.0.1:$ANVIL_PORT" 3 >"$run_dir/loadgen.log" 2>&1 &
+pids+=($!)
+
+cat >"$run_dir/chainidx.toml" <<TOML
+[chain]
+name = "anvil"
+chain_id = 31337
+confirmations = $CONFIRMATIONS
+start_block = 0
+
+[[chain.endpoints]]
+ws = "ws://127.0.0.1:$ANVIL_PORT"
+http = "http://127.0.0.1:$ANVIL_PORT"
+requests_per_second = 200
+burst = 200
+
+[postgres]
+url = "postgresql://postgres@127.0.0.1:$PG_PORT/chainidx"
+
+[kafka]
+brokers = "$bootstrap"
+
+[server]
+listen = "127.0.0.1:$METRICS_PORT"
+TOML
+
+cat <<EOF
+
+chainidx quickstart is running: anvil on :$ANVIL_PORT (a block a second, ERC-20 Transfers),
+Postgres on :$PG_PORT, dev Kafka broker at $bootstrap, confirmations = $CONFIRMATIONS.
+Config: $run_dir/chainidx.toml
+
+Watch the data arrive, from another terminal:
+  psql -h 127.0.0.1 -p $PG_PORT -U postgres chainidx -c "SELECT number, encode(hash,'hex'), transaction_count FROM anvil.blocks ORDER BY number DESC LIMIT 5"
+  psql -h 127.0.0.1 -p $PG_PORT -U postgres chainidx -c "SELECT block_number, log_index, encode(address,'hex'), encode(topic2,'hex') FROM anvil.logs ORDER BY block_number DESC LIMIT 5"
+  kcat -C -b $bootstrap -t anvil.logs -o beginning -e -X isolation.level=read_committed
+
+Ctrl-C stops everything.
+
+EOF
+
+"$chainidx" run --config "$run_dir/chainidx.toml" &
+indexer=$!
+pids=("$indexer" "${pids[@]}")
+wait "$indexer"

@@ -36,7 +36,7 @@ void BM_DecodeReceipts(benchmark::State& state) {
     for (auto& receipt : **r) logs += receipt.logs.size();
     benchmark::DoNotOptimize(r);
   }
-  if (logs != 463 * state.iterations()) state.SkipWithError("wrong log count");
+  if (logs != 463 * static_cast<std::size_t>(state.iterations())) state.SkipWithError("wrong log count");
   state.SetBytesProcessed(static_cast<std::int64_t>(json.size() * state.iterations()));
   state.counters["logs/s"] = benchmark::Counter(static_cast<double>(logs), benchmark::Counter::kIsRate);
   state.SetLabel(std::string("simdjson kernel: ") + simdjson::builtin_implementation()->name());

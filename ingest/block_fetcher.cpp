@@ -3,6 +3,8 @@
 #include "ingest/attach_receipts.hpp"
 #include "ingest/decode.hpp"
 
+#include <spdlog/spdlog.h>
+
 namespace chainidx::ingest {
 
 using schema::Block;
@@ -70,6 +72,8 @@ Task<std::optional<Block>> BlockFetcher::complete(std::string block_json, const 
     } catch (const RpcError& e) {
       if (e.kind() != RpcError::Kind::kRpc || e.code() != RpcError::kMethodNotFound) throw;
       block_receipts_ = false;
+      spdlog::warn("event=rpc_fallback endpoint={} method=eth_getBlockReceipts instead=eth_getTransactionReceipt reason=\"{}\"",
+                   rpc_.endpoint(), e.what());
     }
   }
   if (!have && !block.transaction_hashes.empty()) {
@@ -93,6 +97,7 @@ Task<std::optional<Block>> BlockFetcher::complete(std::string block_json, const 
     }
   }
   if (auto status = attach_receipts(block, std::move(receipts)); !status.ok()) {
+    // Never written: the caller retries, and the block is fetched again.
     ++rejected_;
     malformed(rpc_.endpoint(), "block " + std::to_string(block.number) + ": " + status.error().message);
   }

@@ -299,7 +299,7 @@ Indexer::Indexer(const std::string& dir, const Anvil& anvil, std::string postgre
     : dir_(dir), config_path_(dir + "/chainidx.toml"), postgres_url_(std::move(postgres_url)) {
   std::ofstream(config_path_) << "[chain]\nname = \"" << o.chain_name << "\"\nchain_id = " << o.chain_id
                               << "\nconfirmations = " << o.confirmations << "\nstart_block = 0\n\n"
-                              << "[[chain.endpoints]]\nws = \"" << anvil.ws_url() << "\"\nhttp = \"" << anvil.http_url()
+                              << "[[chain.endpoints]]\nws = \"" << anvil.ws_url() << "\"\nhttp = \"" << o.http_url.value_or(anvil.http_url())
                               << "\"\nrequests_per_second = 1000\nburst = 1000\n\n"
                               << "[postgres]\nurl = \"" << postgres_url_ << "\"\n\n"
                               << "[kafka]\nbrokers = \"" << brokers << "\"\n\n"

@@ -63,6 +63,7 @@ class Anvil {
   explicit Anvil(const std::string& dir);
   std::string http_url() const { return "http://127.0.0.1:" + std::to_string(port_); }
   std::string ws_url() const { return "ws://127.0.0.1:" + std::to_string(port_); }
+  int port() const { return port_; }
 
   /// A JSON-RPC call; the result's JSON text. Throws on any error.
   std::string rpc(const std::string& method, const std::string& params) const;
@@ -118,6 +119,7 @@ class Indexer {
     std::uint64_t chain_id = 31337;
     std::uint64_t confirmations = 3;
     std::uint32_t batch_blocks = 10;
+    std::optional<std::string> http_url;  ///< instead of anvil's own, e.g. a FaultProxy
   };
   Indexer(const std::string& dir, const Anvil& anvil, std::string postgres_url, std::string brokers, Options options);
   void start();

@@ -1,0 +1,135 @@
+// Providers misbehaving in ways a real node will not on demand: a missing RPC method, 429
+// storms, tampered answers. Each time the indexer must end with exactly the canonical chain.
+
+#include <gtest/gtest.h>
+#include <pqxx/pqxx>
+
+#include <csignal>
+#include <random>
+#include <thread>
+
+#include "fault_proxy.hpp"
+#include "harness.hpp"
+
+namespace chainidx::testing {
+namespace {
+
+std::string request_id(const std::string& body) {
+  auto at = body.find("\"id\":");
+  auto end = body.find_first_of(",}", at);
+  return body.substr(at + 5, end - at - 5);
+}
+
+std::uint64_t cursor_of(const std::string& url) {
+  try {
+    pqxx::connection c(url);
+    pqxx::read_transaction tx(c);
+    auto r = tx.exec("SELECT block_number FROM anvil.cursor");
+    return r.empty() ? 0 : r[0][0].as<std::uint64_t>();
+  } catch (const pqxx::sql_error&) {
+    return 0;
+  }
+}
+
+// Hashes of blocks 0..cursor as Postgres has them and as anvil has them.
+void expect_postgres_hashes_equal_anvil(const std::string& url, const Anvil& anvil) {
+  pqxx::connection c(url);
+  pqxx::read_transaction tx(c);
+  auto rows = tx.exec("SELECT number, '0x' || encode(hash, 'hex') FROM anvil.blocks ORDER BY number");
+  ASSERT_EQ(rows.size(), cursor_of(url) + 1);
+  for (const auto& r : rows) EXPECT_EQ(r[1].as<std::string>(), anvil.block_hash(r[0].as<std::uint64_t>()));
+  auto logs = tx.exec("SELECT count(*) FROM anvil.logs")[0][0].as<std::uint64_t>();
+  auto log_txs = tx.exec("SELECT coalesce(sum(log_count), 0) FROM anvil.transactions")[0][0].as<std::uint64_t>();
+  EXPECT_GT(logs, 0u);
+  EXPECT_EQ(logs, log_txs);
+}
+
+struct Chain {
+  TempDir dir;
+  Anvil anvil{dir.path()};
+  DevBroker broker{dir.path(), "anvil"};
+  std::string emitter = anvil.deploy_emitter();
+
+  void mine(int rounds) {
+    std::mt19937 rng(11);
+    for (int r = 0; r < rounds; ++r) {
+      for (int i = 0; i < 2; ++i) anvil.send_transfer(static_cast<int>(rng() % 10), 1 + rng() % 1000);
+      anvil.mine();
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  }
+};
+
+TEST(Faults, NodeWithoutGetBlockReceiptsIsServedPerTransactionReceipts) {
+  Chain run;
+  std::atomic<int> refused{0};
+  FaultProxy proxy(run.anvil.port(), [&](const std::string& body, std::uint64_t) -> std::optional<FaultProxy::Canned> {
+    if (body.find("eth_getBlockReceipts") == std::string::npos) return std::nullopt;
+    ++refused;
+    return FaultProxy::Canned{200, "{\"jsonrpc\":\"2.0\",\"id\":" + request_id(body) +
+                                       ",\"error\":{\"code\":-32601,\"message\":\"the method eth_getBlockReceipts does not exist\"}}"};
+  });
+  std::string db = Postgres::instance().create_database("fallback");
+  Indexer indexer(run.dir.path(), run.anvil, db, run.broker.bootstrap(), {.http_url = proxy.url()});
+  indexer.start();
+  run.mine(12);
+  std::uint64_t head = run.anvil.block_number();
+  ASSERT_TRUE(wait_until([&] { return cursor_of(db) >= head - 3; }, 60s)) << indexer.log();
+  EXPECT_EQ(indexer.stop(SIGTERM), 0);
+  EXPECT_EQ(refused.load(), 1) << "asked once, then remembered the node lacks it";
+  EXPECT_NE(indexer.log().find("event=rpc_fallback"), std::string::npos) << indexer.log();
+  expect_postgres_hashes_equal_anvil(db, run.anvil);
+}
+
+TEST(Faults, StormOf429WithRetryAfterIsWaitedOutAndLosesNothing) {
+  Chain run;
+  std::atomic<int> throttled{0};
+  FaultProxy proxy(run.anvil.port(), [&](const std::string&, std::uint64_t n) -> std::optional<FaultProxy::Canned> {
+    if (n % 3 != 0 || n > 45) return std::nullopt;
+    ++throttled;
+    return FaultProxy::Canned{429, "rate limited", "1"};
+  });
+  std::string db = Postgres::instance().create_database("storm");
+  Indexer indexer(run.dir.path(), run.anvil, db, run.broker.bootstrap(), {.http_url = proxy.url()});
+  indexer.start();
+  run.mine(12);
+  std::uint64_t head = run.anvil.block_number();
+  ASSERT_TRUE(wait_until([&] { return cursor_of(db) >= head - 3; }, 120s)) << indexer.log();
+  EXPECT_EQ(indexer.stop(SIGTERM), 0);
+  EXPECT_GE(throttled.load(), 5);
+  EXPECT_NE(indexer.log().find("HTTP 429"), std::string::npos) << indexer.log();
+  EXPECT_NE(indexer.log().find("backoff_ms=1000"), std::string::npos) << "Retry-After: 1 was not honoured\n" << indexer.log();
+  expect_postgres_hashes_equal_anvil(db, run.anvil);
+}
+
+TEST(Faults, ReceiptsWithTamperedLogsAreRejectedRetriedAndNeverWritten) {
+  Chain run;
+  std::atomic<int> tampered{0};
+  const std::string fake = "0x000000000000000000000000000000000000dead";
+  FaultProxy proxy(run.anvil.port(), nullptr, [&](const std::string& request, std::string& response, std::uint64_t) {
+    // The first few receipt answers that carry the emitter's logs claim another address.
+    if (request.find("eth_getBlockReceipts") == std::string::npos || tampered >= 4) return;
+    bool changed = false;
+    for (auto at = response.find(run.emitter); at != std::string::npos; at = response.find(run.emitter, at)) {
+      response.replace(at, run.emitter.size(), fake);
+      changed = true;
+    }
+    if (changed) ++tampered;
+  });
+  std::string db = Postgres::instance().create_database("tampered");
+  Indexer indexer(run.dir.path(), run.anvil, db, run.broker.bootstrap(), {.http_url = proxy.url()});
+  indexer.start();
+  run.mine(12);
+  std::uint64_t head = run.anvil.block_number();
+  ASSERT_TRUE(wait_until([&] { return cursor_of(db) >= head - 3; }, 60s)) << indexer.log();
+  EXPECT_EQ(indexer.stop(SIGTERM), 0);
+  EXPECT_EQ(tampered.load(), 4);
+  EXPECT_NE(indexer.log().find("logsBloom"), std::string::npos) << indexer.log();
+  pqxx::connection c(db);
+  pqxx::read_transaction tx(c);
+  EXPECT_EQ(tx.exec("SELECT count(*) FROM anvil.logs WHERE address = '\\x000000000000000000000000000000000000dead'")[0][0].as<int>(), 0);
+  expect_postgres_hashes_equal_anvil(db, run.anvil);
+}
+
+}  // namespace
+}  // namespace chainidx::testing

@@ -1,0 +1,71 @@
+#include "sinks/kafka_message.hpp"
+
+#include <gtest/gtest.h>
+#include <simdjson.h>
+
+namespace chainidx::sinks {
+namespace {
+
+schema::Block sample_block() {
+  schema::Block b;
+  b.number = 42;
+  b.hash = schema::hash_from_hex("0x" + std::string(62, '0') + "aa");
+  b.parent_hash = schema::hash_from_hex("0x" + std::string(62, '0') + "bb");
+  b.timestamp = 1700000000;
+  b.gas_used = 21000;
+  b.base_fee_per_gas = schema::U256::from_u64(7);
+  schema::Transaction t;
+  t.hash = schema::hash_from_hex("0x" + std::string(62, '1') + "cc");
+  t.block_number = 42;
+  t.block_hash = b.hash;
+  t.from_address = schema::address_from_hex("0x" + std::string(40, 'f'));
+  schema::parse_quantity("0xffffffffffffffffffffffffffffffff", t.value);  // above 2^64
+  t.status = 1;
+  b.transactions.push_back(t);
+  b.transaction_count = 1;
+  schema::Log l;
+  l.block_number = 42;
+  l.block_hash = b.hash;
+  l.log_index = 3;
+  l.transaction_hash = t.hash;
+  l.address = schema::address_from_hex("0x" + std::string(40, 'e'));
+  l.topics = {schema::hash_from_hex("0x" + std::string(64, 'd'))};
+  l.data = {0x01, 0x02};
+  b.logs.push_back(l);
+  return b;
+}
+
+TEST(KafkaMessage, OneMessagePerBlockTransactionAndLogWithTheContractFields) {
+  auto msgs = encode_block(sample_block(), 31337, "anvil");
+  ASSERT_EQ(msgs.size(), 3u);
+  simdjson::dom::parser p;
+
+  EXPECT_EQ(msgs[0].topic, Topic::kBlocks);
+  EXPECT_EQ(msgs[0].key, "anvil");
+  simdjson::dom::element b = p.parse(msgs[0].value);
+  EXPECT_EQ(b["chain_id"].get_uint64().value(), 31337u);
+  EXPECT_EQ(b["block_number"].get_uint64().value(), 42u);
+  EXPECT_EQ(std::string(b["block_hash"].get_string().value()), "0x" + std::string(62, '0') + "aa");
+  EXPECT_EQ(std::string(b["base_fee_per_gas"].get_string().value()), "7");
+
+  EXPECT_EQ(msgs[1].topic, Topic::kTransactions);
+  EXPECT_EQ(msgs[1].key, "0x" + std::string(40, 'f')) << "keyed by sender";
+  simdjson::dom::parser p2;
+  simdjson::dom::element t = p2.parse(msgs[1].value);
+  EXPECT_EQ(std::string(t["value"].get_string().value()), "340282366920938463463374607431768211455") << "uint256 as decimal";
+  EXPECT_TRUE(t["to_address"].is_null());
+  EXPECT_EQ(t["status"].get_uint64().value(), 1u);
+  EXPECT_EQ(std::string(t["block_hash"].get_string().value()), "0x" + std::string(62, '0') + "aa");
+
+  EXPECT_EQ(msgs[2].topic, Topic::kLogs);
+  EXPECT_EQ(msgs[2].key, "0x" + std::string(40, 'e')) << "keyed by contract";
+  simdjson::dom::parser p3;
+  simdjson::dom::element l = p3.parse(msgs[2].value);
+  EXPECT_EQ(l["log_index"].get_uint64().value(), 3u);
+  EXPECT_EQ(std::string(l["transaction_hash"].get_string().value()), "0x" + std::string(62, '1') + "cc");
+  EXPECT_EQ(std::string(l["data"].get_string().value()), "0x0102");
+  EXPECT_EQ(l["topics"].get_array().size(), 1u);
+}
+
+}  // namespace
+}  // namespace chainidx::sinks

@@ -35,8 +35,17 @@ struct Pipeline::Impl {
   std::vector<sinks::Sink*> sinks;
   sinks::CheckpointStore& checkpoints;
   asio::thread_pool workers{1};
-  ingest::HttpRpcClient rpc;
-  ingest::BlockFetcher fetcher{rpc};
+  // One HTTP client per endpoint; requests go to `current` and move on to the next endpoint
+  // on trouble. An endpoint's eth_chainId is checked before any of its data is used.
+  struct Endpoint {
+    Endpoint(asio::any_io_executor ex, const EndpointConfig& c)
+        : rpc(ex, c.http, {c.requests_per_second, static_cast<double>(c.burst)}), fetcher(rpc) {}
+    ingest::HttpRpcClient rpc;
+    ingest::BlockFetcher fetcher;
+    bool chain_id_checked = false;
+  };
+  std::vector<std::unique_ptr<Endpoint>> endpoints;
+  std::size_t current = 0;
   std::optional<reorg::BlockBuffer> buffer;
   std::optional<schema::BlockRef> latest_head;  // newest head from the subscriber, not yet given to the buffer
   asio::steady_timer wake;                      // cancelled when a head arrives or a stop is requested
@@ -46,10 +55,23 @@ struct Pipeline::Impl {
   ingest::BackoffPolicy backoff{};
 
   Impl(asio::io_context& io_, Config c, std::vector<sinks::Sink*> s, sinks::CheckpointStore& cp)
-      : io(io_), config(std::move(c)), sinks(std::move(s)), checkpoints(cp),
-        rpc(io_.get_executor(), config.chain.endpoints[0].http,
-            {config.chain.endpoints[0].requests_per_second, static_cast<double>(config.chain.endpoints[0].burst)}),
-        wake(io_) {}
+      : io(io_), config(std::move(c)), sinks(std::move(s)), checkpoints(cp), wake(io_) {
+    for (const auto& e : config.chain.endpoints) endpoints.push_back(std::make_unique<Endpoint>(io.get_executor(), e));
+  }
+
+  ingest::BlockFetcher& fetcher() { return endpoints[current]->fetcher; }
+
+  // Throws Fatal when the endpoint serves another chain: its data must never be mixed in.
+  Task<void> check_chain_id(Endpoint& e) {
+    if (e.chain_id_checked) co_return;
+    std::uint64_t id = co_await e.fetcher.chain_id();
+    if (id != config.chain.chain_id)
+      throw Fatal{kExitChainIdMismatch, "chain id mismatch: config_chain_id=" + std::to_string(config.chain.chain_id) +
+                                            " node_chain_id=" + std::to_string(id) + " endpoint=" + e.rpc.endpoint() +
+                                            "; point chain.endpoints at a node of chain " + std::to_string(config.chain.chain_id) +
+                                            " or set chain.chain_id = " + std::to_string(id)};
+    e.chain_id_checked = true;
+  }
 
   Task<void> sleep(std::chrono::milliseconds d) {
     wake.expires_after(d);
@@ -66,22 +88,32 @@ struct Pipeline::Impl {
     }, use_awaitable);
   }
 
-  // Retries outside trouble (transport, 429, 5xx, malformed answers) with backoff until it
-  // works or a stop is requested; other errors propagate.
+  // Retries outside trouble (transport, 429, 5xx, malformed or hostile answers) until it works
+  // or a stop is requested, moving to the next endpoint after each failure and backing off once
+  // a whole round of endpoints failed. Other errors propagate.
   template <class T, class F>
   Task<std::optional<T>> with_retry(const char* what, F op) {
     for (unsigned attempt = 0; !stop; ++attempt) {
       std::string problem;
       std::chrono::milliseconds delay{0};
+      const std::string endpoint = endpoints[current]->rpc.endpoint();
       try {
+        co_await check_chain_id(*endpoints[current]);
         co_return co_await op();
       } catch (const ingest::RpcError& e) {
         if (!e.retryable()) throw;
         problem = e.what();
-        delay = e.retry_after().value_or(backoff.delay(attempt, std::uniform_real_distribution<double>(0, 1)(rng)));
+        delay = e.retry_after().value_or(backoff.delay(attempt / static_cast<unsigned>(endpoints.size()),
+                                                       std::uniform_real_distribution<double>(0, 1)(rng)));
       }
-      spdlog::warn("event=rpc_retry op={} attempt={} backoff_ms={} reason=\"{}\"", what, attempt + 1, delay.count(), problem);
-      co_await sleep(delay);
+      if (endpoints.size() > 1) {
+        current = (current + 1) % endpoints.size();
+        // Another endpoint may well answer at once; wait only when the round comes back here.
+        if (current != 0 && !problem.empty()) delay = std::chrono::milliseconds(0);
+      }
+      spdlog::warn("event=rpc_retry op={} attempt={} endpoint={} next_endpoint={} backoff_ms={} reason=\"{}\"", what,
+                   attempt + 1, endpoint, endpoints[current]->rpc.endpoint(), delay.count(), problem);
+      if (delay.count() > 0) co_await sleep(delay);
     }
     co_return std::nullopt;
   }
@@ -114,10 +146,10 @@ struct Pipeline::Impl {
 
   Task<std::optional<schema::Block>> fetch(const reorg::FetchRequest& req) {
     if (req.kind == reorg::FetchRequest::Kind::kByNumber) {
-      auto r = co_await with_retry<std::optional<schema::Block>>("fetch_by_number", [&] { return fetcher.by_number(req.number); });
+      auto r = co_await with_retry<std::optional<schema::Block>>("fetch_by_number", [&] { return fetcher().by_number(req.number); });
       co_return r ? std::move(*r) : std::nullopt;
     }
-    auto r = co_await with_retry<std::optional<schema::Block>>("fetch_by_hash", [&] { return fetcher.by_hash(req.hash); });
+    auto r = co_await with_retry<std::optional<schema::Block>>("fetch_by_hash", [&] { return fetcher().by_hash(req.hash); });
     co_return r ? std::move(*r) : std::nullopt;
   }
 
@@ -130,7 +162,7 @@ struct Pipeline::Impl {
 
   Task<void> follow() {
     // Seed from HTTP so that a quiet chain still catches up before its next head.
-    if (auto head = co_await with_retry<schema::BlockRef>("latest_head", [&] { return fetcher.latest_head(); }))
+    if (auto head = co_await with_retry<schema::BlockRef>("latest_head", [&] { return fetcher().latest_head(); }))
       if (!latest_head) latest_head = *head;
     const auto poll = std::chrono::milliseconds(std::max<std::int64_t>(1000, config.chain.confirmations * 1000));
     while (!stop) {
@@ -144,7 +176,7 @@ struct Pipeline::Impl {
         co_await wake.async_wait(asio::redirect_error(use_awaitable, ec));
         if (!ec && !stop) {
           // No head for a while: ask over HTTP too, in case the subscription went quiet.
-          if (auto head = co_await with_retry<schema::BlockRef>("latest_head", [&] { return fetcher.latest_head(); }))
+          if (auto head = co_await with_retry<schema::BlockRef>("latest_head", [&] { return fetcher().latest_head(); }))
             if (!latest_head) latest_head = *head;
         }
         continue;
@@ -189,13 +221,18 @@ struct Pipeline::Impl {
   }
 
   Task<int> run() {
-    auto id = co_await with_retry<std::uint64_t>("eth_chainId", [&] { return fetcher.chain_id(); });
-    if (!id) co_return kExitOk;
-    if (*id != config.chain.chain_id) {
-      spdlog::error("event=chain_id_mismatch config_chain_id={} node_chain_id={} endpoint={} fix=\"point chain.endpoints at a node of chain {} or set chain.chain_id = {}\"",
-                    config.chain.chain_id, *id, rpc.endpoint(), config.chain.chain_id, *id);
-      co_return kExitChainIdMismatch;
+    try {
+      co_return co_await run_checked();
+    } catch (const Fatal& f) {
+      spdlog::error("event=halt exit_code={} message=\"{}\"", f.code, f.message);
+      co_return f.code;
     }
+  }
+
+  Task<int> run_checked() {
+    // The first endpoint that answers has its chain id checked here; the others when first used.
+    auto checked = co_await with_retry<bool>("eth_chainId", [&]() -> Task<bool> { co_return true; });
+    if (!checked) co_return kExitOk;
     std::optional<schema::BlockRef> cursor;
     for (unsigned attempt = 0;; ++attempt) {
       std::string problem;
@@ -211,7 +248,7 @@ struct Pipeline::Impl {
     }
     if (cursor) {
       spdlog::info("event=resume cursor_block={} cursor_hash={}", cursor->number, schema::to_hex(cursor->hash));
-      auto header = co_await with_retry<std::optional<schema::BlockRef>>("cursor_check", [&] { return fetcher.header_by_number(cursor->number); });
+      auto header = co_await with_retry<std::optional<schema::BlockRef>>("cursor_check", [&] { return fetcher().header_by_number(cursor->number); });
       if (header && *header && (*header)->hash != cursor->hash) {
         spdlog::error("event=deep_reorg cursor_block={} cursor_hash={} node_hash={} policy=halt message=\"the block at the cursor is no longer canonical; Postgres is left at the cursor\"",
                       cursor->number, schema::to_hex(cursor->hash), schema::to_hex((*header)->hash));
@@ -242,9 +279,6 @@ struct Pipeline::Impl {
     };
     try {
       co_await (follow_then_stop() && subscriber.run());
-    } catch (const Fatal& f) {
-      spdlog::error("event=halt exit_code={} message=\"{}\"", f.code, f.message);
-      co_return f.code;
     } catch (const ingest::RpcError& e) {
       spdlog::error("event=fatal_rpc_error message=\"{}\"", e.what());
       co_return kExitFatal;

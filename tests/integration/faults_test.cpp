@@ -131,5 +131,34 @@ TEST(Faults, ReceiptsWithTamperedLogsAreRejectedRetriedAndNeverWritten) {
   expect_postgres_hashes_equal_anvil(db, run.anvil);
 }
 
+TEST(Faults, DeadAndHostileFirstEndpointFailsOverToTheNext) {
+  Chain run;
+  // Endpoint 0: its WebSocket port is closed, and its HTTP side answers block requests with
+  // corrupt hashes (eth_chainId and the rest pass through, so it looks healthy at first).
+  std::atomic<int> corrupted{0};
+  FaultProxy hostile(run.anvil.port(), nullptr, [&](const std::string& request, std::string& response, std::uint64_t) {
+    if (request.find(",true]") == std::string::npos) return;  // full-block requests only
+    for (auto at = response.find("\"hash\":\"0x"); at != std::string::npos; at = response.find("\"hash\":\"0x", at + 1))
+      response.replace(at + 10, 2, "zz");
+    ++corrupted;
+  });
+  const std::string dead_ws = "ws://127.0.0.1:" + std::to_string(free_port());
+  std::string db = Postgres::instance().create_database("failover");
+  Indexer indexer(run.dir.path(), run.anvil, db, run.broker.bootstrap(),
+                  {.extra_endpoints_first = {{dead_ws, hostile.url()}}});
+  indexer.start();
+  run.mine(10);
+  std::uint64_t head = run.anvil.block_number();
+  ASSERT_TRUE(wait_until([&] { return cursor_of(db) >= head - 3; }, 60s)) << indexer.log();
+  EXPECT_EQ(indexer.stop(SIGTERM), 0);
+  std::string log = indexer.log();
+  EXPECT_GE(corrupted.load(), 1) << "the hostile endpoint was never asked for a block";
+  EXPECT_NE(log.find("event=rpc_retry"), std::string::npos) << log;
+  EXPECT_NE(log.find("block.hash: expected 32 bytes of hex"), std::string::npos) << log;
+  EXPECT_NE(log.find("event=ws_reconnect endpoint=" + dead_ws), std::string::npos) << log;
+  EXPECT_NE(log.find("event=ws_subscribed endpoint=" + run.anvil.ws_url()), std::string::npos) << log;
+  expect_postgres_hashes_equal_anvil(db, run.anvil);
+}
+
 }  // namespace
 }  // namespace chainidx::testing

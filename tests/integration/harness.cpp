@@ -297,8 +297,11 @@ std::vector<std::string> DevBroker::consume(const std::string& topic) const {
 
 Indexer::Indexer(const std::string& dir, const Anvil& anvil, std::string postgres_url, std::string brokers, Options o)
     : dir_(dir), config_path_(dir + "/chainidx.toml"), postgres_url_(std::move(postgres_url)) {
+  std::string extra;
+  for (const auto& [ws, http] : o.extra_endpoints_first)
+    extra += "[[chain.endpoints]]\nws = \"" + ws + "\"\nhttp = \"" + http + "\"\nrequests_per_second = 1000\nburst = 1000\n\n";
   std::ofstream(config_path_) << "[chain]\nname = \"" << o.chain_name << "\"\nchain_id = " << o.chain_id
-                              << "\nconfirmations = " << o.confirmations << "\nstart_block = 0\n\n"
+                              << "\nconfirmations = " << o.confirmations << "\nstart_block = 0\n\n" << extra
                               << "[[chain.endpoints]]\nws = \"" << anvil.ws_url() << "\"\nhttp = \"" << o.http_url.value_or(anvil.http_url())
                               << "\"\nrequests_per_second = 1000\nburst = 1000\n\n"
                               << "[postgres]\nurl = \"" << postgres_url_ << "\"\n\n"

@@ -120,6 +120,8 @@ class Indexer {
     std::uint64_t confirmations = 3;
     std::uint32_t batch_blocks = 10;
     std::optional<std::string> http_url;  ///< instead of anvil's own, e.g. a FaultProxy
+    /// (ws, http) endpoints put before anvil's own, in this order.
+    std::vector<std::pair<std::string, std::string>> extra_endpoints_first;
   };
   Indexer(const std::string& dir, const Anvil& anvil, std::string postgres_url, std::string brokers, Options options);
   void start();

@@ -211,6 +211,12 @@ void PostgresSink::write(std::span<const Block> blocks) {
     if (!cur.empty()) {
       std::uint64_t n = cur[0][0].as<std::uint64_t>();
       schema::Hash32 h = hash_from_bytea(cur[0][1]);
+      if (n >= blocks.back().number) {
+        // A retry of a batch whose commit reached the server although the answer was lost
+        // (the connection broke during COMMIT): already written if the hash there agrees.
+        auto stored = tx.exec("SELECT hash FROM " + q + ".blocks WHERE number = " + std::to_string(blocks.back().number));
+        if (!stored.empty() && hash_from_bytea(stored[0][0]) == blocks.back().hash) return;
+      }
       if (blocks.front().number != n + 1 || blocks.front().parent_hash != h)
         throw std::logic_error("postgres write: block " + std::to_string(blocks.front().number) +
                                " does not continue the cursor at block " + std::to_string(n));

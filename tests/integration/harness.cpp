@@ -245,7 +245,19 @@ Postgres::Postgres() : port_(free_port()) {
   std::string out = run_capture({"runuser", "-u", "postgres", "--", std::string(kPgBin) + "/initdb", "-D", dir_ + "/data",
                                  "-A", "trust", "-U", "postgres", "--no-sync"}, &code, 120s);
   if (code != 0) throw std::runtime_error("initdb failed: " + out);
-  out = run_capture({"runuser", "-u", "postgres", "--", std::string(kPgBin) + "/pg_ctl", "-D", dir_ + "/data", "-w", "-l",
+  start();
+}
+
+void Postgres::stop() {
+  int code = 0;
+  std::string out = run_capture({"runuser", "-u", "postgres", "--", std::string(kPgBin) + "/pg_ctl", "-D", dir_ + "/data",
+                                 "-m", "fast", "-w", "stop"}, &code, 120s);
+  if (code != 0) throw std::runtime_error("pg_ctl stop failed: " + out);
+}
+
+void Postgres::start() {
+  int code = 0;
+  std::string out = run_capture({"runuser", "-u", "postgres", "--", std::string(kPgBin) + "/pg_ctl", "-D", dir_ + "/data", "-w", "-l",
                      dir_ + "/log", "-o", "-p " + std::to_string(port_) + " -k " + dir_ + " -c listen_addresses=127.0.0.1 -c fsync=off",
                      "start"}, &code, 120s);
   if (code != 0) throw std::runtime_error("pg_ctl start failed: " + out + slurp(dir_ + "/log"));

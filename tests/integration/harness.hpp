@@ -90,6 +90,9 @@ class Postgres {
   static Postgres& instance();
   /// A new, empty database; its connection URL.
   std::string create_database(const std::string& name);
+  /// Stops the server (fast shutdown: open connections are cut) and later starts it again.
+  void stop();
+  void start();
   ~Postgres();
 
  private:

@@ -121,15 +121,24 @@ std::string_view key_of(simdjson::simdjson_result<od::field>& field) {
   return key;
 }
 
+// Visits every field of `obj` (in whatever order the node wrote them), then checks that the
+// required ones were all there.
+template <class OnField>
+void for_each_field(od::object obj, Fields& f, OnField&& on_field) {
+  for (auto field : obj) {
+    std::string_view key = key_of(field);
+    f.saw(key);
+    on_field(key, od::value(field.value()));
+  }
+  f.check_complete();
+}
+
 schema::Log decode_log_object(od::object obj) {
   static constexpr std::array<std::string_view, 8> kLogRequired = {"address", "topics", "data", "blockHash", "blockNumber", "transactionHash", "transactionIndex",
                    "logIndex"};
   Fields f("log", kLogRequired);
   schema::Log log;
-  for (auto field : obj) {
-    std::string_view key = key_of(field);
-    od::value v = field.value();
-    f.saw(key);
+  for_each_field(obj, f, [&](std::string_view key, od::value v) {
     if (key == "address") log.address = f.address(v, key);
     else if (key == "topics") {
       for (auto t : as_array(v, "log.topics")) {
@@ -147,8 +156,7 @@ schema::Log decode_log_object(od::object obj) {
       if (v.get_bool().get(removed)) fail(f.object(), key, "expected a boolean");
       if (removed) fail(f.object(), key, "a removed log in a confirmed-block query");
     }
-  }
-  f.check_complete();
+  });
   return log;
 }
 
@@ -157,10 +165,7 @@ schema::Transaction decode_transaction_object(od::object obj) {
                            "nonce"};
   Fields f("transaction", kTransactionRequired);
   schema::Transaction tx;
-  for (auto field : obj) {
-    std::string_view key = key_of(field);
-    od::value v = field.value();
-    f.saw(key);
+  for_each_field(obj, f, [&](std::string_view key, od::value v) {
     if (key == "hash") tx.hash = f.hash(v, key);
     else if (key == "blockHash") tx.block_hash = f.hash(v, key);
     else if (key == "blockNumber") tx.block_number = f.u64(v, key);
@@ -175,8 +180,7 @@ schema::Transaction decode_transaction_object(od::object obj) {
     else if (key == "input") tx.input = f.data(v, key);
     else if (key == "nonce") tx.nonce = f.u64(v, key);
     else if (key == "type") tx.type = f.u8(v, key);
-  }
-  f.check_complete();
+  });
   return tx;
 }
 
@@ -185,10 +189,7 @@ schema::Block decode_block_object(od::object obj) {
                      "transactionsRoot", "receiptsRoot", "logsBloom", "extraData", "transactions"};
   Fields f("block", kBlockRequired);
   schema::Block b;
-  for (auto field : obj) {
-    std::string_view key = key_of(field);
-    od::value v = field.value();
-    f.saw(key);
+  for_each_field(obj, f, [&](std::string_view key, od::value v) {
     if (key == "number") b.number = f.u64(v, key);
     else if (key == "hash") b.hash = f.hash(v, key);
     else if (key == "parentHash") b.parent_hash = f.hash(v, key);
@@ -221,8 +222,7 @@ schema::Block decode_block_object(od::object obj) {
         }
       }
     }
-  }
-  f.check_complete();
+  });
   b.transaction_count = static_cast<std::uint32_t>(b.transaction_hashes.size());
   for (std::size_t i = 0; i < b.transactions.size(); ++i) {
     const auto& tx = b.transactions[i];
@@ -239,10 +239,7 @@ Receipt decode_receipt_object(od::object obj) {
                        "cumulativeGasUsed", "logs", "logsBloom"};
   Fields f("receipt", kReceiptRequired);
   Receipt r;
-  for (auto field : obj) {
-    std::string_view key = key_of(field);
-    od::value v = field.value();
-    f.saw(key);
+  for_each_field(obj, f, [&](std::string_view key, od::value v) {
     if (key == "transactionHash") r.transaction_hash = f.hash(v, key);
     else if (key == "transactionIndex") r.transaction_index = f.u32(v, key);
     else if (key == "blockHash") r.block_hash = f.hash(v, key);
@@ -259,8 +256,7 @@ Receipt decode_receipt_object(od::object obj) {
     else if (key == "logs") {
       for (auto item : as_array(v, "receipt.logs")) r.logs.push_back(decode_log_object(as_object(item.value(), "receipt.logs[]")));
     }
-  }
-  f.check_complete();
+  });
   return r;
 }
 

@@ -61,6 +61,16 @@ struct Chain {
   }
 };
 
+// Runs the indexer over `rounds` mined blocks until it confirmed head - 3, then stops it with
+// SIGTERM and expects a clean exit.
+void index_rounds(Chain& run, Indexer& indexer, const std::string& db, int rounds, std::chrono::seconds timeout = 60s) {
+  indexer.start();
+  run.mine(rounds);
+  std::uint64_t head = run.anvil.block_number();
+  ASSERT_TRUE(wait_until([&] { return cursor_of(db) >= head - 3; }, timeout)) << indexer.log();
+  EXPECT_EQ(indexer.stop(SIGTERM), 0);
+}
+
 TEST(Faults, NodeWithoutGetBlockReceiptsIsServedPerTransactionReceipts) {
   Chain run;
   std::atomic<int> refused{0};
@@ -72,11 +82,7 @@ TEST(Faults, NodeWithoutGetBlockReceiptsIsServedPerTransactionReceipts) {
   });
   std::string db = Postgres::instance().create_database("fallback");
   Indexer indexer(run.dir.path(), run.anvil, db, run.broker.bootstrap(), {.http_url = proxy.url()});
-  indexer.start();
-  run.mine(12);
-  std::uint64_t head = run.anvil.block_number();
-  ASSERT_TRUE(wait_until([&] { return cursor_of(db) >= head - 3; }, 60s)) << indexer.log();
-  EXPECT_EQ(indexer.stop(SIGTERM), 0);
+  ASSERT_NO_FATAL_FAILURE(index_rounds(run, indexer, db, 12));
   EXPECT_EQ(refused.load(), 1) << "asked once, then remembered the node lacks it";
   EXPECT_NE(indexer.log().find("event=rpc_fallback"), std::string::npos) << indexer.log();
   expect_postgres_hashes_equal_anvil(db, run.anvil);
@@ -92,11 +98,7 @@ TEST(Faults, StormOf429WithRetryAfterIsWaitedOutAndLosesNothing) {
   });
   std::string db = Postgres::instance().create_database("storm");
   Indexer indexer(run.dir.path(), run.anvil, db, run.broker.bootstrap(), {.http_url = proxy.url()});
-  indexer.start();
-  run.mine(12);
-  std::uint64_t head = run.anvil.block_number();
-  ASSERT_TRUE(wait_until([&] { return cursor_of(db) >= head - 3; }, 120s)) << indexer.log();
-  EXPECT_EQ(indexer.stop(SIGTERM), 0);
+  ASSERT_NO_FATAL_FAILURE(index_rounds(run, indexer, db, 12, 120s));
   EXPECT_GE(throttled.load(), 5);
   EXPECT_NE(indexer.log().find("HTTP 429"), std::string::npos) << indexer.log();
   EXPECT_NE(indexer.log().find("backoff_ms=1000"), std::string::npos) << "Retry-After: 1 was not honoured\n" << indexer.log();
@@ -119,11 +121,7 @@ TEST(Faults, ReceiptsWithTamperedLogsAreRejectedRetriedAndNeverWritten) {
   });
   std::string db = Postgres::instance().create_database("tampered");
   Indexer indexer(run.dir.path(), run.anvil, db, run.broker.bootstrap(), {.http_url = proxy.url()});
-  indexer.start();
-  run.mine(12);
-  std::uint64_t head = run.anvil.block_number();
-  ASSERT_TRUE(wait_until([&] { return cursor_of(db) >= head - 3; }, 60s)) << indexer.log();
-  EXPECT_EQ(indexer.stop(SIGTERM), 0);
+  ASSERT_NO_FATAL_FAILURE(index_rounds(run, indexer, db, 12));
   EXPECT_EQ(tampered.load(), 4);
   EXPECT_NE(indexer.log().find("logsBloom"), std::string::npos) << indexer.log();
   pqxx::connection c(db);
@@ -147,11 +145,7 @@ TEST(Faults, DeadAndHostileFirstEndpointFailsOverToTheNext) {
   std::string db = Postgres::instance().create_database("failover");
   Indexer indexer(run.dir.path(), run.anvil, db, run.broker.bootstrap(),
                   {.extra_endpoints_first = {{dead_ws, hostile.url()}}});
-  indexer.start();
-  run.mine(10);
-  std::uint64_t head = run.anvil.block_number();
-  ASSERT_TRUE(wait_until([&] { return cursor_of(db) >= head - 3; }, 60s)) << indexer.log();
-  EXPECT_EQ(indexer.stop(SIGTERM), 0);
+  ASSERT_NO_FATAL_FAILURE(index_rounds(run, indexer, db, 10));
   std::string log = indexer.log();
   EXPECT_GE(corrupted.load(), 1) << "the hostile endpoint was never asked for a block";
   EXPECT_NE(log.find("event=rpc_retry"), std::string::npos) << log;

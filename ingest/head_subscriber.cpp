@@ -61,7 +61,7 @@ struct HeadSubscriber::Impl {
                                 R"({"jsonrpc":"2.0","id":1,"method":"eth_subscribe","params":["newHeads"]})")),
                             use_awaitable);
     bool subscribed = false;
-    for (;;) {
+    while (!stopping) {
       lowest.expires_after(subscribed ? options.stall_timeout : options.handshake_timeout);
       beast::flat_buffer buffer;
       co_await ws.async_read(buffer, use_awaitable);

@@ -14,4 +14,6 @@ boost::asio::ssl::context& client_tls_context() {
   return ctx;
 }
 
+void trust_ca_file(const std::string& pem_file) { client_tls_context().load_verify_file(pem_file); }
+
 }  // namespace chainidx::ingest

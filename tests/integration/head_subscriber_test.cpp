@@ -1,0 +1,117 @@
+// HeadSubscriber against in-process WebSocket endpoints: wss with certificate and host-name
+// verification, a stalled node, garbage frames, failover.
+
+#include "ingest/head_subscriber.hpp"
+#include "ingest/tls_context.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <gtest/gtest.h>
+
+
+#include "fake_ws_node.hpp"
+#include "harness.hpp"
+
+namespace chainidx::testing {
+namespace {
+
+using ingest::HeadSubscriber;
+
+struct Followed {
+  std::vector<schema::BlockRef> heads;
+  std::uint64_t reconnects = 0;
+  std::uint64_t malformed = 0;
+};
+
+// Runs a subscriber for at most `duration`, or until it has `enough` heads.
+Followed follow(std::vector<std::string> urls, std::chrono::milliseconds duration, std::size_t enough,
+                std::chrono::milliseconds stall_timeout = std::chrono::milliseconds(5000)) {
+  boost::asio::io_context io;
+  Followed out;
+  HeadSubscriber* self = nullptr;
+  HeadSubscriber::Options options;
+  options.stall_timeout = stall_timeout;
+  options.backoff = {std::chrono::milliseconds(20), std::chrono::milliseconds(100)};
+  HeadSubscriber sub(io.get_executor(), std::move(urls), options, [&](const schema::BlockRef& head) {
+    out.heads.push_back(head);
+    if (out.heads.size() >= enough) self->stop();
+  });
+  self = &sub;
+  boost::asio::steady_timer deadline(io, duration);
+  deadline.async_wait([&](boost::system::error_code ec) {
+    if (!ec) sub.stop();
+  });
+  bool finished = false;
+  boost::asio::co_spawn(io, sub.run(), [&](std::exception_ptr) {
+    finished = true;
+    deadline.cancel();
+  });
+  io.run();
+  EXPECT_TRUE(finished) << "run() did not return after stop()";
+  out.reconnects = sub.reconnects();
+  out.malformed = sub.malformed_messages();
+  return out;
+}
+
+TEST(HeadSubscriber, ReceivesHeadsOverWssWithATrustedCertificate) {
+  TempDir dir;
+  auto cert = make_self_signed_cert(dir.path(), "localhost");
+  ingest::trust_ca_file(cert.cert_file);
+  FakeWsNode node(FakeWsNode::Behaviour::kSendHeads, cert);
+  auto got = follow({"wss://localhost:" + std::to_string(node.port())}, std::chrono::seconds(10), 3);
+  ASSERT_EQ(got.heads.size(), 3u);
+  EXPECT_EQ(got.heads[0].number, 1u);
+  EXPECT_EQ(got.heads[2].number, 3u);
+  EXPECT_EQ(got.heads[2].parent_hash, got.heads[1].hash);
+  EXPECT_EQ(got.reconnects, 0u);
+}
+
+TEST(HeadSubscriber, RefusesAnUntrustedCertificate) {
+  TempDir dir;
+  auto cert = make_self_signed_cert(dir.path(), "localhost");  // trusted by nobody
+  FakeWsNode node(FakeWsNode::Behaviour::kSendHeads, cert);
+  auto got = follow({"wss://localhost:" + std::to_string(node.port())}, std::chrono::milliseconds(1500), 1);
+  EXPECT_TRUE(got.heads.empty()) << "a head came through an unverified TLS connection";
+  EXPECT_GE(got.reconnects, 1u);
+  EXPECT_GE(node.connections(), 1);
+}
+
+TEST(HeadSubscriber, RefusesACertificateForAnotherHost) {
+  TempDir dir;
+  auto cert = make_self_signed_cert(dir.path(), "localhost");
+  ingest::trust_ca_file(cert.cert_file);  // trusted: only the name can be wrong
+  FakeWsNode node(FakeWsNode::Behaviour::kSendHeads, cert);
+  // Same server, reached by an address the certificate does not name.
+  auto got = follow({"wss://127.0.0.1:" + std::to_string(node.port())}, std::chrono::milliseconds(1500), 1);
+  EXPECT_TRUE(got.heads.empty()) << "host name verification let a mismatched certificate through";
+  EXPECT_GE(got.reconnects, 1u);
+}
+
+TEST(HeadSubscriber, LeavesANodeThatStopsSendingHeads) {
+  FakeWsNode node(FakeWsNode::Behaviour::kSilent);
+  auto got = follow({"ws://127.0.0.1:" + std::to_string(node.port())}, std::chrono::milliseconds(2000), 1,
+                    std::chrono::milliseconds(300));
+  EXPECT_TRUE(got.heads.empty());
+  EXPECT_GE(got.reconnects, 2u) << "the stall timer did not drop the silent connection";
+  EXPECT_GE(node.connections(), 2);
+}
+
+TEST(HeadSubscriber, CountsGarbageFramesAndLeavesTheEndpoint) {
+  FakeWsNode node(FakeWsNode::Behaviour::kGarbage);
+  auto got = follow({"ws://127.0.0.1:" + std::to_string(node.port())}, std::chrono::milliseconds(1500), 1);
+  EXPECT_TRUE(got.heads.empty());
+  EXPECT_GE(got.malformed, 1u);
+  EXPECT_GE(got.reconnects, 1u);
+}
+
+TEST(HeadSubscriber, FailsOverFromADeadEndpointToTheNext) {
+  FakeWsNode node(FakeWsNode::Behaviour::kSendHeads);
+  auto got = follow({"ws://127.0.0.1:" + std::to_string(free_port()), "ws://127.0.0.1:" + std::to_string(node.port())},
+                    std::chrono::seconds(10), 3);
+  EXPECT_EQ(got.heads.size(), 3u);
+  EXPECT_GE(got.reconnects, 1u);
+}
+
+}  // namespace
+}  // namespace chainidx::testing

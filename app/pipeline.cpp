@@ -49,13 +49,14 @@ struct Pipeline::Impl {
   std::optional<reorg::BlockBuffer> buffer;
   std::optional<schema::BlockRef> latest_head;  // newest head from the subscriber, not yet given to the buffer
   asio::steady_timer wake;                      // cancelled when a head arrives or a stop is requested
+  asio::steady_timer backoff_timer;             // retry waits: cut short by a stop, never by a head
   bool stop = false;
   std::vector<schema::Block> unwritten;  // confirmed, not yet in every sink
   std::mt19937 rng{std::random_device{}()};
   ingest::BackoffPolicy backoff{};
 
   Impl(asio::io_context& io_, Config c, std::vector<sinks::Sink*> s, sinks::CheckpointStore& cp)
-      : io(io_), config(std::move(c)), sinks(std::move(s)), checkpoints(cp), wake(io_) {
+      : io(io_), config(std::move(c)), sinks(std::move(s)), checkpoints(cp), wake(io_), backoff_timer(io_) {
     for (const auto& e : config.chain.endpoints) endpoints.push_back(std::make_unique<Endpoint>(io.get_executor(), e));
   }
 
@@ -74,9 +75,9 @@ struct Pipeline::Impl {
   }
 
   Task<void> sleep(std::chrono::milliseconds d) {
-    wake.expires_after(d);
+    backoff_timer.expires_after(d);
     boost::system::error_code ec;
-    co_await wake.async_wait(asio::redirect_error(use_awaitable, ec));
+    co_await backoff_timer.async_wait(asio::redirect_error(use_awaitable, ec));
   }
 
   // Runs blocking work on the worker thread; the coroutine resumes on the io thread.
@@ -301,6 +302,7 @@ Task<int> Pipeline::run() { return impl_->run(); }
 void Pipeline::request_stop() {
   impl_->stop = true;
   impl_->wake.cancel();
+  impl_->backoff_timer.cancel();
 }
 
 }  // namespace chainidx::app

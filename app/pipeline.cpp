@@ -102,7 +102,9 @@ struct Pipeline::Impl {
         co_await check_chain_id(*endpoints[current]);
         co_return co_await op();
       } catch (const ingest::RpcError& e) {
-        if (!e.retryable()) throw;
+        // A refusal such as 401/403 is final for that endpoint, not for the others.
+        bool other_endpoint_may_answer = endpoints.size() > 1 && e.kind() == ingest::RpcError::Kind::kHttpStatus;
+        if (!e.retryable() && !other_endpoint_may_answer) throw;
         problem = e.what();
         delay = e.retry_after().value_or(backoff.delay(attempt / static_cast<unsigned>(endpoints.size()),
                                                        std::uniform_real_distribution<double>(0, 1)(rng)));

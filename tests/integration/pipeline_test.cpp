@@ -98,7 +98,9 @@ void expect_postgres_equals_anvil(Db& db, const Anvil& anvil) {
     EXPECT_EQ(row[3].as<std::uint64_t>(), u64_of(b["timestamp"].get_string().value()));
     EXPECT_EQ(row[4].as<std::uint64_t>(), u64_of(b["gasUsed"].get_string().value()));
     EXPECT_EQ(row[5].as<std::string>(), lower(b["miner"].get_string().value()));
-    if (n > 0) EXPECT_EQ(row[2].as<std::string>(), blocks[n - 1][1].as<std::string>()) << "parent link broken at " << n;
+    if (n > 0) {
+      EXPECT_EQ(row[2].as<std::string>(), blocks[n - 1][1].as<std::string>()) << "parent link broken at " << n;
+    }
 
     auto txs = db.query("SELECT '0x' || encode(hash, 'hex'), '0x' || encode(from_address, 'hex'), "
                         "'0x' || encode(to_address, 'hex'), value::text, nonce, '0x' || encode(input, 'hex'), status, gas_used "
@@ -116,7 +118,9 @@ void expect_postgres_equals_anvil(Db& db, const Anvil& anvil) {
       ++i;
       EXPECT_EQ(t[0].as<std::string>(), lower(jt["hash"].get_string().value()));
       EXPECT_EQ(t[1].as<std::string>(), lower(jt["from"].get_string().value()));
-      if (!jt["to"].is_null()) EXPECT_EQ(t[2].as<std::string>(), lower(jt["to"].get_string().value()));
+      if (!jt["to"].is_null()) {
+        EXPECT_EQ(t[2].as<std::string>(), lower(jt["to"].get_string().value()));
+      }
       EXPECT_EQ(t[3].as<std::string>(), decimal_of(jt["value"].get_string().value()));
       EXPECT_EQ(t[4].as<std::uint64_t>(), u64_of(jt["nonce"].get_string().value()));
       EXPECT_EQ(t[5].as<std::string>(), lower(jt["input"].get_string().value()));
@@ -192,7 +196,9 @@ void expect_topics_hold_postgres(Db& db, const DevBroker& broker, bool exactly_o
     auto key = std::make_pair(r[0].as<std::uint64_t>(), r[1].as<std::string>());
     auto count = t.blocks.count(key);
     EXPECT_GE(count, 1u) << "block " << key.first << " missing from anvil.blocks";
-    if (exactly_once_blocks) EXPECT_EQ(count, 1u) << "block " << key.first << " published more than once";
+    if (exactly_once_blocks) {
+      EXPECT_EQ(count, 1u) << "block " << key.first << " published more than once";
+    }
   }
   for (const auto& r : db.query("SELECT '0x' || encode(block_hash, 'hex'), log_index FROM anvil.logs"))
     EXPECT_TRUE(t.logs.contains({r[0].as<std::string>(), r[1].as<std::uint64_t>()})) << "log missing from anvil.logs";

@@ -108,4 +108,16 @@ EOF
 "$chainidx" run --config "$run_dir/chainidx.toml" &
 indexer=$!
 pids=("$indexer" "${pids[@]}")
+
+# Every few seconds, what has arrived: rows in Postgres, and messages a read_committed Kafka
+# consumer (kcat, independent of chainidx) can read.
+(
+  while sleep 5; do
+    rows=$(psql -h 127.0.0.1 -p "$PG_PORT" -U postgres chainidx -tAc \
+      "SELECT (SELECT count(*) FROM anvil.blocks) || ' blocks, ' || (SELECT count(*) FROM anvil.transactions) || ' transactions, ' || (SELECT count(*) FROM anvil.logs) || ' logs'" 2>/dev/null || echo "not yet")
+    msgs=$(timeout 10 kcat -C -b "$bootstrap" -t anvil.logs -o beginning -e -q -X isolation.level=read_committed 2>/dev/null | wc -l)
+    echo "quickstart: postgres has $rows; kafka anvil.logs has $msgs messages"
+  done
+) &
+pids+=($!)
 wait "$indexer"

@@ -135,7 +135,7 @@ Config build(const toml::table& root, const EnvLookup& env) {
   check_known(root, "", {"chain", "postgres", "kafka", "server", "pipeline"});
 
   const toml::table& chain = table_at(root, "", "chain", true);
-  check_known(chain, "chain", {"name", "chain_id", "confirmations", "start_block", "deep_reorg_policy", "endpoints"});
+  check_known(chain, "chain", {"name", "chain_id", "confirmations", "start_block", "deep_reorg_policy", "verify_block_hash", "endpoints"});
   c.chain.name = *r.string(chain, "chain", "name", true, "\"mainnet\"");
   if (!std::regex_match(c.chain.name, std::regex("[a-z_][a-z0-9_]{0,62}")))
     fail("chain.name", "\"" + c.chain.name + "\" is not usable as a Postgres schema and Kafka topic prefix",
@@ -149,6 +149,11 @@ Config build(const toml::table& root, const EnvLookup& env) {
     c.chain.start_block = in_range("chain.start_block", *v, 0, std::numeric_limits<std::int64_t>::max(), "use a block number >= 0");
   if (auto v = r.string(chain, "chain", "deep_reorg_policy", false, "\"halt\"")) {
     if (*v != "halt") fail("chain.deep_reorg_policy", "unknown policy \"" + *v + "\"", "use \"halt\" (the only policy so far)");
+  }
+
+  if (const toml::node* n = chain.get("verify_block_hash")) {
+    if (!n->is_boolean()) fail("chain.verify_block_hash", "expected true or false", "write verify_block_hash = true (or false for chains whose headers are not Ethereum's)");
+    c.chain.verify_block_hash = n->as_boolean()->get();
   }
 
   const toml::node* eps = chain.get("endpoints");

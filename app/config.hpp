@@ -28,6 +28,7 @@ struct Config {
     std::uint64_t confirmations = 12;
     std::uint64_t start_block = 0;
     DeepReorgPolicy deep_reorg_policy = DeepReorgPolicy::kHalt;
+    bool verify_block_hash = true;  ///< refuse blocks whose header fields do not hash to their hash
     std::vector<EndpointConfig> endpoints;
   } chain;
   struct Postgres {

@@ -38,8 +38,8 @@ struct Pipeline::Impl {
   // One HTTP client per endpoint; requests go to `current` and move on to the next endpoint
   // on trouble. An endpoint's eth_chainId is checked before any of its data is used.
   struct Endpoint {
-    Endpoint(asio::any_io_executor ex, const EndpointConfig& c)
-        : rpc(ex, c.http, {c.requests_per_second, static_cast<double>(c.burst)}), fetcher(rpc) {}
+    Endpoint(asio::any_io_executor ex, const EndpointConfig& c, bool verify_block_hash)
+        : rpc(ex, c.http, {c.requests_per_second, static_cast<double>(c.burst)}), fetcher(rpc, verify_block_hash) {}
     ingest::HttpRpcClient rpc;
     ingest::BlockFetcher fetcher;
     bool chain_id_checked = false;
@@ -57,7 +57,7 @@ struct Pipeline::Impl {
 
   Impl(asio::io_context& io_, Config c, std::vector<sinks::Sink*> s, sinks::CheckpointStore& cp)
       : io(io_), config(std::move(c)), sinks(std::move(s)), checkpoints(cp), wake(io_), backoff_timer(io_) {
-    for (const auto& e : config.chain.endpoints) endpoints.push_back(std::make_unique<Endpoint>(io.get_executor(), e));
+    for (const auto& e : config.chain.endpoints) endpoints.push_back(std::make_unique<Endpoint>(io.get_executor(), e, config.chain.verify_block_hash));
   }
 
   ingest::BlockFetcher& fetcher() { return endpoints[current]->fetcher; }

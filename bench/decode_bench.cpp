@@ -10,6 +10,7 @@
 
 #include "ingest/attach_receipts.hpp"
 #include "ingest/decode.hpp"
+#include "ingest/header_hash.hpp"
 #include "ingest/logs_bloom.hpp"
 
 namespace {
@@ -77,6 +78,20 @@ void BM_AttachReceiptsWithBloomCheck(benchmark::State& state) {
   state.counters["logs/s"] = benchmark::Counter(463.0 * static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
 }
 BENCHMARK(BM_AttachReceiptsWithBloomCheck)->Unit(benchmark::kMicrosecond);
+
+// Keccak of the RLP-encoded header: the check that the header fields are the hashed ones.
+void BM_HeaderHash(benchmark::State& state) {
+  auto block = **ingest::decode_block(fixture("block.json"));
+  for (auto _ : state) {
+    auto h = ingest::header_hash(block);
+    if (h != block.hash) {
+      state.SkipWithError("header hash mismatch");
+      return;
+    }
+    benchmark::DoNotOptimize(h);
+  }
+}
+BENCHMARK(BM_HeaderHash)->Unit(benchmark::kMicrosecond);
 
 }  // namespace
 

@@ -2,6 +2,7 @@
 
 #include "ingest/attach_receipts.hpp"
 #include "ingest/decode.hpp"
+#include "ingest/header_hash.hpp"
 
 #include <spdlog/spdlog.h>
 
@@ -49,6 +50,11 @@ Task<std::optional<Block>> BlockFetcher::complete(std::string block_json, const 
   }
   if (!decoded->has_value()) co_return std::nullopt;
   Block block = std::move(**decoded);
+  if (verify_block_hash_ && header_hash(block) != block.hash) {
+    ++rejected_;
+    malformed(rpc_.endpoint(), std::string(what) + ": block " + std::to_string(block.number) +
+                                   ": header fields do not hash to the block hash " + schema::to_hex(block.hash));
+  }
   if (block.transactions.size() != block.transaction_hashes.size()) {
     ++rejected_;
     malformed(rpc_.endpoint(), std::string(what) + ": transactions came back as hashes where full bodies were asked for");

@@ -14,7 +14,9 @@ namespace chainidx::ingest {
 /// counted and reported as RpcError::Kind::kMalformed: never returned, never written.
 class BlockFetcher {
  public:
-  explicit BlockFetcher(HttpRpcClient& rpc) : rpc_(rpc) {}
+  /// With `verify_block_hash`, a block whose header fields do not hash to its hash is refused
+  /// (see header_hash); chains with non-Ethereum header layouts turn it off.
+  explicit BlockFetcher(HttpRpcClient& rpc, bool verify_block_hash = true) : rpc_(rpc), verify_block_hash_(verify_block_hash) {}
 
   /// nullopt when the node does not know the block (yet, or any more). Throws RpcError.
   Task<std::optional<schema::Block>> by_number(std::uint64_t number);
@@ -35,6 +37,7 @@ class BlockFetcher {
   Task<std::optional<schema::Block>> complete(std::string block_json, const char* what);
 
   HttpRpcClient& rpc_;
+  bool verify_block_hash_;
   bool block_receipts_ = true;  // cleared when the node says eth_getBlockReceipts does not exist
   std::uint64_t rejected_ = 0;
 };

@@ -185,7 +185,7 @@ schema::Transaction decode_transaction_object(od::object obj) {
 }
 
 schema::Block decode_block_object(od::object obj) {
-  static constexpr std::array<std::string_view, 13> kBlockRequired = {"number", "hash", "parentHash", "timestamp", "miner", "gasLimit", "gasUsed", "stateRoot",
+  static constexpr std::array<std::string_view, 16> kBlockRequired = {"number", "hash", "parentHash", "timestamp", "miner", "gasLimit", "gasUsed", "sha3Uncles", "mixHash", "nonce", "stateRoot",
                      "transactionsRoot", "receiptsRoot", "logsBloom", "extraData", "transactions"};
   Fields f("block", kBlockRequired);
   schema::Block b;
@@ -209,6 +209,10 @@ schema::Block decode_block_object(od::object obj) {
     else if (key == "excessBlobGas") b.excess_blob_gas = f.u64(v, key);
     else if (key == "parentBeaconBlockRoot") b.parent_beacon_block_root = f.hash(v, key);
     else if (key == "withdrawalsRoot") b.withdrawals_root = f.hash(v, key);
+    else if (key == "requestsHash") b.requests_hash = f.hash(v, key);
+    else if (key == "sha3Uncles") b.sha3_uncles = f.hash(v, key);
+    else if (key == "mixHash") b.mix_hash = f.hash(v, key);
+    else if (key == "nonce") b.nonce = f.fixed<8>(v, key);
     else if (key == "transactions") {
       for (auto item : as_array(v, "block.transactions")) {
         od::value tv = item.value();

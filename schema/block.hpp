@@ -75,10 +75,14 @@ struct Block {
   Bloom logs_bloom;
   Bytes extra_data;
   std::uint64_t size = 0;
+  Hash32 sha3_uncles;
+  Hash32 mix_hash;
+  FixedBytes<8> nonce;
   std::optional<std::uint64_t> blob_gas_used;
   std::optional<std::uint64_t> excess_blob_gas;
   std::optional<Hash32> parent_beacon_block_root;
   std::optional<Hash32> withdrawals_root;
+  std::optional<Hash32> requests_hash;  ///< Prague (EIP-7685)
   std::uint32_t transaction_count = 0;
 
   /// Full transactions when fetched with full bodies; empty when only the header is known.

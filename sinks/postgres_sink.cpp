@@ -62,7 +62,8 @@ class CopyLine {
 const std::vector<std::string> kBlockColumns = {
     "number", "hash", "parent_hash", "timestamp", "miner", "gas_limit", "gas_used", "base_fee_per_gas", "difficulty",
     "state_root", "transactions_root", "receipts_root", "logs_bloom", "extra_data", "size", "blob_gas_used",
-    "excess_blob_gas", "parent_beacon_block_root", "withdrawals_root", "transaction_count"};
+    "excess_blob_gas", "parent_beacon_block_root", "withdrawals_root", "requests_hash", "sha3_uncles", "mix_hash", "nonce",
+    "transaction_count"};
 const std::vector<std::string> kTransactionColumns = {
     "block_number", "transaction_index", "hash", "block_hash", "from_address", "to_address", "value", "gas",
     "gas_price", "max_fee_per_gas", "max_priority_fee_per_gas", "input", "nonce", "type", "status", "gas_used",
@@ -77,7 +78,7 @@ std::string block_line(const Block& b) {
       .opt_u256(b.base_fee_per_gas).u256(b.difficulty).bytes(b.state_root).bytes(b.transactions_root)
       .bytes(b.receipts_root).bytes(b.logs_bloom).bytes(b.extra_data).num(b.size).opt_num(b.blob_gas_used)
       .opt_num(b.excess_blob_gas).opt_bytes(b.parent_beacon_block_root).opt_bytes(b.withdrawals_root)
-      .num(b.transaction_count);
+      .opt_bytes(b.requests_hash).bytes(b.sha3_uncles).bytes(b.mix_hash).bytes(b.nonce).num(b.transaction_count);
   return l.str();
 }
 

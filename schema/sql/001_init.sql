@@ -21,6 +21,10 @@ CREATE TABLE ${schema}.blocks (
   excess_blob_gas           bigint,
   parent_beacon_block_root  bytea,
   withdrawals_root          bytea,
+  requests_hash             bytea,
+  sha3_uncles               bytea NOT NULL,
+  mix_hash                  bytea NOT NULL,
+  nonce                     bytea NOT NULL,
   transaction_count         integer NOT NULL
 );
 CREATE INDEX blocks_timestamp_idx ON ${schema}.blocks (timestamp);

@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 #include <pqxx/pqxx>
+#include <simdjson.h>
 
 #include <csignal>
 #include <random>
@@ -134,6 +135,36 @@ TEST(Faults, ReceiptsWithTamperedLogsAreRejectedRetriedAndNeverWritten) {
   pqxx::connection c(db);
   pqxx::read_transaction tx(c);
   EXPECT_EQ(tx.exec("SELECT count(*) FROM anvil.logs WHERE address = '\\x000000000000000000000000000000000000dead'")[0][0].as<int>(), 0);
+  expect_postgres_hashes_equal_anvil(db, run.anvil);
+}
+
+TEST(Faults, BlocksWhoseHeaderDoesNotHashToTheirHashAreRejected) {
+  Chain run;
+  std::atomic<int> forged{0};
+  FaultProxy proxy(run.anvil.port(), nullptr, [&](const std::string& request, std::string& response, std::uint64_t) {
+    // A provider that edits a header field but keeps the hash: the first few full blocks.
+    if (request.find(",true]") == std::string::npos || forged >= 3) return;
+    auto at = response.find("\"stateRoot\":\"0x");
+    if (at == std::string::npos) return;
+    char& c = response[at + 15];
+    c = c == '0' ? '1' : '0';
+    ++forged;
+  });
+  std::string db = Postgres::instance().create_database("forged");
+  Indexer indexer(run.dir.path(), run.anvil, db, run.broker.bootstrap(), {.http_url = proxy.url()});
+  ASSERT_NO_FATAL_FAILURE(index_rounds(run, indexer, db, 8));
+  EXPECT_EQ(forged.load(), 3);
+  EXPECT_NE(indexer.log().find("header fields do not hash to the block hash"), std::string::npos) << indexer.log();
+  // What was written is what anvil has, state roots included.
+  pqxx::connection c(db);
+  pqxx::read_transaction tx(c);
+  simdjson::dom::parser parser;
+  for (const auto& r : tx.exec("SELECT number, '0x' || encode(state_root, 'hex') FROM anvil.blocks")) {
+    char number[32];
+    std::snprintf(number, sizeof number, "\"0x%llx\"", static_cast<unsigned long long>(r[0].as<std::uint64_t>()));
+    std::string block = run.anvil.rpc("eth_getBlockByNumber", std::string("[") + number + ",false]");
+    EXPECT_EQ(r[1].as<std::string>(), std::string(parser.parse(block)["stateRoot"].get_string().value())) << number;
+  }
   expect_postgres_hashes_equal_anvil(db, run.anvil);
 }
 

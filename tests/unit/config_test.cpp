@@ -85,6 +85,7 @@ TEST(Config, EachBadFileGetsAnErrorNamingTheKeyAndTheFix) {
       {"unset env var", replace(kGood, "${API_KEY}", "${NOT_SET_ANYWHERE}"), {"chain.endpoints[0].http", "NOT_SET_ANYWHERE", "export"}},
       {"bad broker list", replace(kGood, "brokers = \"127.0.0.1:9092\"", "brokers = \"127.0.0.1\""), {"kafka.brokers", "host:port"}},
       {"bad listen", replace(kGood, "listen = \"127.0.0.1:9464\"", "listen = \"localhost:99999\""), {"server.listen"}},
+      {"verify flag not a boolean", replace(kGood, "start_block = 0", "start_block = 0\nverify_block_hash = \"yes\""), {"chain.verify_block_hash", "true or false"}},
       {"rate zero", replace(kGood, "requests_per_second = 50", "requests_per_second = 0"), {"requests_per_second"}},
       {"syntax error", replace(kGood, "[postgres]", "[postgres"), {"TOML syntax error", "bad.toml:"}},
   };

@@ -3,6 +3,7 @@
 
 #include "ingest/attach_receipts.hpp"
 #include "ingest/decode.hpp"
+#include "ingest/header_hash.hpp"
 #include "ingest/logs_bloom.hpp"
 
 #include <gtest/gtest.h>
@@ -247,6 +248,19 @@ TEST(U256, DecimalOfLargeValues) {
   ASSERT_TRUE(schema::parse_quantity("0x0", v));
   EXPECT_EQ(v.to_decimal(), "0");
   EXPECT_FALSE(schema::parse_quantity("0x1" + std::string(64, '0'), v));
+}
+
+}  // namespace
+}  // namespace chainidx::ingest
+
+namespace chainidx::ingest {
+namespace {
+
+TEST_F(MainnetBlock, HeaderFieldsHashToTheBlockHash) {
+  EXPECT_EQ(header_hash(block), block.hash);
+  schema::Block forged = block;
+  forged.logs_bloom.bytes[7] ^= 0x10;  // a provider that edits the bloom to hide a dropped log
+  EXPECT_NE(header_hash(forged), block.hash);
 }
 
 }  // namespace

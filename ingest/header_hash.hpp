@@ -1,0 +1,14 @@
+#pragma once
+
+#include "schema/block.hpp"
+
+namespace chainidx::ingest {
+
+/// Keccak-256 of the RLP-encoded header, i.e. what the block hash must be if the header fields
+/// are the ones the chain committed to. Covers the header layouts from London to Prague: the
+/// optional trailing fields (base fee, withdrawals root, blob gas, beacon root, requests hash)
+/// are encoded when present. Chains with other header layouts (some L2s) do not match; the
+/// check can be turned off for them (chain.verify_block_hash).
+schema::Hash32 header_hash(const schema::Block& block);
+
+}  // namespace chainidx::ingest

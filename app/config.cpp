@@ -135,7 +135,8 @@ Config build(const toml::table& root, const EnvLookup& env) {
   check_known(root, "", {"chain", "postgres", "kafka", "server", "pipeline"});
 
   const toml::table& chain = table_at(root, "", "chain", true);
-  check_known(chain, "chain", {"name", "chain_id", "confirmations", "start_block", "deep_reorg_policy", "verify_block_hash", "endpoints"});
+  check_known(chain, "chain", {"name", "chain_id", "confirmations", "start_block", "deep_reorg_policy", "verify_block_hash",
+                               "head_stall_timeout_seconds", "tls_ca_file", "endpoints"});
   c.chain.name = *r.string(chain, "chain", "name", true, "\"mainnet\"");
   if (!std::regex_match(c.chain.name, std::regex("[a-z_][a-z0-9_]{0,62}")))
     fail("chain.name", "\"" + c.chain.name + "\" is not usable as a Postgres schema and Kafka topic prefix",
@@ -154,6 +155,14 @@ Config build(const toml::table& root, const EnvLookup& env) {
   if (const toml::node* n = chain.get("verify_block_hash")) {
     if (!n->is_boolean()) fail("chain.verify_block_hash", "expected true or false", "write verify_block_hash = true (or false for chains whose headers are not Ethereum's)");
     c.chain.verify_block_hash = n->as_boolean()->get();
+  }
+
+  if (auto v = r.integer(chain, "chain", "head_stall_timeout_seconds", false, "60"))
+    c.chain.head_stall_timeout_seconds = static_cast<std::uint32_t>(in_range(
+        "chain.head_stall_timeout_seconds", *v, 1, 86400, "set it well above the chain's block time, e.g. 60 for Ethereum"));
+  if (auto v = r.string(chain, "chain", "tls_ca_file", false, "\"/etc/chainidx/ca.pem\"")) {
+    if (!std::ifstream(*v)) fail("chain.tls_ca_file", "cannot read \"" + *v + "\"", "point it at a readable PEM file of CA certificates");
+    c.chain.tls_ca_file = *v;
   }
 
   const toml::node* eps = chain.get("endpoints");

@@ -29,6 +29,8 @@ struct Config {
     std::uint64_t start_block = 0;
     DeepReorgPolicy deep_reorg_policy = DeepReorgPolicy::kHalt;
     bool verify_block_hash = true;  ///< refuse blocks whose header fields do not hash to their hash
+    std::uint32_t head_stall_timeout_seconds = 60;  ///< drop a WebSocket that brought no head this long
+    std::string tls_ca_file;  ///< extra PEM CA certificates to trust for wss:// and https:// (optional)
     std::vector<EndpointConfig> endpoints;
   } chain;
   struct Postgres {

@@ -13,6 +13,7 @@
 
 #include "app/config.hpp"
 #include "app/pipeline.hpp"
+#include "ingest/tls_context.hpp"
 #include "schema/redact.hpp"
 #include "sinks/dev_broker.hpp"
 #include "sinks/kafka_sink.hpp"
@@ -145,6 +146,7 @@ int run(const Args& args) {
                config->chain.chain_id, config->chain.confirmations, config->chain.endpoints.size(),
                schema::redact_url(config->postgres.url), brokers);
   try {
+    if (!config->chain.tls_ca_file.empty()) ingest::trust_ca_file(config->chain.tls_ca_file);
     sinks::PostgresSink postgres(config->postgres.url, config->chain.name);
     postgres.migrate();
     sinks::KafkaSink kafka({brokers, config->chain.name, config->chain.chain_id, config->kafka.partitions,
@@ -176,6 +178,9 @@ int run(const Args& args) {
     io.run();
     return exit_code;
   } catch (const sinks::SinkError& e) {
+    spdlog::error("event=startup_failed message=\"{}\"", e.what());
+    return app::kExitFatal;
+  } catch (const boost::system::system_error& e) {
     spdlog::error("event=startup_failed message=\"{}\"", e.what());
     return app::kExitFatal;
   }

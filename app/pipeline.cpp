@@ -264,7 +264,9 @@ struct Pipeline::Impl {
 
     std::vector<std::string> ws_urls;
     for (auto& e : config.chain.endpoints) ws_urls.push_back(e.ws);
-    ingest::HeadSubscriber subscriber(io.get_executor(), ws_urls, {}, [this](const schema::BlockRef& head) {
+    ingest::HeadSubscriber::Options options;
+    options.stall_timeout = std::chrono::seconds(config.chain.head_stall_timeout_seconds);
+    ingest::HeadSubscriber subscriber(io.get_executor(), ws_urls, options, [this](const schema::BlockRef& head) {
       latest_head = head;
       wake.cancel();
     });

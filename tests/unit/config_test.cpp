@@ -5,6 +5,8 @@
 
 #include <map>
 
+#include <unistd.h>
+
 namespace chainidx::app {
 namespace {
 
@@ -86,6 +88,8 @@ TEST(Config, EachBadFileGetsAnErrorNamingTheKeyAndTheFix) {
       {"bad broker list", replace(kGood, "brokers = \"127.0.0.1:9092\"", "brokers = \"127.0.0.1\""), {"kafka.brokers", "host:port"}},
       {"bad listen", replace(kGood, "listen = \"127.0.0.1:9464\"", "listen = \"localhost:99999\""), {"server.listen"}},
       {"verify flag not a boolean", replace(kGood, "start_block = 0", "start_block = 0\nverify_block_hash = \"yes\""), {"chain.verify_block_hash", "true or false"}},
+      {"stall timeout zero", replace(kGood, "start_block = 0", "start_block = 0\nhead_stall_timeout_seconds = 0"), {"chain.head_stall_timeout_seconds", "between 1 and 86400"}},
+      {"unreadable CA file", replace(kGood, "start_block = 0", "start_block = 0\ntls_ca_file = \"/nonexistent/ca.pem\""), {"chain.tls_ca_file", "cannot read"}},
       {"rate zero", replace(kGood, "requests_per_second = 50", "requests_per_second = 0"), {"requests_per_second"}},
       {"syntax error", replace(kGood, "[postgres]", "[postgres"), {"TOML syntax error", "bad.toml:"}},
   };
@@ -95,6 +99,21 @@ TEST(Config, EachBadFileGetsAnErrorNamingTheKeyAndTheFix) {
     for (const auto& word : c.must_mention)
       EXPECT_NE(r.error().message.find(word), std::string::npos) << c.name << ": \"" << r.error().message << "\" lacks \"" << word << "\"";
   }
+}
+
+TEST(Config, OptionalChainKeysParse) {
+  char path[] = "/tmp/chainidx-ca-XXXXXX";
+  int fd = mkstemp(path);
+  ASSERT_GE(fd, 0);
+  close(fd);
+  auto c = parse_config(replace(kGood, "start_block = 0", std::string("start_block = 0\nverify_block_hash = false\n") +
+                                                          "head_stall_timeout_seconds = 300\ntls_ca_file = \"" + path + "\""),
+                        "opt.toml", env_with({{"API_KEY", "k"}}));
+  unlink(path);
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  EXPECT_FALSE(c->chain.verify_block_hash);
+  EXPECT_EQ(c->chain.head_stall_timeout_seconds, 300u);
+  EXPECT_EQ(c->chain.tls_ca_file, path);
 }
 
 TEST(Config, ErrorMessagesDoNotEchoSubstitutedSecrets) {

@@ -135,8 +135,17 @@ struct PostgresSink::Impl {
   std::string schema;  // already validated as [a-z_][a-z0-9_]*
   std::unique_ptr<pqxx::connection> conn;
 
+  // A database that stops answering must not hang the pipeline: connects give up after 10 s
+  // (unless the URL says otherwise) and statements after 120 s; both surface as SinkError and
+  // are retried.
   pqxx::connection& connection() {
-    if (!conn || !conn->is_open()) conn = std::make_unique<pqxx::connection>(url);
+    if (!conn || !conn->is_open()) {
+      std::string target = url;
+      if (target.find("connect_timeout=") == std::string::npos)
+        target += (target.find('?') == std::string::npos ? "?" : "&") + std::string("connect_timeout=10");
+      conn = std::make_unique<pqxx::connection>(target);
+      pqxx::nontransaction(*conn).exec("SET statement_timeout = '120s'");
+    }
     return *conn;
   }
 

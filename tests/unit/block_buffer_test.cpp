@@ -287,95 +287,146 @@ struct SimNode {
   }
 };
 
-TEST(BlockBuffer, RandomisedForksAndDeliveryOrdersMatchReferenceModel) {
-  constexpr int kRuns = 2000;
-  for (int run = 0; run < kRuns; ++run) {
-    const std::uint32_t seed = 0xC0FFEE + run;
-    std::mt19937 rng(seed);
-    auto chance = [&](int percent) { return static_cast<int>(rng() % 100) < percent; };
-    const std::uint64_t conf = 1 + rng() % 6;
+// One randomised scenario. `deep_percent` is the chance per step of a reorg deeper than the
+// confirmation depth below the highest head; at 0 every reorg is shallow, as the node promises.
+struct Scenario {
+  std::uint32_t seed;
+  std::uint64_t conf = 0;
+  SimNode node;
+  std::vector<Block> emitted;
+  std::uint64_t high_water = 0;
+  bool halted = false;
+  std::size_t unconfirmed = 0;
+  std::optional<BlockRef> tip, last_confirmed;
+  bool settled = true;
+};
 
-    SimNode node;
-    std::uint32_t branch = 0;
-    node.mine(branch);
-    BlockBuffer buf({.confirmations = conf, .start_block = 0}, std::nullopt);
-    std::vector<BlockRef> in_flight;  // heads announced but not yet delivered
-    std::vector<Block> emitted;
-    std::uint64_t high_water = 0;
+Scenario simulate(std::uint32_t seed, int deep_percent) {
+  Scenario sc{seed};
+  std::mt19937 rng(seed);
+  auto chance = [&](int percent) { return static_cast<int>(rng() % 100) < percent; };
+  const std::uint64_t conf = sc.conf = 1 + rng() % 6;
+  SimNode& node = sc.node;
+  std::uint32_t branch = 0;
+  node.mine(branch);
+  BlockBuffer buf({.confirmations = conf, .start_block = 0}, std::nullopt);
+  std::vector<BlockRef> in_flight;  // heads announced but not yet delivered
 
-    auto pump = [&] {
-      for (int guard = 0; guard < 10000; ++guard) {
-        auto req = buf.next_fetch();
-        if (!req) return;
-        std::optional<Block> answer;
-        if (req->kind == FetchRequest::Kind::kByNumber) {
-          if (req->number < node.canonical.size()) answer = node.canonical[req->number];
-        } else if (auto it = node.all.find(req->hash); it != node.all.end() && !chance(10)) {
-          answer = it->second;  // nodes sometimes forget orphaned blocks: 10% "not found"
-        }
-        if (!answer) {
-          buf.on_fetch_missing(*req);
-          continue;
-        }
-        buf.add_block(*answer);
-        for (auto& b : buf.take_confirmed()) emitted.push_back(std::move(b));
+  auto pump = [&] {
+    for (int guard = 0; guard < 10000; ++guard) {
+      auto req = buf.next_fetch();
+      if (!req) return;
+      std::optional<Block> answer;
+      if (req->kind == FetchRequest::Kind::kByNumber) {
+        if (req->number < node.canonical.size()) answer = node.canonical[req->number];
+      } else if (auto it = node.all.find(req->hash); it != node.all.end()) {
+        const Block& b = it->second;
+        bool canonical = b.number < node.canonical.size() && node.canonical[b.number].hash == b.hash;
+        if (canonical || !chance(10)) answer = b;  // nodes sometimes forget orphaned blocks
       }
-      FAIL() << "buffer did not settle; seed " << seed;
-    };
-
-    const int steps = 20 + rng() % 60;
-    for (int step = 0; step < steps; ++step) {
-      // Reorgs stay strictly shallower than the confirmation depth below the highest head the
-      // node ever had, as the generator promises (several shallow reorgs in a row can otherwise
-      // add up to a deep one, which the buffer rightly reports).
-      const std::uint64_t min_keep = high_water + 1 > conf ? high_water + 1 - conf : 1;
-      if (chance(25) && node.canonical.size() > min_keep) {
-        std::uint64_t max_depth = node.canonical.size() - min_keep;
-        std::uint64_t depth = 1 + rng() % max_depth;
-        node.canonical.resize(node.canonical.size() - depth);
-        branch = node.next_branch++;
-        std::uint64_t rebuild = rng() % (depth + 3);
-        for (std::uint64_t i = 0; i < rebuild; ++i) node.mine(branch);
-      } else {
-        node.mine(branch);
+      if (!answer) {
+        buf.on_fetch_missing(*req);
+        continue;
       }
-      high_water = std::max(high_water, node.canonical.back().number);
-      if (!chance(20)) in_flight.push_back(node.canonical.back().ref());  // 20% of heads missed
-      // Deliver some of the in-flight heads, in random order, sometimes twice.
-      while (!in_flight.empty() && chance(60)) {
-        std::size_t i = rng() % in_flight.size();
-        buf.on_head(in_flight[i]);
-        if (!chance(15)) in_flight.erase(in_flight.begin() + static_cast<long>(i));
-        pump();
-      }
+      buf.add_block(*answer);
+      for (auto& b : buf.take_confirmed()) sc.emitted.push_back(std::move(b));
     }
-    // Finally the node's current head arrives and everything settles.
-    in_flight.clear();
-    for (int i = 0; i < 3 && buf.tip() != node.canonical.back().ref(); ++i) {
-      buf.on_head(node.canonical.back().ref());
+    sc.settled = false;
+  };
+  auto reorg = [&](std::uint64_t depth) {
+    node.canonical.resize(node.canonical.size() - depth);
+    branch = node.next_branch++;
+    std::uint64_t rebuild = rng() % (depth + 3);
+    for (std::uint64_t i = 0; i < rebuild; ++i) node.mine(branch);
+  };
+
+  const int steps = 20 + rng() % 60;
+  for (int step = 0; step < steps; ++step) {
+    // Shallow reorgs stay strictly shallower than the confirmation depth below the highest head
+    // the node ever had (several in a row could otherwise add up to a deep one).
+    const std::uint64_t min_keep = sc.high_water + 1 > conf ? sc.high_water + 1 - conf : 1;
+    if (chance(deep_percent) && node.canonical.size() > 1) {
+      reorg(1 + rng() % (node.canonical.size() - 1));  // any depth, down to just above genesis
+    } else if (chance(25) && node.canonical.size() > min_keep) {
+      reorg(1 + rng() % (node.canonical.size() - min_keep));
+    } else {
+      node.mine(branch);
+    }
+    sc.high_water = std::max(sc.high_water, node.canonical.back().number);
+    if (!chance(20)) in_flight.push_back(node.canonical.back().ref());  // 20% of heads missed
+    // Deliver some of the in-flight heads, in random order, sometimes twice.
+    while (!in_flight.empty() && chance(60)) {
+      std::size_t i = rng() % in_flight.size();
+      buf.on_head(in_flight[i]);
+      if (!chance(15)) in_flight.erase(in_flight.begin() + static_cast<long>(i));
       pump();
     }
-
-    ASSERT_FALSE(buf.halted()) << "no deep reorg was generated; seed " << seed;
-    const std::uint64_t final_tip = node.canonical.back().number;
-    if (final_tip > buf.last_confirmed()->number) {
-      // A final head at or below the cursor reads as a lagging node and is rightly ignored.
-      ASSERT_EQ(buf.tip()->hash, node.canonical.back().hash) << "seed " << seed;
-    }
-    // Everything the final head buries is out; nothing past what the highest head ever buried.
-    const std::uint64_t at_least = final_tip >= conf ? final_tip - conf + 1 : 0;
-    const std::uint64_t at_most = high_water >= conf ? high_water - conf + 1 : 0;
-    ASSERT_GE(emitted.size(), at_least) << "seed " << seed << " conf " << conf;
-    ASSERT_LE(emitted.size(), at_most) << "seed " << seed << " conf " << conf;
-    for (std::size_t i = 0; i < emitted.size(); ++i) {
-      ASSERT_EQ(emitted[i].number, i) << "gap or duplicate; seed " << seed;
-      ASSERT_EQ(emitted[i].hash, node.canonical[i].hash) << "orphan emitted at " << i << "; seed " << seed;
-      if (i > 0) {
-        ASSERT_EQ(emitted[i].parent_hash, emitted[i - 1].hash) << "seed " << seed;
-      }
-    }
-    ASSERT_LE(buf.unconfirmed_size(), conf) << "memory bound; seed " << seed;
   }
+  // The chain grows past everything seen (so that no final head reads as a lagging node), then
+  // the node's current head arrives and everything settles.
+  while (node.canonical.back().number <= sc.high_water + conf) node.mine(branch);
+  in_flight.clear();
+  for (int i = 0; i < 3 && buf.tip() != node.canonical.back().ref(); ++i) {
+    buf.on_head(node.canonical.back().ref());
+    pump();
+  }
+  sc.halted = buf.halted();
+  sc.unconfirmed = buf.unconfirmed_size();
+  sc.tip = buf.tip();
+  sc.last_confirmed = buf.last_confirmed();
+  return sc;
+}
+
+// The output is always one gap-free, duplicate-free, linked sequence from block 0.
+void expect_linked_sequence(const Scenario& sc) {
+  for (std::size_t i = 0; i < sc.emitted.size(); ++i) {
+    ASSERT_EQ(sc.emitted[i].number, i) << "gap or duplicate; seed " << sc.seed;
+    if (i > 0) ASSERT_EQ(sc.emitted[i].parent_hash, sc.emitted[i - 1].hash) << "seed " << sc.seed;
+  }
+}
+
+bool is_prefix_of_canonical(const Scenario& sc) {
+  if (sc.emitted.size() > sc.node.canonical.size()) return false;
+  for (std::size_t i = 0; i < sc.emitted.size(); ++i)
+    if (sc.emitted[i].hash != sc.node.canonical[i].hash) return false;
+  return true;
+}
+
+TEST(BlockBuffer, RandomisedForksAndDeliveryOrdersMatchReferenceModel) {
+  for (std::uint32_t run = 0; run < 2000; ++run) {
+    Scenario sc = simulate(0xC0FFEE + run, /*deep_percent=*/0);
+    const auto seed = sc.seed;
+    ASSERT_TRUE(sc.settled) << "buffer did not settle; seed " << seed;
+    ASSERT_FALSE(sc.halted) << "no deep reorg was generated; seed " << seed;
+    ASSERT_NO_FATAL_FAILURE(expect_linked_sequence(sc));
+    ASSERT_TRUE(is_prefix_of_canonical(sc)) << "orphan emitted; seed " << seed;
+    ASSERT_EQ(sc.tip->hash, sc.node.canonical.back().hash) << "seed " << seed;
+    // Everything the final head buries is out.
+    ASSERT_EQ(sc.emitted.size(), sc.node.canonical.back().number - sc.conf + 1) << "seed " << seed << " conf " << sc.conf;
+    ASSERT_LE(sc.unconfirmed, sc.conf) << "memory bound; seed " << seed;
+  }
+}
+
+// Invariant 5: a reorg deeper than the confirmation depth is never ignored, and the buffer
+// never cries wolf: it halts exactly when what it emitted is no longer the node's chain.
+TEST(BlockBuffer, RandomisedDeepReorgsAreAlwaysReportedAndNeverInvented) {
+  int halted_runs = 0;
+  for (std::uint32_t run = 0; run < 2000; ++run) {
+    Scenario sc = simulate(0xDEE9 + run, /*deep_percent=*/3);
+    const auto seed = sc.seed;
+    ASSERT_TRUE(sc.settled) << "buffer did not settle; seed " << seed;
+    ASSERT_NO_FATAL_FAILURE(expect_linked_sequence(sc));
+    const bool diverged = !is_prefix_of_canonical(sc);
+    ASSERT_EQ(sc.halted, diverged) << (diverged ? "confirmed blocks were orphaned and nothing was reported"
+                                                : "deep reorg reported where there was none")
+                                   << "; seed " << seed << " conf " << sc.conf;
+    if (!sc.halted) {
+      ASSERT_EQ(sc.emitted.size(), sc.node.canonical.back().number - sc.conf + 1) << "seed " << seed;
+    }
+    ASSERT_LE(sc.unconfirmed, sc.conf) << "memory bound; seed " << seed;
+    halted_runs += sc.halted;
+  }
+  EXPECT_GT(halted_runs, 100) << "the generator made too few deep reorgs to mean anything";
 }
 
 }  // namespace

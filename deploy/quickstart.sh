@@ -38,6 +38,10 @@ trap cleanup INT TERM EXIT
 # Postgres: a cluster of our own, as the postgres user (initdb and pg_ctl refuse root).
 mkdir -p "$run_dir/pg"
 chown postgres "$run_dir/pg"
+if ! runuser -u postgres -- test -w "$run_dir/pg"; then
+  echo "quickstart: the postgres user cannot reach $run_dir/pg; make its parent folders traversable (chmod o+x) or clone elsewhere" >&2
+  exit 1
+fi
 if [ ! -f "$run_dir/pg/data/PG_VERSION" ]; then
   runuser -u postgres -- "$pg_bin/initdb" -D "$run_dir/pg/data" -A trust -U postgres >/dev/null
 fi

@@ -152,6 +152,7 @@ int run(const Args& args) {
     sinks::KafkaSink kafka({brokers, config->chain.name, config->chain.chain_id, config->kafka.partitions,
                             config->kafka.replication_factor});
     kafka.ensure_topics();
+    kafka.load_published_tip();
 
     boost::asio::io_context io(1);
     app::Pipeline pipeline(io, *config, {&kafka, &postgres}, postgres);

@@ -16,10 +16,11 @@ struct KafkaSinkConfig {
   int delivery_timeout_ms = 60000;  ///< message.timeout.ms: how long a batch may wait for the broker
 };
 
-/// Publishes each confirmed block to <chain>.blocks, <chain>.transactions and <chain>.logs with
-/// an idempotent producer (acks=all). write() returns only when the broker has acknowledged
-/// every message of the batch, so the Postgres cursor, written after, never passes an
-/// unacknowledged block: a crash may repeat messages, never lose them. librdkafka stays in the .cpp.
+/// Publishes each confirmed block to <chain>.blocks, <chain>.transactions and <chain>.logs, one
+/// Kafka transaction per batch (idempotent, acks=all, transactional.id "chainidx-<chain>").
+/// write() returns only once the transaction is committed, so the Postgres cursor, written after,
+/// never passes an unpublished block; and a batch committed to Kafka just before a crash is not
+/// published again on restart (see load_published_tip). librdkafka stays in the .cpp.
 class KafkaSink final : public Sink {
  public:
   explicit KafkaSink(KafkaSinkConfig config);
@@ -27,6 +28,11 @@ class KafkaSink final : public Sink {
 
   /// Creates the three topics through the Admin API when missing. Throws SinkError.
   void ensure_topics();
+
+  /// Reads the newest block a committed transaction put in <chain>.blocks, so that write()
+  /// leaves out blocks an earlier run committed to Kafka but died before committing to Postgres.
+  /// Call once at start, after ensure_topics(). Throws SinkError.
+  void load_published_tip();
 
   std::string_view name() const override { return "kafka"; }
   void write(std::span<const schema::Block> blocks) override;

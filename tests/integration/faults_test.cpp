@@ -217,5 +217,33 @@ TEST(Faults, PostgresRestartMidStreamLosesAndDuplicatesNothing) {
   for (const auto& h : published) EXPECT_EQ(published.count(h), 1u) << h;
 }
 
+TEST(Faults, BatchCommittedToKafkaButNotPostgresIsNotRepublishedAfterKill9) {
+  Chain run;
+  std::string db = Postgres::instance().create_database("kafkatip");
+  Indexer indexer(run.dir.path(), run.anvil, db, run.broker.bootstrap(), {.batch_blocks = 2});
+  indexer.start();
+  run.mine(6);
+  ASSERT_TRUE(wait_until([&] { return cursor_of(db) >= 3; }, 60s)) << indexer.log();
+  std::uint64_t cursor = cursor_of(db);
+  // Postgres goes away: the next batch commits to Kafka, then waits for Postgres...
+  Postgres::instance().stop();
+  run.mine(6);
+  ASSERT_TRUE(wait_until([&] { return run.broker.consume("anvil.blocks").size() > cursor + 1; }, 60s)) << indexer.log();
+  // ...and the indexer dies right there.
+  EXPECT_EQ(indexer.stop(SIGKILL), 128 + SIGKILL);
+  Postgres::instance().start();
+  indexer.start();
+  run.mine(4);
+  std::uint64_t head = run.anvil.block_number();
+  ASSERT_TRUE(wait_until([&] { return cursor_of(db) >= head - 3; }, 60s)) << indexer.log();
+  EXPECT_EQ(indexer.stop(SIGTERM), 0);
+  EXPECT_NE(indexer.log().find("event=kafka_skip_published"), std::string::npos) << indexer.log();
+  expect_postgres_hashes_equal_anvil(db, run.anvil);
+  std::multiset<std::string> published;
+  for (const auto& m : run.broker.consume("anvil.blocks")) published.insert(m.substr(m.find("\"block_hash\"")));
+  EXPECT_EQ(published.size(), head - 3 + 1) << "a block is missing or published twice";
+  for (const auto& h : published) EXPECT_EQ(published.count(h), 1u) << h;
+}
+
 }  // namespace
 }  // namespace chainidx::testing

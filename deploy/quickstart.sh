@@ -52,7 +52,9 @@ psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -tAc "SELECT 1 FROM pg_database WHER
 
 # anvil: a fresh chain each time, so the Postgres data of an earlier run would not match it.
 psql -h 127.0.0.1 -p "$PG_PORT" -U postgres chainidx -qc "DROP SCHEMA IF EXISTS anvil CASCADE" 2>/dev/null
-"$top/.deps/bin/anvil" --port "$ANVIL_PORT" --host 127.0.0.1 --block-time 1 --silent &
+# anvil and the broker run in sessions of their own: Ctrl-C reaches the indexer (which then
+# finishes its batch), and cleanup stops them after it, not at the same moment.
+setsid "$top/.deps/bin/anvil" --port "$ANVIL_PORT" --host 127.0.0.1 --block-time 1 --silent &
 pids+=($!)
 for _ in $(seq 50); do
   curl -sf -H 'content-type: application/json' -d '{"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":[]}' \
@@ -62,7 +64,7 @@ done
 
 # The development broker: librdkafka's mock cluster, Kafka wire protocol on loopback.
 rm -f "$run_dir/bootstrap"
-"$chainidx" devbroker --bootstrap-file "$run_dir/bootstrap" --topics anvil.blocks,anvil.transactions,anvil.logs --partitions 3 \
+setsid "$chainidx" devbroker --bootstrap-file "$run_dir/bootstrap" --topics anvil.blocks,anvil.transactions,anvil.logs --partitions 3 \
   >"$run_dir/devbroker.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 50); do [ -s "$run_dir/bootstrap" ] && break; sleep 0.1; done

@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <regex>
+#include <map>
 #include <set>
 #include <sstream>
 
@@ -60,6 +61,15 @@ class Reader {
     return substitute(join(prefix, key), n->as_string()->get());
   }
 
+  /// How an error message may show the value of `key`: quoted as written, or, when it came
+  /// (even in part) from the environment, as the file wrote it, so that no substituted secret
+  /// reaches a message.
+  std::string shown(const std::string& key, const std::string& value) const {
+    auto it = raw_.find(key);
+    if (it == raw_.end()) return "\"" + value + "\"";
+    return "\"" + it->second + "\" (after substitution; value not shown)";
+  }
+
   std::optional<std::int64_t> integer(const toml::table& t, const std::string& prefix, const std::string& key, bool required,
                                       const std::string& example) {
     const toml::node* n = t.get(key);
@@ -96,11 +106,13 @@ class Reader {
       if (!value) fail(key, "environment variable " + var + " is not set", "export " + var + " before starting chainidx");
       out.append(in, pos, open - pos).append(*value);
       pos = close + 1;
+      raw_[key] = in;
     }
     out.append(in, pos);
     return out;
   }
   const EnvLookup& env_;
+  std::map<std::string, std::string> raw_;  // key -> text before substitution, for keys that had ${...}
 };
 
 std::uint64_t in_range(const std::string& key, std::int64_t v, std::int64_t lo, std::int64_t hi, const std::string& fix) {
@@ -122,11 +134,11 @@ void check_url(const std::string& key, const std::string& url, std::initializer_
   if (m[5].matched && std::stoi(m[5]) > 65535) fail(key, "port out of range", "use a port from 1 to 65535");
 }
 
-void check_host_port(const std::string& key, const std::string& value, const std::string& example) {
+void check_host_port(const std::string& key, const std::string& value, const std::string& shown, const std::string& example) {
   static const std::regex kHostPort(R"(^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})$)");
   std::smatch m;
   if (!std::regex_match(value, m, kHostPort) || std::stoi(m[2]) > 65535)
-    fail(key, "expected host:port (got \"" + value + "\")", "e.g. " + example);
+    fail(key, "expected host:port (got " + shown + ")", "e.g. " + example);
 }
 
 Config build(const toml::table& root, const EnvLookup& env) {
@@ -136,20 +148,23 @@ Config build(const toml::table& root, const EnvLookup& env) {
 
   const toml::table& chain = table_at(root, "", "chain", true);
   check_known(chain, "chain", {"name", "chain_id", "confirmations", "start_block", "deep_reorg_policy", "verify_block_hash",
-                               "head_stall_timeout_seconds", "tls_ca_file", "endpoints"});
+                               "head_stall_timeout_seconds", "tls_ca_file", "endpoints", "ws_ping_interval_seconds",
+                               "ws_handshake_timeout_seconds", "http_timeout_seconds", "retry_after_max_seconds",
+                               "backoff_initial_ms", "backoff_max_ms"});
   c.chain.name = *r.string(chain, "chain", "name", true, "\"mainnet\"");
   if (!std::regex_match(c.chain.name, std::regex("[a-z_][a-z0-9_]{0,62}")))
-    fail("chain.name", "\"" + c.chain.name + "\" is not usable as a Postgres schema and Kafka topic prefix",
+    fail("chain.name", r.shown("chain.name", c.chain.name) + " is not usable as a Postgres schema and Kafka topic prefix",
          "use lower-case letters, digits and _ (starting with a letter), at most 63 characters");
+  // At most 2^53 - 1, so that it travels exactly as a JSON number (schema/kafka/README.md).
   c.chain.chain_id = in_range("chain.chain_id", *r.integer(chain, "chain", "chain_id", true, "1"), 1,
-                              std::numeric_limits<std::int64_t>::max(), "set the chain's id as eth_chainId reports it");
+                              (std::int64_t{1} << 53) - 1, "set the chain's id as eth_chainId reports it");
   if (auto v = r.integer(chain, "chain", "confirmations", false, "12"))
     c.chain.confirmations = in_range("chain.confirmations", *v, 1, static_cast<std::int64_t>(kMaxConfirmations),
                                      "set the depth at which a block counts as final, e.g. 12 (64 for Ethereum finality)");
   if (auto v = r.integer(chain, "chain", "start_block", false, "0"))
     c.chain.start_block = in_range("chain.start_block", *v, 0, std::numeric_limits<std::int64_t>::max(), "use a block number >= 0");
   if (auto v = r.string(chain, "chain", "deep_reorg_policy", false, "\"halt\"")) {
-    if (*v != "halt") fail("chain.deep_reorg_policy", "unknown policy \"" + *v + "\"", "use \"halt\" (the only policy so far)");
+    if (*v != "halt") fail("chain.deep_reorg_policy", "unknown policy " + r.shown("chain.deep_reorg_policy", *v), "use \"halt\" (the only policy so far)");
   }
 
   if (const toml::node* n = chain.get("verify_block_hash")) {
@@ -161,9 +176,25 @@ Config build(const toml::table& root, const EnvLookup& env) {
     c.chain.head_stall_timeout_seconds = static_cast<std::uint32_t>(in_range(
         "chain.head_stall_timeout_seconds", *v, 1, 86400, "set it well above the chain's block time, e.g. 60 for Ethereum"));
   if (auto v = r.string(chain, "chain", "tls_ca_file", false, "\"/etc/chainidx/ca.pem\"")) {
-    if (!std::ifstream(*v)) fail("chain.tls_ca_file", "cannot read \"" + *v + "\"", "point it at a readable PEM file of CA certificates");
+    // Empty means "none", as in the documented example.
+    if (!v->empty() && !std::ifstream(*v))
+      fail("chain.tls_ca_file", "cannot read " + r.shown("chain.tls_ca_file", *v), "point it at a readable PEM file of CA certificates, or remove the key");
     c.chain.tls_ca_file = *v;
   }
+  auto bounded = [&](const char* key, std::uint32_t& out, std::int64_t lo, std::int64_t hi, const char* fix) {
+    if (auto v = r.integer(chain, "chain", key, false, std::to_string(out)))
+      out = static_cast<std::uint32_t>(in_range(std::string("chain.") + key, *v, lo, hi, fix));
+  };
+  bounded("ws_ping_interval_seconds", c.chain.ws_ping_interval_seconds, 1, 3600,
+          "set how often an idle WebSocket is pinged, e.g. 10; it counts as dead after two intervals without an answer");
+  bounded("ws_handshake_timeout_seconds", c.chain.ws_handshake_timeout_seconds, 1, 600, "e.g. 10");
+  bounded("http_timeout_seconds", c.chain.http_timeout_seconds, 1, 600, "set the longest one JSON-RPC request may take, e.g. 15");
+  bounded("retry_after_max_seconds", c.chain.retry_after_max_seconds, 0, 86400,
+          "set the longest wait a provider's Retry-After may impose, e.g. 60");
+  bounded("backoff_initial_ms", c.chain.backoff_initial_ms, 1, 600000, "e.g. 200");
+  bounded("backoff_max_ms", c.chain.backoff_max_ms, 1, 3600000, "e.g. 30000");
+  if (c.chain.backoff_max_ms < c.chain.backoff_initial_ms)
+    fail("chain.backoff_max_ms", "is below chain.backoff_initial_ms", "make the longest wait at least the first one");
 
   const toml::node* eps = chain.get("endpoints");
   if (!eps) fail("chain.endpoints", "missing", "add at least one [[chain.endpoints]] table with ws and http URLs");
@@ -173,8 +204,13 @@ Config build(const toml::table& root, const EnvLookup& env) {
   for (std::size_t i = 0; i < arr.size(); ++i) {
     std::string prefix = "chain.endpoints[" + std::to_string(i) + "]";
     const toml::table& t = *arr[i].as_table();
-    check_known(t, prefix, {"ws", "http", "requests_per_second", "burst"});
+    check_known(t, prefix, {"name", "ws", "http", "requests_per_second", "burst"});
     EndpointConfig e;
+    if (auto v = r.string(t, prefix, "name", false, "\"alchemy\"")) {
+      if (!std::regex_match(*v, std::regex("[A-Za-z0-9_.:-]{1,64}")))
+        fail(prefix + ".name", r.shown(prefix + ".name", *v) + " is not a usable endpoint name", "use 1 to 64 letters, digits, _ . : or -");
+      e.name = *v;
+    }
     e.ws = *r.string(t, prefix, "ws", true, "\"ws://127.0.0.1:8545\"");
     check_url(prefix + ".ws", e.ws, {"ws", "wss"}, "ws://HOST:PORT/PATH or wss://HOST/PATH");
     e.http = *r.string(t, prefix, "http", true, "\"http://127.0.0.1:8545\"");
@@ -194,29 +230,41 @@ Config build(const toml::table& root, const EnvLookup& env) {
   check_url("postgres.url", c.postgres.url, {"postgresql", "postgres"}, "postgresql://USER:${PGPASSWORD}@HOST:PORT/DATABASE");
 
   const toml::table& kafka = table_at(root, "", "kafka", true);
-  check_known(kafka, "kafka", {"brokers", "partitions", "replication_factor"});
+  check_known(kafka, "kafka", {"brokers", "partitions", "replication_factor", "transaction_timeout_seconds"});
   c.kafka.brokers = *r.string(kafka, "kafka", "brokers", true, "\"127.0.0.1:9092\"");
+  if (c.kafka.brokers.empty())
+    fail("kafka.brokers", "is empty", "set the cluster's bootstrap servers, e.g. \"127.0.0.1:9092\", or \"embedded\" for a development broker");
   if (c.kafka.brokers != "embedded") {
     std::stringstream ss(c.kafka.brokers);
     std::string one;
-    while (std::getline(ss, one, ',')) check_host_port("kafka.brokers", one, "\"127.0.0.1:9092\" or \"embedded\"");
+    while (std::getline(ss, one, ','))
+      check_host_port("kafka.brokers", one, r.shown("kafka.brokers", one), "\"127.0.0.1:9092\" or \"embedded\"");
   }
   if (auto v = r.integer(kafka, "kafka", "partitions", false, "3"))
     c.kafka.partitions = static_cast<std::uint32_t>(in_range("kafka.partitions", *v, 1, 10000, "e.g. 3"));
   if (auto v = r.integer(kafka, "kafka", "replication_factor", false, "3"))
     c.kafka.replication_factor = static_cast<std::uint32_t>(in_range("kafka.replication_factor", *v, 1, 100, "e.g. 3 on a real cluster, 1 on the dev broker"));
+  if (auto v = r.integer(kafka, "kafka", "transaction_timeout_seconds", false, "60"))
+    c.kafka.transaction_timeout_seconds = static_cast<std::uint32_t>(in_range(
+        "kafka.transaction_timeout_seconds", *v, 5, 900, "e.g. 60; at most the broker's transaction.max.timeout.ms (900 s by default)"));
 
   const toml::table& server = table_at(root, "", "server", false);
   check_known(server, "server", {"listen"});
   if (auto v = r.string(server, "server", "listen", false, "\"127.0.0.1:9464\"")) {
-    check_host_port("server.listen", *v, "\"127.0.0.1:9464\"");
+    check_host_port("server.listen", *v, r.shown("server.listen", *v), "\"127.0.0.1:9464\"");
     c.server.listen = *v;
   }
 
   const toml::table& pipeline = table_at(root, "", "pipeline", false);
-  check_known(pipeline, "pipeline", {"batch_blocks"});
+  check_known(pipeline, "pipeline", {"batch_blocks", "sink_retry_initial_ms", "sink_retry_max_ms"});
   if (auto v = r.integer(pipeline, "pipeline", "batch_blocks", false, "100"))
     c.pipeline.batch_blocks = static_cast<std::uint32_t>(in_range("pipeline.batch_blocks", *v, 1, 10000, "e.g. 100"));
+  if (auto v = r.integer(pipeline, "pipeline", "sink_retry_initial_ms", false, "500"))
+    c.pipeline.sink_retry_initial_ms = static_cast<std::uint32_t>(in_range("pipeline.sink_retry_initial_ms", *v, 1, 600000, "e.g. 500"));
+  if (auto v = r.integer(pipeline, "pipeline", "sink_retry_max_ms", false, "30000"))
+    c.pipeline.sink_retry_max_ms = static_cast<std::uint32_t>(in_range("pipeline.sink_retry_max_ms", *v, 1, 3600000, "e.g. 30000"));
+  if (c.pipeline.sink_retry_max_ms < c.pipeline.sink_retry_initial_ms)
+    fail("pipeline.sink_retry_max_ms", "is below pipeline.sink_retry_initial_ms", "make the longest wait at least the first one");
   return c;
 }
 

@@ -13,6 +13,9 @@
 namespace chainidx::app {
 
 struct EndpointConfig {
+  /// How logs, metrics and status name the endpoint. Default: scheme, host and port with every
+  /// host label left of the registered domain masked (see schema::endpoint_label).
+  std::string name;
   std::string ws;    ///< ws:// or wss:// URL (may hold an API key: print only redacted)
   std::string http;  ///< http:// or https:// URL (same)
   double requests_per_second = 50;
@@ -31,6 +34,12 @@ struct Config {
     bool verify_block_hash = true;  ///< refuse blocks whose header fields do not hash to their hash
     std::uint32_t head_stall_timeout_seconds = 60;  ///< drop a WebSocket that brought no head this long
     std::string tls_ca_file;  ///< extra PEM CA certificates to trust for wss:// and https:// (optional)
+    std::uint32_t ws_ping_interval_seconds = 10;     ///< WebSocket ping when idle; dead after 2 intervals unanswered
+    std::uint32_t ws_handshake_timeout_seconds = 10;  ///< TCP + TLS + WebSocket upgrade + subscription answer
+    std::uint32_t http_timeout_seconds = 15;          ///< one HTTP JSON-RPC request, connect included
+    std::uint32_t retry_after_max_seconds = 60;       ///< a server's Retry-After is capped at this
+    std::uint32_t backoff_initial_ms = 200;           ///< first retry wait (RPC and WebSocket reconnects)
+    std::uint32_t backoff_max_ms = 30000;             ///< longest retry wait
     std::vector<EndpointConfig> endpoints;
   } chain;
   struct Postgres {
@@ -40,12 +49,15 @@ struct Config {
     std::string brokers;  ///< "host:port[,host:port...]" or "embedded"
     std::uint32_t partitions = 3;
     std::uint32_t replication_factor = 1;
+    std::uint32_t transaction_timeout_seconds = 60;  ///< a batch's Kafka transaction; aborted and resent after it
   } kafka;
   struct Server {
     std::string listen = "127.0.0.1:9464";
   } server;
   struct Pipeline {
     std::uint32_t batch_blocks = 100;  ///< most confirmed blocks written in one sink transaction
+    std::uint32_t sink_retry_initial_ms = 500;  ///< first wait before a failed sink write is retried
+    std::uint32_t sink_retry_max_ms = 30000;    ///< longest wait between sink write retries
   } pipeline;
 };
 

@@ -5,15 +5,23 @@
 #include <boost/asio/signal_set.hpp>
 #include <spdlog/spdlog.h>
 
+#include <unistd.h>
+
+#include <atomic>
 #include <csignal>
 #include <fstream>
+#include <functional>
+#include <random>
+#include <thread>
 #include <iostream>
 #include <optional>
 #include <sstream>
 
 #include "app/config.hpp"
 #include "app/pipeline.hpp"
+#include "ingest/backoff.hpp"
 #include "ingest/tls_context.hpp"
+#include "ingest/url.hpp"
 #include "schema/redact.hpp"
 #include "sinks/dev_broker.hpp"
 #include "sinks/kafka_sink.hpp"
@@ -74,11 +82,24 @@ std::optional<Args> parse_args(int argc, char** argv) {
   return a;
 }
 
-void setup_logging() {
-  // One line per event: time, level, key=value pairs. Nothing printed carries a secret: URLs
-  // go through redact_url wherever they are logged.
+// CHAINIDX_LOG_LEVEL: trace, debug, info (the default), warn, error, critical or off. A value
+// that is none of these is refused rather than read as "off" (what spdlog would make of it).
+bool setup_logging() {
+  // One line per event: time, level, key=value pairs. Nothing printed carries a secret:
+  // endpoints are named by their configured name or a masked label, the Postgres URL without
+  // its password.
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%eZ level=%l %v", spdlog::pattern_time_type::utc);
-  if (const char* level = std::getenv("CHAINIDX_LOG_LEVEL")) spdlog::set_level(spdlog::level::from_str(level));
+  const char* level = std::getenv("CHAINIDX_LOG_LEVEL");
+  if (!level || !*level) return true;
+  for (const char* known : {"trace", "debug", "info", "warn", "error", "critical", "off"}) {
+    if (std::string_view(level) == known) {
+      spdlog::set_level(spdlog::level::from_str(level));
+      return true;
+    }
+  }
+  std::cerr << "chainidx: CHAINIDX_LOG_LEVEL=\"" << level
+            << "\" is not a log level; use one of trace, debug, info, warn, error, critical, off (or unset it for info)\n";
+  return false;
 }
 
 std::optional<app::Config> load_or_report(const std::optional<std::string>& path) {
@@ -99,8 +120,9 @@ int check_config(const Args& args) {
   if (!config) return app::kExitConfig;
   std::cout << "config ok: chain " << config->chain.name << " (chain id " << config->chain.chain_id << "), confirmations "
             << config->chain.confirmations << ", " << config->chain.endpoints.size() << " endpoint(s):";
-  for (auto& e : config->chain.endpoints) std::cout << " " << schema::redact_url(e.http);
-  std::cout << ", postgres " << schema::redact_url(config->postgres.url) << ", kafka " << config->kafka.brokers << "\n";
+  for (auto& e : config->chain.endpoints)
+    std::cout << " " << (e.name.empty() ? ingest::redact_endpoint_url(e.http) : e.name + " (" + ingest::redact_endpoint_url(e.http) + ")");
+  std::cout << ", postgres " << schema::redact_postgres_url(config->postgres.url) << ", kafka " << config->kafka.brokers << "\n";
   return app::kExitOk;
 }
 
@@ -129,10 +151,67 @@ int devbroker(const Args& args) {
   }
 }
 
+std::atomic<bool> g_stop_requested{false};
+extern "C" void on_startup_signal(int) { g_stop_requested = true; }
+
+// This process's writer claim: unique per start, and telling where it runs.
+std::string instance_id() {
+  std::random_device rd;
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%08x%08x", rd(), rd());
+  return buf;
+}
+
+std::string host_name() {
+  char host[256] = "";
+  gethostname(host, sizeof host - 1);
+  return host;
+}
+
+// Runs a start-up step until it works: trouble with a peer is retried with backoff and logged
+// (a broker or database outage at start is waited out); a refusal that no retry changes is
+// returned as its exit code. nullopt when done, or when a stop was requested (then `stopped`).
+std::optional<int> until_done(const char* component, const std::function<void()>& step, bool& stopped) {
+  ingest::BackoffPolicy backoff{std::chrono::milliseconds(500), std::chrono::milliseconds(10000)};
+  std::mt19937 rng{std::random_device{}()};
+  for (unsigned attempt = 0;; ++attempt) {
+    try {
+      step();
+      return std::nullopt;
+    } catch (const sinks::SinkError& e) {
+      if (e.kind() == sinks::SinkError::Kind::kFenced) {
+        spdlog::error("event=halt exit_code={} message=\"{}\"", int(app::kExitFenced), e.what());
+        return app::kExitFenced;
+      }
+      if (e.kind() == sinks::SinkError::Kind::kRefused) {
+        spdlog::error("event=startup_failed component={} message=\"{}\"", component, e.what());
+        return app::kExitSinkRefused;
+      }
+      auto delay = backoff.delay(attempt, std::uniform_real_distribution<double>(0, 1)(rng));
+      spdlog::warn("event=startup_wait component={} attempt={} backoff_ms={} reason=\"{}\"", component, attempt + 1,
+                   delay.count(), e.what());
+      for (auto waited = std::chrono::milliseconds(0); waited < delay; waited += std::chrono::milliseconds(50)) {
+        if (g_stop_requested) {
+          stopped = true;
+          return std::nullopt;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      }
+    }
+    if (g_stop_requested) {
+      stopped = true;
+      return std::nullopt;
+    }
+  }
+}
+
 int run(const Args& args) {
   auto config = load_or_report(args.config);
   if (!config) return app::kExitConfig;
-  setup_logging();
+  if (!setup_logging()) return app::kExitConfig;
+  // Until the pipeline's own handler takes over, a signal asks the start-up steps to give up.
+  std::signal(SIGINT, on_startup_signal);
+  std::signal(SIGTERM, on_startup_signal);
   std::optional<sinks::DevBroker> embedded;
   std::string brokers = config->kafka.brokers;
   if (brokers == "embedded") {
@@ -142,17 +221,33 @@ int run(const Args& args) {
     brokers = embedded->bootstrap_servers();
     spdlog::info("event=embedded_broker bootstrap={}", brokers);
   }
-  spdlog::info("event=start chain={} chain_id={} confirmations={} endpoints={} postgres={} kafka={}", config->chain.name,
-               config->chain.chain_id, config->chain.confirmations, config->chain.endpoints.size(),
-               schema::redact_url(config->postgres.url), brokers);
+  const std::string instance = instance_id();
+  std::string endpoint_names;
+  for (const auto& e : config->chain.endpoints)
+    endpoint_names += (endpoint_names.empty() ? "" : ",") + (e.name.empty() ? ingest::endpoint_label(e.http) : e.name);
+  spdlog::info("event=start chain={} chain_id={} confirmations={} endpoints={} postgres={} kafka={} instance={}",
+               config->chain.name, config->chain.chain_id, config->chain.confirmations, endpoint_names,
+               schema::redact_postgres_url(config->postgres.url), brokers, instance);
   try {
     if (!config->chain.tls_ca_file.empty()) ingest::trust_ca_file(config->chain.tls_ca_file);
+    bool stopped = false;
     sinks::PostgresSink postgres(config->postgres.url, config->chain.name);
-    postgres.migrate();
+    // The newest instance claims the chain; an older one still running writes nothing more.
+    if (auto code = until_done("postgres", [&] {
+          postgres.migrate();
+          postgres.claim_writer(instance, host_name(), static_cast<int>(getpid()));
+        }, stopped))
+      return *code;
+    if (stopped) return app::kExitOk;
     sinks::KafkaSink kafka({brokers, config->chain.name, config->chain.chain_id, config->kafka.partitions,
-                            config->kafka.replication_factor});
-    kafka.ensure_topics();
-    kafka.load_published_tip();
+                            config->kafka.replication_factor, static_cast<int>(config->kafka.transaction_timeout_seconds * 1000)});
+    if (auto code = until_done("kafka", [&] {
+          kafka.ensure_topics();
+          kafka.start();
+          kafka.load_published_tip();
+        }, stopped))
+      return *code;
+    if (stopped) return app::kExitOk;
 
     boost::asio::io_context io(1);
     app::Pipeline pipeline(io, *config, {&kafka, &postgres}, postgres);
@@ -162,6 +257,7 @@ int run(const Args& args) {
       spdlog::info("event=signal signal={} action=\"stop taking heads, finish the batch in flight\"", sig);
       pipeline.request_stop();
     });
+    if (g_stop_requested) pipeline.request_stop();
     int exit_code = app::kExitFatal;
     boost::asio::co_spawn(io, pipeline.run(), [&](std::exception_ptr e, int code) {
       signals.cancel();

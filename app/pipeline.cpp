@@ -13,6 +13,7 @@
 #include "ingest/block_fetcher.hpp"
 #include "ingest/head_subscriber.hpp"
 #include "ingest/http_rpc_client.hpp"
+#include "ingest/url.hpp"
 #include "reorg/block_buffer.hpp"
 
 namespace chainidx::app {
@@ -38,8 +39,11 @@ struct Pipeline::Impl {
   // One HTTP client per endpoint; requests go to `current` and move on to the next endpoint
   // on trouble. An endpoint's eth_chainId is checked before any of its data is used.
   struct Endpoint {
-    Endpoint(asio::any_io_executor ex, const EndpointConfig& c, bool verify_block_hash)
-        : rpc(ex, c.http, {c.requests_per_second, static_cast<double>(c.burst)}), fetcher(rpc, verify_block_hash) {}
+    Endpoint(asio::any_io_executor ex, const EndpointConfig& c, const Config::Chain& chain)
+        : rpc(ex, c.http,
+              {c.requests_per_second, static_cast<double>(c.burst), std::chrono::seconds(chain.http_timeout_seconds),
+               std::chrono::seconds(chain.retry_after_max_seconds), c.name}),
+          fetcher(rpc, chain.verify_block_hash) {}
     ingest::HttpRpcClient rpc;
     ingest::BlockFetcher fetcher;
     bool chain_id_checked = false;
@@ -53,11 +57,15 @@ struct Pipeline::Impl {
   bool stop = false;
   std::vector<schema::Block> unwritten;  // confirmed, not yet in every sink
   std::mt19937 rng{std::random_device{}()};
-  ingest::BackoffPolicy backoff{};
+  ingest::BackoffPolicy backoff{};       // RPC retries
+  ingest::BackoffPolicy sink_backoff{};  // sink write retries
 
   Impl(asio::io_context& io_, Config c, std::vector<sinks::Sink*> s, sinks::CheckpointStore& cp)
       : io(io_), config(std::move(c)), sinks(std::move(s)), checkpoints(cp), wake(io_), backoff_timer(io_) {
-    for (const auto& e : config.chain.endpoints) endpoints.push_back(std::make_unique<Endpoint>(io.get_executor(), e, config.chain.verify_block_hash));
+    for (const auto& e : config.chain.endpoints) endpoints.push_back(std::make_unique<Endpoint>(io.get_executor(), e, config.chain));
+    backoff = {std::chrono::milliseconds(config.chain.backoff_initial_ms), std::chrono::milliseconds(config.chain.backoff_max_ms)};
+    sink_backoff = {std::chrono::milliseconds(config.pipeline.sink_retry_initial_ms),
+                    std::chrono::milliseconds(config.pipeline.sink_retry_max_ms)};
   }
 
   ingest::BlockFetcher& fetcher() { return endpoints[current]->fetcher; }
@@ -91,28 +99,45 @@ struct Pipeline::Impl {
 
   // Retries outside trouble (transport, 429, 5xx, malformed or hostile answers) until it works
   // or a stop is requested, moving to the next endpoint after each failure and backing off once
-  // a whole round of endpoints failed. Other errors propagate.
+  // a whole round of endpoints failed. An answer that will not change on a retry (a refused
+  // method or parameters, 401/403) ends only that endpoint's part: the others are asked, and
+  // only when every endpoint has refused the same request does the indexer stop, naming each
+  // endpoint's answer.
   template <class T, class F>
   Task<std::optional<T>> with_retry(const char* what, F op) {
+    std::vector<std::string> refusals(endpoints.size());
+    std::size_t refused = 0;
     for (unsigned attempt = 0; !stop; ++attempt) {
       std::string problem;
       std::chrono::milliseconds delay{0};
-      const std::string endpoint = endpoints[current]->rpc.endpoint();
+      const std::size_t at = current;
+      const std::string endpoint = endpoints[at]->rpc.endpoint();
       try {
-        co_await check_chain_id(*endpoints[current]);
+        co_await check_chain_id(*endpoints[at]);
         co_return co_await op();
       } catch (const ingest::RpcError& e) {
-        // A refusal such as 401/403 is final for that endpoint, not for the others.
-        bool other_endpoint_may_answer = endpoints.size() > 1 && e.kind() == ingest::RpcError::Kind::kHttpStatus;
-        if (!e.retryable() && !other_endpoint_may_answer) throw;
         problem = e.what();
-        delay = e.retry_after().value_or(backoff.delay(attempt / static_cast<unsigned>(endpoints.size()),
-                                                       std::uniform_real_distribution<double>(0, 1)(rng)));
+        if (!e.retryable()) {
+          if (refusals[at].empty()) ++refused;
+          refusals[at] = problem;
+          if (refused == endpoints.size()) {
+            std::string answers;
+            for (std::size_t i = 0; i < endpoints.size(); ++i)
+              answers += (i ? "; " : "") + endpoints[i]->rpc.endpoint() + " answered: " + refusals[i];
+            throw Fatal{kExitEndpointsRefused, std::string("every endpoint refused ") + what + ", which no retry changes (" +
+                                                   answers + "); add an endpoint that serves it"};
+          }
+        } else {
+          delay = e.retry_after().value_or(backoff.delay(attempt / static_cast<unsigned>(endpoints.size()),
+                                                         std::uniform_real_distribution<double>(0, 1)(rng)));
+        }
       }
       if (endpoints.size() > 1) {
-        current = (current + 1) % endpoints.size();
+        // Next endpoint, skipping those that refused this request for good.
+        do current = (current + 1) % endpoints.size();
+        while (!refusals[current].empty());
         // Another endpoint may well answer at once; wait only when the round comes back here.
-        if (current != 0 && !problem.empty()) delay = std::chrono::milliseconds(0);
+        if (current > at) delay = std::chrono::milliseconds(0);
       }
       spdlog::warn("event=rpc_retry op={} attempt={} endpoint={} next_endpoint={} backoff_ms={} reason=\"{}\"", what,
                    attempt + 1, endpoint, endpoints[current]->rpc.endpoint(), delay.count(), problem);
@@ -121,25 +146,46 @@ struct Pipeline::Impl {
     co_return std::nullopt;
   }
 
+  // Writes `unwritten` to every sink in order, retrying only the sink that failed, with a
+  // growing backoff and a log line per attempt, for as long as it takes: no new batch is taken
+  // meanwhile (back-pressure), so memory stays flat however long a sink is away. First the
+  // writer claim is checked, so a replaced instance publishes nothing more.
   Task<void> write_unwritten() {
     if (unwritten.empty()) co_return;
-    for (std::size_t i = 0; i < sinks.size();) {
-      sinks::Sink* sink = sinks[i];
+    std::size_t i = 0;
+    bool writer_checked = false;
+    for (unsigned attempt = 0; i < sinks.size(); ++attempt) {
+      std::string failed = "postgres";
       std::string problem;
       try {
-        co_await blocking([&] { sink->write(unwritten); });
-        ++i;
-        continue;
+        if (!writer_checked) {
+          co_await blocking([&] { checkpoints.check_writer(); });
+          writer_checked = true;
+        }
+        for (; i < sinks.size(); ++i) {
+          sinks::Sink* sink = sinks[i];
+          failed = std::string(sink->name());
+          co_await blocking([&] { sink->write(unwritten); });
+          attempt = 0;
+        }
+        break;
       } catch (const sinks::SinkError& e) {
+        using Kind = sinks::SinkError::Kind;
+        if (e.kind() == Kind::kFenced) throw Fatal{kExitFenced, e.what()};
+        if (e.kind() == Kind::kRefused)
+          throw Fatal{kExitSinkRefused, std::string("sink ") + failed + " refused blocks " + std::to_string(unwritten.front().number) +
+                                            "-" + std::to_string(unwritten.back().number) + ": " + e.what()};
         problem = e.what();
       }
       if (stop) {
-        spdlog::warn("event=write_abandoned_on_stop sink={} blocks={}-{} reason=\"{}\"", sink->name(),
-                     unwritten.front().number, unwritten.back().number, problem);
-        co_return;
+        throw Fatal{kExitStoppedUncommitted,
+                    std::string("stopped before blocks ") + std::to_string(unwritten.front().number) + "-" +
+                        std::to_string(unwritten.back().number) + " were committed (sink " + failed + ": " + problem +
+                        "); the next start writes them from the cursor"};
       }
-      auto delay = backoff.delay(3, std::uniform_real_distribution<double>(0, 1)(rng));
-      spdlog::warn("event=sink_retry sink={} backoff_ms={} reason=\"{}\"", sink->name(), delay.count(), problem);
+      auto delay = sink_backoff.delay(attempt, std::uniform_real_distribution<double>(0, 1)(rng));
+      spdlog::warn("event=sink_retry sink={} blocks={}-{} attempt={} backoff_ms={} reason=\"{}\"", failed, unwritten.front().number,
+                   unwritten.back().number, attempt + 1, delay.count(), problem);
       co_await sleep(delay);
     }
     spdlog::info("event=confirmed blocks={}-{} count={} last_hash={}", unwritten.front().number, unwritten.back().number,
@@ -243,6 +289,7 @@ struct Pipeline::Impl {
         co_await blocking([&] { cursor = checkpoints.load_cursor(); });
         break;
       } catch (const sinks::SinkError& e) {
+        if (!e.retryable()) throw Fatal{e.kind() == sinks::SinkError::Kind::kFenced ? kExitFenced : kExitSinkRefused, e.what()};
         problem = e.what();
       }
       if (stop) co_return kExitOk;
@@ -262,11 +309,14 @@ struct Pipeline::Impl {
     }
     buffer.emplace(reorg::BufferConfig{config.chain.confirmations, config.chain.start_block}, cursor);
 
-    std::vector<std::string> ws_urls;
-    for (auto& e : config.chain.endpoints) ws_urls.push_back(e.ws);
+    std::vector<ingest::HeadSubscriber::Endpoint> ws_endpoints;
+    for (auto& e : config.chain.endpoints) ws_endpoints.push_back({e.ws, e.name});
     ingest::HeadSubscriber::Options options;
     options.stall_timeout = std::chrono::seconds(config.chain.head_stall_timeout_seconds);
-    ingest::HeadSubscriber subscriber(io.get_executor(), ws_urls, options, [this](const schema::BlockRef& head) {
+    options.handshake_timeout = std::chrono::seconds(config.chain.ws_handshake_timeout_seconds);
+    options.ping_interval = std::chrono::seconds(config.chain.ws_ping_interval_seconds);
+    options.backoff = backoff;
+    ingest::HeadSubscriber subscriber(io.get_executor(), ws_endpoints, options, [this](const schema::BlockRef& head) {
       latest_head = head;
       wake.cancel();
     });

@@ -18,6 +18,18 @@ enum ExitCode : int {
   kExitConfig = 2,
   kExitDeepReorg = 3,
   kExitChainIdMismatch = 4,
+  /// Stopped by SIGINT/SIGTERM while a confirmed batch could not be committed (a sink was
+  /// down): the log names the blocks left for the next start.
+  kExitStoppedUncommitted = 5,
+  /// Another instance took over this chain's output (Kafka fenced the producer, or a newer
+  /// writer claim in Postgres). Nothing more was written.
+  kExitFenced = 6,
+  /// A sink refused data in a way no retry can fix (a Postgres data or schema error): the log
+  /// names the block, the table, the column and the database's message.
+  kExitSinkRefused = 7,
+  /// Every endpoint refused the same request in a way no retry can fix (e.g. a method none of
+  /// them serves): the log names the request and each endpoint's answer.
+  kExitEndpointsRefused = 8,
 };
 
 /// heads → fetcher → BlockBuffer → sinks, for one chain. Runs on one io_context thread; sink

@@ -9,7 +9,7 @@ top="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 packages=(
   build-essential cmake ninja-build ccache pkg-config git
-  libboost1.81-dev libssl-dev openssl ca-certificates
+  libboost1.81-dev libboost-url1.81-dev libssl-dev openssl ca-certificates libpsl-dev publicsuffix
   libsimdjson-dev librdkafka-dev libpqxx-dev libspdlog-dev libfmt-dev
   libtomlplusplus-dev libcrypto++-dev
   googletest libgtest-dev libgmock-dev libbenchmark-dev

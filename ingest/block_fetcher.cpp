@@ -66,7 +66,7 @@ Task<std::optional<Block>> BlockFetcher::complete(std::string block_json, const 
     try {
       // By hash, so the receipts are of this block even if the chain moves meanwhile.
       RpcRequest request{"eth_getBlockReceipts", "[" + quoted(schema::to_hex(block.hash)) + "]"};
-  std::string json = co_await rpc_.call(std::move(request));
+      std::string json = co_await rpc_.call(std::move(request));
       auto r = decode_receipts(json);
       if (!r.ok()) {
         ++rejected_;
@@ -76,7 +76,7 @@ Task<std::optional<Block>> BlockFetcher::complete(std::string block_json, const 
       receipts = std::move(**r);
       have = true;
     } catch (const RpcError& e) {
-      if (e.kind() != RpcError::Kind::kRpc || e.code() != RpcError::kMethodNotFound) throw;
+      if (!says_method_unsupported(e)) throw;
       block_receipts_ = false;
       spdlog::warn("event=rpc_fallback endpoint={} method=eth_getBlockReceipts instead=eth_getTransactionReceipt reason=\"{}\"",
                    rpc_.endpoint(), e.what());

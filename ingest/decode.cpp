@@ -228,6 +228,12 @@ schema::Block decode_block_object(od::object obj) {
     }
   });
   b.transaction_count = static_cast<std::uint32_t>(b.transaction_hashes.size());
+  // Block numbers and timestamps travel as JSON numbers (schema/kafka/README.md), exact only
+  // below 2^53; no chain comes near (2^53 seconds is 285 million years), so a value above is a
+  // hostile or broken answer.
+  constexpr std::uint64_t kMaxExactJson = (1ull << 53) - 1;
+  if (b.number > kMaxExactJson) throw DecodeFailure{"block.number: " + std::to_string(b.number) + " is above 2^53 - 1"};
+  if (b.timestamp > kMaxExactJson) throw DecodeFailure{"block.timestamp: " + std::to_string(b.timestamp) + " is above 2^53 - 1"};
   for (std::size_t i = 0; i < b.transactions.size(); ++i) {
     const auto& tx = b.transactions[i];
     if (tx.block_hash != b.hash || tx.block_number != b.number)

@@ -16,7 +16,6 @@
 #include "ingest/decode.hpp"
 #include "ingest/tls_context.hpp"
 #include "ingest/url.hpp"
-#include "schema/redact.hpp"
 
 namespace chainidx::ingest {
 
@@ -29,7 +28,7 @@ using tcp = asio::ip::tcp;
 struct HeadSubscriber::Impl {
   explicit Impl(asio::any_io_executor ex) : executor(ex) {}
   asio::any_io_executor executor;
-  std::vector<std::string> urls;
+  std::vector<Endpoint> endpoints;
   Options options;
   OnHead on_head;
   std::uint64_t reconnects = 0;
@@ -40,29 +39,62 @@ struct HeadSubscriber::Impl {
   bool stopping = false;
   std::function<void()> close_current;  // closes the live connection's socket, while there is one
   asio::steady_timer backoff_timer{executor};
+  // The head-stall watchdog: a timer whose expiry closes the socket. `session` tells a stale
+  // expiry (of a connection already gone) from the live one's.
+  asio::steady_timer stall_timer{executor};
+  std::uint64_t session = 0;
+  bool stalled = false;
+  const char* phase = "connect";  // what the connection was doing, for the reason it ended
 
-  // One connection's life: subscribe, then read heads until something goes wrong. Every read
-  // has a deadline of stall_timeout on the TCP stream, which is both the dead-socket detector
-  // and the "node stopped producing heads" detector.
+  void arm_stall_timer() {
+    stall_timer.expires_after(options.stall_timeout);
+    stall_timer.async_wait([this, id = session](const boost::system::error_code& ec) {
+      if (ec || id != session || !close_current) return;
+      stalled = true;
+      close_current();
+    });
+  }
+
   template <class Stream>
-  Task<void> session(websocket::stream<Stream>& ws, const Url& url, const std::string& name) {
+  Task<void> session_loop(websocket::stream<Stream>& ws, const Url& url, const std::string& name) {
     auto& lowest = beast::get_lowest_layer(ws);
     close_current = [&lowest] { lowest.cancel(); };
+    ++session;
+    stalled = false;
     struct Forget {
-      std::function<void()>& f;
-      ~Forget() { f = nullptr; }
-    } forget{close_current};
+      Impl& s;
+      ~Forget() {
+        s.close_current = nullptr;
+        ++s.session;
+        s.stall_timer.cancel();
+      }
+    } forget{*this};
     if (stopping) co_return;
+    // From here on the websocket's own timeouts apply, not the TCP stream's: the upgrade must
+    // finish within the handshake timeout, and an idle socket is pinged after ping_interval
+    // and counted dead after two intervals without any frame.
+    lowest.expires_never();
+    websocket::stream_base::timeout t{};
+    t.handshake_timeout = options.handshake_timeout;
+    t.idle_timeout = 2 * options.ping_interval;
+    t.keep_alive_pings = true;
+    ws.set_option(t);
     std::string host = url.host + ":" + url.port;
-    lowest.expires_after(options.handshake_timeout);
+    phase = "websocket handshake";
     co_await ws.async_handshake(host, url.target, use_awaitable);
     ws.text(true);
+    phase = "subscribe";
     co_await ws.async_write(asio::buffer(std::string_view(
                                 R"({"jsonrpc":"2.0","id":1,"method":"eth_subscribe","params":["newHeads"]})")),
                             use_awaitable);
+    // The subscription must be answered within the handshake timeout too.
+    stall_timer.expires_after(options.handshake_timeout);
+    stall_timer.async_wait([this, id = session](const boost::system::error_code& ec) {
+      if (ec || id != session || !close_current) return;
+      close_current();
+    });
     bool subscribed = false;
     while (!stopping) {
-      lowest.expires_after(subscribed ? options.stall_timeout : options.handshake_timeout);
       beast::flat_buffer buffer;
       co_await ws.async_read(buffer, use_awaitable);
       std::string_view msg(static_cast<const char*>(buffer.data().data()), buffer.size());
@@ -77,45 +109,74 @@ struct HeadSubscriber::Impl {
           if (msg.find("\"error\"") != std::string_view::npos)
             throw std::runtime_error("eth_subscribe refused: " + std::string(msg.substr(0, 200)));
           subscribed = true;
+          phase = "read";
+          attempt = 0;  // subscribed and answering: the endpoint is healthy again
+          arm_stall_timer();
           spdlog::info("event=ws_subscribed endpoint={}", name);
         }
         continue;
       }
-      subscribed = true;
-      attempt = 0;  // a good head, not a mere connect, proves the endpoint healthy
+      if (!subscribed) {
+        subscribed = true;
+        phase = "read";
+        attempt = 0;
+        spdlog::info("event=ws_subscribed endpoint={}", name);
+      }
+      arm_stall_timer();
       ++heads;
       on_head(**head);
     }
   }
 
-  Task<void> connect_and_follow(const std::string& text) {
-    auto url = parse_url(text);
-    std::string name = schema::redact_url(text);
+  Task<void> connect_and_follow(const Endpoint& endpoint) {
+    auto url = parse_url(endpoint.url);
+    const std::string& name = endpoint.name;
     if (!url) throw std::runtime_error("bad WebSocket URL " + name);
+    phase = "resolve";
     tcp::resolver resolver(executor);
-    auto endpoints = co_await resolver.async_resolve(url->host, url->port, use_awaitable);
+    auto addresses = co_await resolver.async_resolve(url->host, url->port, use_awaitable);
     if (url->tls()) {
       websocket::stream<beast::ssl_stream<beast::tcp_stream>> ws(executor, client_tls_context());
       if (!SSL_set_tlsext_host_name(ws.next_layer().native_handle(), url->host.c_str()))
         throw std::runtime_error("cannot set TLS SNI for " + name);
       ws.next_layer().set_verify_callback(asio::ssl::host_name_verification(url->host));
+      phase = "connect";
       beast::get_lowest_layer(ws).expires_after(options.handshake_timeout);
-      co_await beast::get_lowest_layer(ws).async_connect(endpoints, use_awaitable);
+      co_await beast::get_lowest_layer(ws).async_connect(addresses, use_awaitable);
+      phase = "TLS handshake";
       beast::get_lowest_layer(ws).expires_after(options.handshake_timeout);
       co_await ws.next_layer().async_handshake(asio::ssl::stream_base::client, use_awaitable);
-      co_await session(ws, *url, name);
+      co_await session_loop(ws, *url, name);
     } else {
       websocket::stream<beast::tcp_stream> ws(executor);
+      phase = "connect";
       beast::get_lowest_layer(ws).expires_after(options.handshake_timeout);
-      co_await beast::get_lowest_layer(ws).async_connect(endpoints, use_awaitable);
-      co_await session(ws, *url, name);
+      co_await beast::get_lowest_layer(ws).async_connect(addresses, use_awaitable);
+      co_await session_loop(ws, *url, name);
     }
+  }
+
+  // Why a connection ended, in words an operator can act on.
+  std::string reason(const boost::system::error_code& ec) const {
+    using std::to_string;
+    std::string p = phase;
+    if (p == "read" && stalled)
+      return "no new head for " + to_string(options.stall_timeout.count() / 1000) + " s (chain.head_stall_timeout_seconds)";
+    if (p == "read" && (ec == beast::error::timeout || ec == websocket::error::closed))
+      return "no answer to pings for " + to_string(2 * options.ping_interval.count() / 1000) +
+             " s: dead socket (chain.ws_ping_interval_seconds)";
+    if (p != "read" && (ec == beast::error::timeout || ec == asio::error::operation_aborted))
+      return p + " did not complete within " + to_string(options.handshake_timeout.count() / 1000) +
+             " s (chain.ws_handshake_timeout_seconds)";
+    return p + ": " + ec.message();
   }
 };
 
-HeadSubscriber::HeadSubscriber(asio::any_io_executor executor, std::vector<std::string> ws_urls, Options options, OnHead on_head)
+HeadSubscriber::HeadSubscriber(asio::any_io_executor executor, std::vector<Endpoint> endpoints, Options options, OnHead on_head)
     : impl_(std::make_unique<Impl>(executor)) {
-  impl_->urls = std::move(ws_urls);
+  for (auto& e : endpoints)
+    if (e.name.empty()) e.name = endpoint_label(e.url);
+  impl_->endpoints = std::move(endpoints);
   impl_->options = options;
   impl_->on_head = std::move(on_head);
 }
@@ -130,22 +191,22 @@ asio::awaitable<void> HeadSubscriber::run() {
   Impl& s = *impl_;
   std::size_t index = 0;
   while (!s.stopping) {
-    const std::string& url = s.urls[index];
+    const Endpoint& endpoint = s.endpoints[index];
     std::string problem;
     try {
-      co_await s.connect_and_follow(url);
+      co_await s.connect_and_follow(endpoint);
       problem = "connection ended";
     } catch (const boost::system::system_error& e) {
-      problem = e.code() == beast::error::timeout ? "no head within the stall timeout or a dead socket" : e.code().message();
+      problem = s.reason(e.code());
     } catch (const std::exception& e) {
       problem = e.what();
     }
     if (s.stopping) co_return;
     ++s.reconnects;
     auto delay = s.options.backoff.delay(s.attempt++, std::uniform_real_distribution<double>(0, 1)(s.rng));
-    index = (index + 1) % s.urls.size();
-    spdlog::warn("event=ws_reconnect endpoint={} reason=\"{}\" next_endpoint={} backoff_ms={}", schema::redact_url(url),
-                 problem, schema::redact_url(s.urls[index]), delay.count());
+    index = (index + 1) % s.endpoints.size();
+    spdlog::warn("event=ws_reconnect endpoint={} reason=\"{}\" next_endpoint={} backoff_ms={}", endpoint.name, problem,
+                 s.endpoints[index].name, delay.count());
     s.backoff_timer.expires_after(delay);
     boost::system::error_code ec;
     co_await s.backoff_timer.async_wait(asio::redirect_error(use_awaitable, ec));

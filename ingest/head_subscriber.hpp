@@ -16,20 +16,27 @@
 namespace chainidx::ingest {
 
 /// Follows the chain head over WebSocket (eth_subscribe newHeads) across several endpoints.
-/// Heartbeats: WebSocket pings on an idle connection, and a stall timer that drops a connection
-/// that delivered no head for `stall_timeout` (a socket can stay open with a dead node behind
-/// it). On any trouble it backs off and moves to the next endpoint; the backoff resets on the
-/// first good head, not on connect. Beast stays in the .cpp.
+/// Liveness, two ways: Beast's keep-alive pings (a ping after `ping_interval` without a frame; a
+/// socket that answers nothing for twice that is dead, however long the chain's block interval),
+/// and beside it a head-stall timer that drops a connection that answers pings but delivered no
+/// head for `stall_timeout` (a node that stopped following the chain). On any trouble it backs
+/// off and moves to the next endpoint; the backoff resets once a subscription is confirmed and
+/// answering, not on a mere connect. Beast stays in the .cpp.
 class HeadSubscriber {
  public:
   struct Options {
     std::chrono::milliseconds stall_timeout{60000};
-    std::chrono::milliseconds handshake_timeout{10000};
+    std::chrono::milliseconds handshake_timeout{10000};  ///< connect, TLS, upgrade and the subscription's answer
+    std::chrono::milliseconds ping_interval{10000};
     BackoffPolicy backoff{};
+  };
+  struct Endpoint {
+    std::string url;
+    std::string name;  ///< for logs; empty: endpoint_label(url)
   };
   using OnHead = std::function<void(const schema::BlockRef&)>;
 
-  HeadSubscriber(boost::asio::any_io_executor executor, std::vector<std::string> ws_urls, Options options, OnHead on_head);
+  HeadSubscriber(boost::asio::any_io_executor executor, std::vector<Endpoint> endpoints, Options options, OnHead on_head);
   ~HeadSubscriber();
 
   /// Runs until stop(). Never throws for network trouble: that is logged, counted and retried.

@@ -10,10 +10,12 @@
 
 #include <optional>
 
+#include <spdlog/spdlog.h>
+
+#include "ingest/retry_after.hpp"
 #include "ingest/tls_context.hpp"
 #include "ingest/token_bucket.hpp"
 #include "ingest/url.hpp"
-#include "schema/redact.hpp"
 
 namespace chainidx::ingest {
 
@@ -35,7 +37,7 @@ struct HttpRpcClient::Impl {
   std::uint64_t sent = 0;
 
   Impl(asio::any_io_executor ex, const std::string& text, Options o)
-      : executor(ex), url(*parse_url(text)), redacted(schema::redact_url(text)), options(o),
+      : executor(ex), url(*parse_url(text)), redacted(o.name.empty() ? endpoint_label(text) : o.name), options(o),
         bucket(o.requests_per_second, o.burst, TokenBucket::Clock::now()) {}
 
   bool connected() const { return plain.has_value() || tls.has_value(); }
@@ -104,19 +106,27 @@ struct HttpRpcClient::Impl {
         break;
       } catch (const boost::system::system_error& e) {
         drop();
-        if (reused && attempt == 0) continue;  // the server closed an idle connection
-        throw RpcError(RpcError::Kind::kTransport, redacted + ": " + e.code().message());
+        const auto ec = e.code();
+        // Only a kept-alive connection that the server had closed before our request reached it
+        // is retried silently (once): the request was never served. A timeout, or trouble on a
+        // new connection, is the endpoint's failure and goes to the caller.
+        bool closed_before_answer = ec == http::error::end_of_stream || ec == asio::error::eof ||
+                                    ec == asio::error::connection_reset || ec == asio::error::broken_pipe;
+        if (reused && attempt == 0 && closed_before_answer) continue;
+        std::string what = ec == beast::error::timeout
+                               ? "no answer within " + std::to_string(options.timeout.count() / 1000) + " s (chain.http_timeout_seconds)"
+                               : ec.message();
+        throw RpcError(RpcError::Kind::kTransport, redacted + ": " + what);
       }
     }
     if (!res.keep_alive()) drop();
     if (res.result_int() != 200) {
       std::optional<std::chrono::milliseconds> retry_after;
       if (auto it = res.find(http::field::retry_after); it != res.end()) {
-        try {
-          retry_after = std::chrono::seconds(std::stoll(std::string(it->value())));
-        } catch (...) {
-          // An HTTP date or garbage: fall back to our own backoff.
-        }
+        RetryAfter parsed = parse_retry_after(std::string_view(it->value().data(), it->value().size()),
+                                              std::chrono::system_clock::now(), options.retry_after_max);
+        if (!parsed.warning.empty()) spdlog::warn("event=retry_after_adjusted endpoint={} message=\"{}\"", redacted, parsed.warning);
+        retry_after = parsed.delay;
       }
       if (res.result_int() == 429) {
         // Honour the server: no request to this endpoint before Retry-After (or 1 s).

@@ -24,6 +24,8 @@ class HttpRpcClient {
     double requests_per_second = 50;
     double burst = 100;
     std::chrono::milliseconds timeout{15000};  ///< per request, connect included
+    std::chrono::milliseconds retry_after_max{60000};  ///< a server's Retry-After is capped at this
+    std::string name;  ///< how logs name the endpoint; empty: endpoint_label(url)
   };
   /// `url` must be a valid http:// or https:// URL (config validation guarantees it).
   HttpRpcClient(boost::asio::any_io_executor executor, std::string url, Options options);
@@ -35,7 +37,7 @@ class HttpRpcClient {
   /// Throws RpcError on transport, HTTP or framing trouble, or when replies go missing.
   Task<std::vector<RpcReply>> batch(std::vector<RpcRequest> requests);
 
-  /// The URL with secrets hidden, for logs.
+  /// The endpoint's name for logs: the configured name, or the URL's label (no secrets).
   const std::string& endpoint() const;
   /// Requests sent, for metrics.
   std::uint64_t requests_sent() const;

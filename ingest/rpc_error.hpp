@@ -1,5 +1,8 @@
 #pragma once
 
+#include <algorithm>
+#include <array>
+#include <cctype>
 #include <chrono>
 #include <optional>
 #include <stdexcept>
@@ -45,5 +48,24 @@ class RpcError : public std::runtime_error {
   int code_;
   std::optional<std::chrono::milliseconds> retry_after_;
 };
+
+/// Whether an answer means "this endpoint does not serve that method (in that form)", as the
+/// major node families and providers word it: -32601 (geth, Erigon, Besu, Nethermind, Reth),
+/// -32602 to eth_getBlockReceipts (nodes that take a block number only), and the texts that
+/// providers send under other codes ("Unsupported method", "method not found", "is not
+/// available", "not whitelisted", ...). The caller then uses another method or endpoint.
+inline bool says_method_unsupported(const RpcError& e) {
+  if (e.kind() != RpcError::Kind::kRpc) return false;
+  if (e.code() == RpcError::kMethodNotFound || e.code() == RpcError::kInvalidParams) return true;
+  std::string text(e.what());
+  std::transform(text.begin(), text.end(), text.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  static constexpr std::array<const char*, 12> kPhrases = {
+      "method not found", "unsupported method", "method not supported", "not supported", "does not exist",
+      "is not available", "not whitelisted", "not allowed", "unknown method", "no such method", "method disabled",
+      "is not enabled"};
+  // About a method, not about the data ("block does not exist" is no reason to switch methods).
+  if (text.find("method") == std::string::npos) return false;
+  return std::any_of(kPhrases.begin(), kPhrases.end(), [&](const char* p) { return text.find(p) != std::string::npos; });
+}
 
 }  // namespace chainidx::ingest

@@ -1,15 +1,16 @@
 #pragma once
-// Secrets in endpoint URLs (credentials, API keys in paths or queries) must never reach a log.
-// Lives in schema/ because every layer prints endpoints and schema/ is the one they all share.
+// Secrets in the Postgres URL (the password in its user-info, or password=... in its query) must
+// never reach a log. Provider URLs have their own, stricter rule: ingest/url.hpp.
 
 #include <string>
 #include <string_view>
 
 namespace chainidx::schema {
 
-/// The URL with its password, query values and API-key-looking path segments (long runs of
-/// letters and digits) replaced by "***". Scheme, host, port and short path segments stay, so
-/// the operator can still tell endpoints apart.
-std::string redact_url(std::string_view url);
+/// The URL with the user-info's password and every query value replaced by "***"; scheme,
+/// user, host, port and database stay, so the operator can tell which database is meant.
+/// "postgresql://indexer:hunter2@db:5432/chainidx?sslpassword=x" ->
+/// "postgresql://indexer:***@db:5432/chainidx?sslpassword=***".
+std::string redact_postgres_url(std::string_view url);
 
 }  // namespace chainidx::schema

@@ -43,4 +43,20 @@ void DevBroker::create_topic(const std::string& name, int partitions) {
   if (err) throw std::runtime_error("devbroker: create topic " + name + ": " + rd_kafka_err2str(err));
 }
 
+void DevBroker::set_broker_down(int broker_id) {
+  if (auto err = rd_kafka_mock_broker_set_down(impl_->cluster, broker_id))
+    throw std::runtime_error(std::string("devbroker: set down: ") + rd_kafka_err2str(err));
+}
+
+void DevBroker::set_broker_up(int broker_id) {
+  if (auto err = rd_kafka_mock_broker_set_up(impl_->cluster, broker_id))
+    throw std::runtime_error(std::string("devbroker: set up: ") + rd_kafka_err2str(err));
+}
+
+void DevBroker::push_request_errors(int api_key, const std::vector<int>& errors) {
+  std::vector<rd_kafka_resp_err_t> codes;
+  for (int e : errors) codes.push_back(static_cast<rd_kafka_resp_err_t>(e));
+  rd_kafka_mock_push_request_errors_array(impl_->cluster, static_cast<int16_t>(api_key), codes.size(), codes.data());
+}
+
 }  // namespace chainidx::sinks

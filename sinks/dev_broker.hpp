@@ -2,6 +2,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace chainidx::sinks {
 
@@ -22,6 +23,14 @@ class DevBroker {
   /// Creates a topic (the mock cluster has no CreateTopics API; clients that need a topic
   /// with a given partition count get it created here). Throws std::runtime_error.
   void create_topic(const std::string& name, int partitions);
+
+  /// Fault injection, for tests (the mock cluster's own): a broker that is down closes its
+  /// connections and refuses new ones until set up again. Brokers are numbered from 1.
+  void set_broker_down(int broker_id);
+  void set_broker_up(int broker_id);
+  /// The next requests of Kafka API `api_key` (e.g. 26 for EndTxn, 0 for Produce) are answered
+  /// with `errors` (Kafka protocol error codes, in order), one request each.
+  void push_request_errors(int api_key, const std::vector<int>& errors);
 
  private:
   struct Impl;

@@ -4,11 +4,14 @@ namespace chainidx::sinks {
 namespace {
 
 // A JSON object writer for the values we emit: keys are literals and strings are hex or
-// validated names, so no escaping is needed.
+// validated names, so no escaping is needed. Each field has one JSON type whatever its value
+// (schema/kafka/README.md): num() for integers bounded below 2^53, dec() for 64-bit quantities
+// that the protocol lets exceed it (gas, nonce), u256() for 256-bit ones.
 class Json {
  public:
   Json() { s_.push_back('{'); }
   Json& num(const char* key, std::uint64_t v) { return raw(key, std::to_string(v)); }
+  Json& dec(const char* key, std::uint64_t v) { return raw(key, "\"" + std::to_string(v) + "\""); }
   Json& str(const char* key, const std::string& v) { return raw(key, "\"" + v + "\""); }
   template <std::size_t N>
   Json& hex(const char* key, const schema::FixedBytes<N>& v) { return str(key, schema::to_hex(v)); }
@@ -49,8 +52,8 @@ std::vector<KafkaMessage> encode_block(const schema::Block& b, std::uint64_t cha
                      .hex("parent_hash", b.parent_hash)
                      .num("timestamp", b.timestamp)
                      .hex("miner", b.miner)
-                     .num("gas_limit", b.gas_limit)
-                     .num("gas_used", b.gas_used)
+                     .dec("gas_limit", b.gas_limit)
+                     .dec("gas_used", b.gas_used)
                      .opt_u256("base_fee_per_gas", b.base_fee_per_gas)
                      .num("transaction_count", b.transaction_count)
                      .num("log_count", b.logs.size())
@@ -66,13 +69,13 @@ std::vector<KafkaMessage> encode_block(const schema::Block& b, std::uint64_t cha
                        .hex("from_address", t.from_address)
                        .opt_hex("to_address", t.to_address)
                        .u256("value", t.value)
-                       .num("gas", t.gas)
+                       .dec("gas", t.gas)
                        .opt_u256("gas_price", t.gas_price)
                        .hex("input", t.input)
-                       .num("nonce", t.nonce)
+                       .dec("nonce", t.nonce)
                        .num("type", t.type)
                        .opt_num("status", t.status)
-                       .num("gas_used", t.gas_used)
+                       .dec("gas_used", t.gas_used)
                        .opt_u256("effective_gas_price", t.effective_gas_price)
                        .opt_hex("contract_address", t.contract_address)
                        .done()});

@@ -1,7 +1,9 @@
 #pragma once
 // The Kafka form of a confirmed block (DESIGN.md, "Kafka"; schemas in schema/kafka/*.json):
-// JSON values in snake_case, hashes / addresses / data as 0x-hex, integers as JSON numbers,
-// uint256 as decimal strings. Pure: no librdkafka here.
+// JSON values in snake_case, hashes / addresses / data as 0x-hex; integers that cannot exceed
+// 2^53 (block numbers, timestamps, indices, counts, chain id) as JSON numbers, 64-bit gas and
+// nonce values and uint256 as decimal strings: a field's type never varies with its value
+// (schema/kafka/README.md). Pure: no librdkafka here.
 
 #include <string>
 #include <vector>

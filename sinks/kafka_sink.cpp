@@ -14,113 +14,257 @@
 namespace chainidx::sinks {
 namespace {
 
-// Delivery outcome of one write() batch; librdkafka's delivery callback fills it.
-struct BatchState {
-  std::atomic<std::uint64_t> delivered{0};
-  std::atomic<std::uint64_t> failed{0};
-  std::mutex mu;
-  std::string first_error;
-};
-
-void on_delivery(rd_kafka_t*, const rd_kafka_message_t* m, void*) {
-  auto* batch = static_cast<BatchState*>(m->_private);
-  if (!batch) return;
-  if (m->err) {
-    std::lock_guard lock(batch->mu);
-    if (batch->first_error.empty()) batch->first_error = rd_kafka_err2str(m->err);
-    batch->failed++;
-  } else {
-    batch->delivered++;
-  }
-}
-
 // librdkafka's own log lines, into ours (one line per event, no secrets: broker addresses only).
 void on_log(const rd_kafka_t*, int level, const char* facility, const char* message) {
   auto lvl = level <= 3 ? spdlog::level::err : level == 4 ? spdlog::level::warn : spdlog::level::info;
   spdlog::log(lvl, "event=kafka_client facility={} message=\"{}\"", facility, message);
 }
 
+// An error object, read and destroyed at once.
+struct TxnError {
+  rd_kafka_resp_err_t code;
+  std::string message;
+  bool retriable;
+  bool requires_abort;
+  bool fatal;
+};
+
+std::optional<TxnError> take(rd_kafka_error_t* e) {
+  if (!e) return std::nullopt;
+  TxnError out{rd_kafka_error_code(e), rd_kafka_error_string(e), rd_kafka_error_is_retriable(e) != 0,
+               rd_kafka_error_txn_requires_abort(e) != 0, rd_kafka_error_is_fatal(e) != 0};
+  rd_kafka_error_destroy(e);
+  return out;
+}
+
+// Codes by which librdkafka or the broker say a newer producer with our transactional.id exists.
+bool is_fencing(rd_kafka_resp_err_t code) {
+  return code == RD_KAFKA_RESP_ERR__FENCED || code == RD_KAFKA_RESP_ERR_PRODUCER_FENCED ||
+         code == RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH;
+}
+
 }  // namespace
 
+// The producer's life, as librdkafka's transactional contract prescribes:
+//
+//   (no handle) --create--> (handle, not initialised) --init_transactions--> ready
+//   ready --begin, produce--> open --commit ok--> ready
+//   open --commit: retriable (timed out)--> committing: the same batch resumes the commit
+//   open/committing --commit: abortable--> abort_needed --abort ok--> ready: the batch is sent
+//                                          again, in a new transaction
+//   any --fatal, fenced--> fenced: every later write throws Kind::kFenced; never recreated,
+//                          because a new producer would fence the instance that replaced us
+//   any --fatal, other--> (no handle): rebuilt at the next write; nobody newer holds our
+//                          transactional.id (we would be fenced), so the rebuild fences no peer
+//
+// Every librdkafka call goes through ready_producer(), so no call ever sees a null handle.
+// Delivery reports carry no per-message pointer: the callback's opaque is this Impl, which
+// outlives the handle.
 struct KafkaSink::Impl {
+  enum class Txn { kNone, kOpen, kCommitting, kAbortNeeded };
+  struct Pending {
+    std::uint64_t first = 0, last = 0;
+    schema::Hash32 last_hash;
+    bool same_blocks(const Pending& o) const { return first == o.first && last == o.last && last_hash == o.last_hash; }
+  };
+
   KafkaSinkConfig config;
   rd_kafka_t* rk = nullptr;
+  bool initialised = false;
+  bool fenced = false;
+  std::string fenced_message;
+  Txn txn = Txn::kNone;
+  Pending pending;
   std::string topics[3];
   std::string chain_id_header;
   std::atomic<std::uint64_t> acknowledged{0};
+  std::atomic<std::uint64_t> delivery_failures{0};
   // The newest block a committed transaction holds in <chain>.blocks: blocks up to it are not
   // published again (after a crash between Kafka's commit and Postgres').
   std::optional<std::pair<std::uint64_t, schema::Hash32>> published_tip;
 
-  void connect() {
+  std::string transactional_id() const { return "chainidx-" + config.chain_name; }
+  int txn_timeout_ms() const { return config.transaction_timeout_ms; }
+  // How long one transactional call may block before it returns a retriable timeout and the
+  // caller logs, waits and calls again (resuming it). librdkafka 2.0's commit with -1 (the
+  // transaction's remaining time) was seen blocking for good while the coordinator was away,
+  // so the calls are bounded and resumed instead.
+  int call_timeout_ms() const { return std::min(txn_timeout_ms(), 10000); }
+
+  static void on_delivery(rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) {
+    auto* self = static_cast<Impl*>(opaque);
+    if (m->err) self->delivery_failures++;
+    else self->acknowledged++;
+  }
+
+  void create() {
     char err[512];
     rd_kafka_conf_t* conf = rd_kafka_conf_new();
     auto set = [&](const char* k, const std::string& v) {
       if (rd_kafka_conf_set(conf, k, v.c_str(), err, sizeof err) != RD_KAFKA_CONF_OK) {
         rd_kafka_conf_destroy(conf);
-        throw SinkError(std::string("kafka config ") + k + ": " + err);
+        throw SinkError(std::string("kafka config ") + k + ": " + err, SinkError::Kind::kRefused);
       }
     };
     set("bootstrap.servers", config.brokers);
     set("enable.idempotence", "true");
     set("acks", "all");
     set("linger.ms", "5");
-    set("message.timeout.ms", std::to_string(config.delivery_timeout_ms));
+    // A message may wait for the broker as long as its transaction may stay open.
+    set("message.timeout.ms", std::to_string(txn_timeout_ms()));
     set("log_level", "4");
     // One transaction per batch: a batch's messages become visible to read_committed consumers
     // together or not at all, and a restarted indexer fences the producer of the old one.
-    set("transactional.id", "chainidx-" + config.chain_name);
-    set("transaction.timeout.ms", std::to_string(config.delivery_timeout_ms + 30000));
-    rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+    set("transactional.id", transactional_id());
+    set("transaction.timeout.ms", std::to_string(txn_timeout_ms()));
+    rd_kafka_conf_set_dr_msg_cb(conf, &Impl::on_delivery);
     rd_kafka_conf_set_log_cb(conf, on_log);
+    rd_kafka_conf_set_opaque(conf, this);
     rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
-    if (!rk) throw SinkError(std::string("kafka producer: ") + err);
-    if (rd_kafka_error_t* e = rd_kafka_init_transactions(rk, 30000)) {
-      std::string msg = rd_kafka_error_string(e);
-      rd_kafka_error_destroy(e);
-      rd_kafka_destroy(rk);
-      rk = nullptr;
-      throw SinkError("kafka init transactions at " + config.brokers + ": " + msg);
-    }
+    if (!rk) throw SinkError(std::string("kafka producer: ") + err, SinkError::Kind::kRefused);
+    initialised = false;
+    txn = Txn::kNone;
   }
 
-  // A failed transactional call: abort what can be aborted, start over where librdkafka says the
-  // producer is finished, and report the batch as not stored.
-  [[noreturn]] void transaction_failed(rd_kafka_error_t* e, const char* what) {
-    std::string msg = std::string("kafka ") + what + ": " + rd_kafka_error_string(e);
-    bool fatal = rd_kafka_error_is_fatal(e);
-    bool abort = rd_kafka_error_txn_requires_abort(e);
-    rd_kafka_error_destroy(e);
-    if (fatal) {
-      disconnect();
-      connect();
-      throw SinkError(msg + " (producer recreated)");
-    }
-    if (abort) {
-      if (rd_kafka_error_t* a = rd_kafka_abort_transaction(rk, config.delivery_timeout_ms)) rd_kafka_error_destroy(a);
-    }
-    throw SinkError(msg);
+  void destroy() {
+    if (!rk) return;
+    // Whatever is queued belongs to a transaction that will never commit.
+    rd_kafka_purge(rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+    rd_kafka_destroy(rk);
+    rk = nullptr;
+    initialised = false;
+    txn = Txn::kNone;
   }
 
-  void disconnect() {
-    if (rk) {
-      rd_kafka_destroy(rk);
-      rk = nullptr;
-    }
+  [[noreturn]] void become_fenced(const std::string& what, const std::string& detail) {
+    fenced = true;
+    fenced_message = "kafka " + what + ": producer fenced: another instance with transactional.id " + transactional_id() +
+                     " took over (" + detail + "); this instance publishes nothing more and stops";
+    destroy();
+    throw SinkError(fenced_message, SinkError::Kind::kFenced);
   }
 
+  // A fatal producer error: fenced (stop for good) or anything else (rebuild next time).
+  [[noreturn]] void fatal(const std::string& what, const TxnError& e) {
+    char reason[512] = "";
+    rd_kafka_resp_err_t code = rk ? rd_kafka_fatal_error(rk, reason, sizeof reason) : RD_KAFKA_RESP_ERR_NO_ERROR;
+    std::string detail = e.message + (reason[0] ? std::string("; ") + reason : "");
+    if (is_fencing(e.code) || is_fencing(code)) become_fenced(what, detail);
+    destroy();
+    throw SinkError("kafka " + what + ": fatal producer error (" + detail + "); the producer is rebuilt and the batch sent again");
+  }
+
+  // A handle that has run init_transactions, or SinkError. Retriable init errors (broker not
+  // reachable yet) keep the handle: the next call resumes the same init, as documented.
+  rd_kafka_t* ready_producer() {
+    if (fenced) throw SinkError(fenced_message, SinkError::Kind::kFenced);
+    if (!rk) create();
+    if (initialised) return rk;
+    auto e = take(rd_kafka_init_transactions(rk, call_timeout_ms()));
+    if (!e) {
+      initialised = true;
+      return rk;
+    }
+    if (e->fatal || is_fencing(e->code)) fatal("init transactions", *e);
+    if (e->retriable)
+      throw SinkError("kafka init transactions at " + config.brokers + ": " + e->message + " (waiting for the broker)");
+    // Not retriable, not fatal (e.g. a state error): start from a new handle.
+    destroy();
+    throw SinkError("kafka init transactions at " + config.brokers + ": " + e->message + "; the producer is rebuilt");
+  }
+
+  // Ends an open or failed transaction so that a new one can begin. SinkError when the abort
+  // could not finish yet (it resumes at the next call).
+  void abort_open() {
+    if (txn == Txn::kNone) return;
+    auto e = take(rd_kafka_abort_transaction(rk, call_timeout_ms()));
+    if (!e) {
+      spdlog::info("event=kafka_aborted blocks={}-{} reason=\"the batch is sent again in a new transaction\"", pending.first,
+                   pending.last);
+      txn = Txn::kNone;
+      return;
+    }
+    if (e->fatal || is_fencing(e->code)) fatal("abort transaction", *e);
+    if (e->retriable) {
+      txn = Txn::kAbortNeeded;
+      throw SinkError("kafka abort transaction: " + e->message + " (retried)");
+    }
+    destroy();
+    throw SinkError("kafka abort transaction: " + e->message + "; the producer is rebuilt");
+  }
+
+  void produce_batch(std::span<const schema::Block> blocks) {
+    if (auto e = take(rd_kafka_begin_transaction(rk))) {
+      if (e->fatal || is_fencing(e->code)) fatal("begin transaction", *e);
+      destroy();
+      throw SinkError("kafka begin transaction: " + e->message + "; the producer is rebuilt");
+    }
+    txn = Txn::kOpen;
+    std::uint64_t produced = 0;
+    for (const auto& block : blocks) {
+      for (auto& m : encode_block(block, config.chain_id, config.chain_name)) {
+        for (;;) {
+          rd_kafka_resp_err_t e = rd_kafka_producev(
+              rk, RD_KAFKA_V_TOPIC(topics[static_cast<int>(m.topic)].c_str()), RD_KAFKA_V_KEY(m.key.data(), m.key.size()),
+              RD_KAFKA_V_VALUE(m.value.data(), m.value.size()), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+              RD_KAFKA_V_HEADER("chain_id", chain_id_header.data(), static_cast<ssize_t>(chain_id_header.size())),
+              RD_KAFKA_V_END);
+          if (e == RD_KAFKA_RESP_ERR_NO_ERROR) break;
+          if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+            rd_kafka_poll(rk, 50);  // the broker is slow or away: wait for room, or for the messages to time out
+            continue;
+          }
+          if (e == RD_KAFKA_RESP_ERR__FATAL) fatal("produce", {e, rd_kafka_err2str(e), false, false, true});
+          // The transaction is in an abortable state (e.g. an earlier message failed).
+          txn = Txn::kAbortNeeded;
+          throw SinkError(std::string("kafka produce: ") + rd_kafka_err2str(e) + " (the transaction is aborted and the batch sent again)");
+        }
+        ++produced;
+      }
+    }
+    pending = {blocks.front().number, blocks.back().number, blocks.back().hash};
+    spdlog::debug("event=kafka_produced blocks={}-{} messages={}", pending.first, pending.last, produced);
+    txn = Txn::kCommitting;
+  }
+
+  void commit() {
+    auto e = take(rd_kafka_commit_transaction(rk, call_timeout_ms()));
+    if (!e) {
+      txn = Txn::kNone;
+      published_tip = std::make_pair(pending.last, pending.last_hash);
+      return;
+    }
+    if (e->fatal || is_fencing(e->code)) fatal("commit transaction", *e);
+    if (e->requires_abort) {
+      txn = Txn::kAbortNeeded;
+      std::string problem = "kafka commit transaction of blocks " + std::to_string(pending.first) + "-" +
+                            std::to_string(pending.last) + ": " + e->message;
+      abort_open();  // may throw: then the abort resumes at the next attempt
+      throw SinkError(problem + " (aborted; the batch is sent again in a new transaction)");
+    }
+    if (e->retriable) {
+      // Still committing in the background: the next attempt with this batch resumes it.
+      throw SinkError("kafka commit transaction of blocks " + std::to_string(pending.first) + "-" + std::to_string(pending.last) +
+                      ": " + e->message + " (the commit is resumed)");
+    }
+    destroy();
+    throw SinkError("kafka commit transaction: " + e->message + "; the producer is rebuilt and the batch sent again");
+  }
 };
 
 KafkaSink::KafkaSink(KafkaSinkConfig config) : impl_(std::make_unique<Impl>()) {
   impl_->config = std::move(config);
   for (int i = 0; i < 3; ++i) impl_->topics[i] = impl_->config.chain_name + "." + kTopicSuffixes[i];
   impl_->chain_id_header = std::to_string(impl_->config.chain_id);
-  impl_->connect();
+  impl_->create();
 }
 
-KafkaSink::~KafkaSink() { impl_->disconnect(); }
+KafkaSink::~KafkaSink() { impl_->destroy(); }
+
+void KafkaSink::start() { impl_->ready_producer(); }
 
 std::uint64_t KafkaSink::acknowledged() const { return impl_->acknowledged.load(); }
+std::uint64_t KafkaSink::delivery_failures() const { return impl_->delivery_failures.load(); }
 
 namespace {
 
@@ -144,6 +288,7 @@ std::vector<std::string> missing_topics(rd_kafka_t* rk, const std::string* names
 }  // namespace
 
 void KafkaSink::ensure_topics() {
+  if (!impl_->rk) impl_->create();
   rd_kafka_t* rk = impl_->rk;
   char err[512];
   // Ask first: a cluster that has the topics needs no Admin call (and the development broker,
@@ -209,8 +354,10 @@ void KafkaSink::ensure_topics() {
                     "); create them with " + std::to_string(impl_->config.partitions) + " partitions, or let the indexer's "
                     "principal create topics");
   }
-  throw SinkError("kafka: CreateTopics failed (" + problem + ") but the broker auto-created the topics with its default "
-                  "partition count; restart to go on with them, or recreate them with the configured count");
+  // The development broker (librdkafka's mock cluster) has no CreateTopics API but creates
+  // topics on a metadata request, with its own partition count: go on with those.
+  spdlog::warn("event=kafka_topics_auto_created topics={} reason=\"CreateTopics failed ({}); the broker created them on "
+               "first use with its default partition count\"", missing.size(), problem);
 }
 
 void KafkaSink::write(std::span<const schema::Block> blocks) {
@@ -232,39 +379,17 @@ void KafkaSink::write(std::span<const schema::Block> blocks) {
                    blocks.front().number, blocks[first - 1].number);
   }
   if (first == blocks.size()) return;
+  auto batch = blocks.subspan(first);
 
-  if (rd_kafka_error_t* e = rd_kafka_begin_transaction(s.rk)) s.transaction_failed(e, "begin transaction");
-  BatchState batch;
-  std::uint64_t produced = 0;
-  for (const auto& block : blocks.subspan(first)) {
-    for (auto& m : encode_block(block, s.config.chain_id, s.config.chain_name)) {
-      for (;;) {
-        rd_kafka_resp_err_t e = rd_kafka_producev(
-            s.rk, RD_KAFKA_V_TOPIC(s.topics[static_cast<int>(m.topic)].c_str()),
-            RD_KAFKA_V_KEY(m.key.data(), m.key.size()), RD_KAFKA_V_VALUE(m.value.data(), m.value.size()),
-            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-            RD_KAFKA_V_HEADER("chain_id", s.chain_id_header.data(), static_cast<ssize_t>(s.chain_id_header.size())),
-            RD_KAFKA_V_OPAQUE(&batch), RD_KAFKA_V_END);
-        if (e == RD_KAFKA_RESP_ERR_NO_ERROR) break;
-        if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-          // Queued messages still report into `batch`, which must outlive them: abort waits.
-          if (rd_kafka_error_t* a = rd_kafka_abort_transaction(s.rk, s.config.delivery_timeout_ms)) rd_kafka_error_destroy(a);
-          rd_kafka_flush(s.rk, 1000);
-          throw SinkError(std::string("kafka produce: ") + rd_kafka_err2str(e));
-        }
-        rd_kafka_poll(s.rk, 50);
-      }
-      ++produced;
-    }
+  s.ready_producer();
+  Impl::Pending identity{batch.front().number, batch.back().number, batch.back().hash};
+  if (s.txn == Impl::Txn::kCommitting && s.pending.same_blocks(identity)) {
+    spdlog::info("event=kafka_commit_resumed blocks={}-{}", batch.front().number, batch.back().number);
+  } else {
+    s.abort_open();  // a transaction left by an earlier failed attempt (or another batch)
+    s.produce_batch(batch);
   }
-  // Commit flushes: it returns once every message is acknowledged and the transaction is
-  // committed, or with the reason it could not be.
-  if (rd_kafka_error_t* e = rd_kafka_commit_transaction(s.rk, s.config.delivery_timeout_ms + 5000)) {
-    rd_kafka_flush(s.rk, 1000);
-    s.transaction_failed(e, "commit transaction");
-  }
-  s.published_tip = std::make_pair(blocks.back().number, blocks.back().hash);
-  s.acknowledged += produced;
+  s.commit();
 }
 
 namespace {

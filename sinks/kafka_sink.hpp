@@ -13,7 +13,9 @@ struct KafkaSinkConfig {
   std::uint64_t chain_id = 0;
   std::uint32_t partitions = 3;
   std::uint32_t replication_factor = 1;
-  int delivery_timeout_ms = 60000;  ///< message.timeout.ms: how long a batch may wait for the broker
+  /// transaction.timeout.ms, and message.timeout.ms with it: how long one batch's transaction
+  /// may stay open (and its messages wait for the broker) before it is aborted and sent again.
+  int transaction_timeout_ms = 60000;
 };
 
 /// Publishes each confirmed block to <chain>.blocks, <chain>.transactions and <chain>.logs, one
@@ -21,10 +23,21 @@ struct KafkaSinkConfig {
 /// write() returns only once the transaction is committed, so the Postgres cursor, written after,
 /// never passes an unpublished block; and a batch committed to Kafka just before a crash is not
 /// published again on restart (see load_published_tip). librdkafka stays in the .cpp.
+///
+/// Broker trouble follows librdkafka's transactional contract: a commit that timed out is resumed
+/// with the same batch, an abortable error aborts and the batch is sent again in a new
+/// transaction, a fatal error rebuilds the producer, and a fenced producer (another instance took
+/// the transactional.id) throws SinkError::Kind::kFenced from then on and is never recreated.
+/// Every failed write throws, so the caller keeps the batch and stops taking new ones: memory
+/// stays flat however long the broker is away.
 class KafkaSink final : public Sink {
  public:
   explicit KafkaSink(KafkaSinkConfig config);
   ~KafkaSink() override;
+
+  /// Initialises transactions (aborting what an earlier instance left open, fencing it).
+  /// Throws SinkError: retryable while the broker is unreachable.
+  void start();
 
   /// Creates the three topics through the Admin API when missing. Throws SinkError.
   void ensure_topics();
@@ -39,6 +52,8 @@ class KafkaSink final : public Sink {
 
   /// Messages handed to the broker and acknowledged, since start (for metrics and tests).
   std::uint64_t acknowledged() const;
+  /// Messages whose delivery failed (each failure aborts its batch's transaction), since start.
+  std::uint64_t delivery_failures() const;
 
  private:
   struct Impl;

@@ -3,6 +3,8 @@
 #include <pqxx/pqxx>
 #include <pqxx/tablewriter>
 
+#include <regex>
+
 #include "schema/migrations.hpp"
 #include "schema/redact.hpp"
 
@@ -128,12 +130,49 @@ schema::Hash32 hash_from_bytea(const pqxx::field& f) {
   return h;
 }
 
+// One event per log line: libpq's messages span several lines (ERROR, DETAIL, CONTEXT, HINT).
+std::string one_line(std::string_view text) {
+  std::string out;
+  for (char c : text) {
+    if (c == '\n') {
+      if (!out.empty() && out.back() != ' ') out += " | ";
+    } else if (c != '\r') {
+      out.push_back(c);
+    }
+  }
+  while (out.size() >= 3 && out.compare(out.size() - 3, 3, " | ") == 0) out.resize(out.size() - 3);
+  return out;
+}
+
+// Whether the same statement can work if sent again, by SQLSTATE class: connection trouble (08),
+// rollbacks such as serialization failures and deadlocks (40), lack of resources (53), operator
+// intervention such as a statement timeout or a shutdown (57), system and internal errors (58, XX),
+// lock timeouts and objects in use (55P03, 55006), and a read-only server during a failover (25)
+// are passing. Data (22), constraints (23), missing tables, columns or privileges (42), and the rest
+// fail the same way every time.
+SinkError::Kind kind_of_sqlstate(const std::string& state) {
+  if (state.size() != 5) return SinkError::Kind::kRetryable;  // from libpq itself, not the server
+  const std::string cls = state.substr(0, 2);
+  for (const char* c : {"08", "25", "40", "53", "57", "58", "XX"})
+    if (cls == c) return SinkError::Kind::kRetryable;
+  if (state == "55P03" || state == "55006") return SinkError::Kind::kRetryable;
+  return SinkError::Kind::kRefused;
+}
+
 }  // namespace
+
+/// Which COPY line is which block, so that a refused row can be named by its block.
+struct CopyPosition {
+  std::string table;
+  std::vector<std::uint64_t> line_blocks;  ///< block number of COPY line i + 1
+};
 
 struct PostgresSink::Impl {
   std::string url;
   std::string schema;  // already validated as [a-z_][a-z0-9_]*
   std::unique_ptr<pqxx::connection> conn;
+  std::string instance;  // this process's writer claim, once claimed
+  CopyPosition copying;  // the COPY in progress during write()
 
   // A database that stops answering must not hang the pipeline: connects give up after 10 s
   // (unless the URL says otherwise) and statements after 120 s; both surface as SinkError and
@@ -149,22 +188,92 @@ struct PostgresSink::Impl {
     return *conn;
   }
 
-  // Any libpqxx failure from the peer becomes a SinkError naming the server without secrets;
-  // the connection is dropped so that the next attempt reconnects.
+  // What a refused statement was about: the table and block of the COPY line the server names
+  // ("COPY blocks, line 3, column gas_used: ..."), the column, and for a CHECK constraint its
+  // definition, which names the columns it tests.
+  std::string describe_refusal(const std::string& message) {
+    std::string out;
+    static const std::regex kCopy(R"(COPY (\w+), line (\d+)(, column (\w+))?)");
+    static const std::regex kColumn(R"(column \"(\w+)\")");
+    static const std::regex kCheck(R"(violates check constraint \"([^\"]+)\")");
+    std::smatch m;
+    std::string table = copying.table, column;
+    if (std::regex_search(message, m, kCopy)) {
+      table = m[1];
+      std::size_t line = std::stoul(m[2]);
+      if (table == copying.table && line >= 1 && line <= copying.line_blocks.size())
+        out += "block " + std::to_string(copying.line_blocks[line - 1]) + ", ";
+      if (m[4].matched) column = m[4];
+    }
+    if (column.empty() && std::regex_search(message, m, kColumn)) column = m[1];
+    if (!table.empty()) out += "table " + schema + "." + table + ", ";
+    if (!column.empty()) out += "column " + column + ", ";
+    if (std::regex_search(message, m, kCheck)) {
+      std::string name = m[1];
+      try {
+        pqxx::connection& c = connection();
+        pqxx::read_transaction tx(c);
+        auto r = tx.exec("SELECT pg_get_constraintdef(c.oid) FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace "
+                         "WHERE n.nspname = " + tx.quote(schema) + " AND c.conname = " + tx.quote(name));
+        std::string def = r.empty() ? "" : r[0][0].as<std::string>();
+        // The columns the constraint tests, as the operator will look for them.
+        if (column.empty()) {
+          const std::vector<std::string>* columns = table == "blocks" ? &kBlockColumns
+                                                  : table == "transactions" ? &kTransactionColumns
+                                                  : table == "logs" ? &kLogColumns : nullptr;
+          std::string named;
+          for (std::size_t i = 0; columns && i < columns->size(); ++i)
+            if (std::regex_search(def, std::regex("\\b" + (*columns)[i] + "\\b"))) named += (named.empty() ? "" : " and ") + (*columns)[i];
+          if (!named.empty()) out += "column " + named + ", ";
+        }
+        out += "constraint " + name + (def.empty() ? "" : " " + def) + ", ";
+      } catch (const std::exception&) {
+        out += "constraint " + name + ", ";
+      }
+    }
+    return out;
+  }
+
+  // Every libpqxx failure becomes a SinkError that names the server without secrets and says
+  // whether a retry can work; the connection is dropped so that the next attempt reconnects.
   template <class F>
   auto guarded(const char* what, F&& f) {
     try {
       return f();
     } catch (const pqxx::broken_connection& e) {
       conn.reset();
-      throw SinkError(std::string("postgres ") + what + " at " + schema::redact_url(url) + ": connection lost: " + e.what());
+      throw SinkError(std::string("postgres ") + what + " at " + schema::redact_postgres_url(url) + ": connection lost: " + one_line(e.what()));
+    } catch (const pqxx::in_doubt_error& e) {
+      conn.reset();
+      throw SinkError(std::string("postgres ") + what + " at " + schema::redact_postgres_url(url) + ": commit in doubt: " + one_line(e.what()));
     } catch (const pqxx::sql_error& e) {
       conn.reset();
-      throw SinkError(std::string("postgres ") + what + ": " + e.what());
+      auto kind = kind_of_sqlstate(e.sqlstate());
+      std::string message = one_line(e.what());
+      if (kind == SinkError::Kind::kRetryable)
+        throw SinkError(std::string("postgres ") + what + ": sqlstate " + e.sqlstate() + ": " + message);
+      std::string where = describe_refusal(e.what());
+      throw SinkError(std::string("postgres ") + what + " refused: " + where + "sqlstate " + e.sqlstate() + ": " + message +
+                          " (the same batch fails the same way again: fix the table or its constraint, then restart)",
+                      kind);
     } catch (const pqxx::failure& e) {
       conn.reset();
-      throw SinkError(std::string("postgres ") + what + " at " + schema::redact_url(url) + ": " + e.what());
+      throw SinkError(std::string("postgres ") + what + " at " + schema::redact_postgres_url(url) + ": " + one_line(e.what()));
     }
+  }
+
+  // The writer row, locked for share: a newer claim waits until this transaction ends, and a
+  // transaction that sees another instance's claim writes nothing.
+  void require_writer(pqxx::transaction_base& tx, const std::string& q, bool lock) {
+    if (instance.empty()) return;
+    auto r = tx.exec("SELECT instance, host, pid, claimed_at::text FROM " + q + ".writer" + (lock ? " FOR SHARE" : ""));
+    if (!r.empty() && r[0][0].as<std::string>() == instance) return;
+    std::string other = r.empty() ? std::string("nobody") : r[0][0].as<std::string>() + " (host " + r[0][1].as<std::string>() +
+                                                                  ", pid " + r[0][2].as<std::string>() + ", since " +
+                                                                  r[0][3].as<std::string>() + ")";
+    throw SinkError("postgres: another instance claimed chain " + schema + ": " + other + "; this one (" + instance +
+                        ") writes nothing more and stops",
+                    SinkError::Kind::kFenced);
   }
 };
 
@@ -210,12 +319,35 @@ std::optional<schema::BlockRef> PostgresSink::load_cursor() {
   });
 }
 
+void PostgresSink::claim_writer(const std::string& instance, const std::string& host, int pid) {
+  impl_->guarded("claim writer", [&] {
+    pqxx::connection& c = impl_->connection();
+    const std::string q = c.quote_name(impl_->schema);
+    pqxx::work tx(c);
+    tx.exec0("INSERT INTO " + q + ".writer (id, instance, host, pid, claimed_at) VALUES (true, " + tx.quote(instance) + ", " +
+             tx.quote(host) + ", " + std::to_string(pid) + ", now()) ON CONFLICT (id) DO UPDATE SET instance = excluded.instance, "
+             "host = excluded.host, pid = excluded.pid, claimed_at = excluded.claimed_at");
+    tx.commit();
+  });
+  impl_->instance = instance;
+}
+
+void PostgresSink::check_writer() {
+  impl_->guarded("check writer", [&] {
+    pqxx::connection& c = impl_->connection();
+    pqxx::read_transaction tx(c);
+    impl_->require_writer(tx, c.quote_name(impl_->schema), /*lock=*/false);
+  });
+}
+
 void PostgresSink::write(std::span<const Block> blocks) {
   if (blocks.empty()) return;
+  impl_->copying = {};
   impl_->guarded("write", [&] {
     pqxx::connection& c = impl_->connection();
     const std::string q = c.quote_name(impl_->schema);
     pqxx::work tx(c);
+    impl_->require_writer(tx, q, /*lock=*/true);
     // The cursor row is locked for the whole transaction: one writer per chain at a time.
     auto cur = tx.exec("SELECT block_number, block_hash FROM " + q + ".cursor FOR UPDATE");
     if (!cur.empty()) {
@@ -236,27 +368,42 @@ void PostgresSink::write(std::span<const Block> blocks) {
         throw std::logic_error("postgres write: batch is not a linked sequence at block " + std::to_string(blocks[i].number));
 
     tx.exec0("SET LOCAL search_path TO " + q);
+    CopyPosition& at = impl_->copying;
     {
+      at = {"blocks", {}};
       Copy s(tx, "blocks", kBlockColumns);
-      for (const auto& b : blocks) s.write_raw_line(block_line(b));
+      for (const auto& b : blocks) {
+        at.line_blocks.push_back(b.number);
+        s.write_raw_line(block_line(b));
+      }
       s.complete();
     }
     {
+      at = {"transactions", {}};
       Copy s(tx, "transactions", kTransactionColumns);
       for (const auto& b : blocks)
-        for (const auto& t : b.transactions) s.write_raw_line(transaction_line(t));
+        for (const auto& t : b.transactions) {
+          at.line_blocks.push_back(b.number);
+          s.write_raw_line(transaction_line(t));
+        }
       s.complete();
     }
     {
+      at = {"logs", {}};
       Copy s(tx, "logs", kLogColumns);
       for (const auto& b : blocks)
-        for (const auto& g : b.logs) s.write_raw_line(log_line(g));
+        for (const auto& g : b.logs) {
+          at.line_blocks.push_back(b.number);
+          s.write_raw_line(log_line(g));
+        }
       s.complete();
     }
+    at = {"cursor", {}};
     const Block& last = blocks.back();
     tx.exec0("INSERT INTO cursor (id, block_number, block_hash, updated_at) VALUES (true, " + std::to_string(last.number) +
              ", '\\x" + schema::to_hex(last.hash).substr(2) + "'::bytea, now()) ON CONFLICT (id) DO UPDATE SET "
              "block_number = excluded.block_number, block_hash = excluded.block_hash, updated_at = now()");
+    at = {};
     tx.commit();
   });
 }

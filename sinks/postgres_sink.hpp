@@ -19,9 +19,17 @@ class PostgresSink final : public Sink, public CheckpointStore {
   /// under an advisory lock so that two starting indexers do not race. Throws SinkError.
   void migrate();
 
+  /// Makes this process the chain's writer (the newest claim wins): from now on, a write or
+  /// check_writer() of an instance that claimed earlier fails with SinkError::Kind::kFenced.
+  /// `instance` is unique per process; `host` and `pid` are for the other instance's message.
+  void claim_writer(const std::string& instance, const std::string& host, int pid);
+  void check_writer() override;
+
   std::string_view name() const override { return "postgres"; }
-  /// Throws SinkError on database trouble; std::logic_error when the batch does not continue
-  /// the stored cursor (a bug upstream: nothing is written).
+  /// Throws SinkError: kRetryable on database trouble, kRefused when the server refuses the
+  /// data itself (the message names the block, table, column and the server's words), kFenced
+  /// when another instance has claimed the chain. std::logic_error when the batch does not
+  /// continue the stored cursor (a bug upstream: nothing is written).
   void write(std::span<const schema::Block> blocks) override;
   std::optional<schema::BlockRef> load_cursor() override;
 

@@ -12,11 +12,32 @@
 
 namespace chainidx::sinks {
 
-/// Trouble with a sink's peer (database, broker): the batch was not stored and may be retried
-/// as a whole once the peer is back. Writes are idempotent per batch, so a retry is safe.
+/// A batch a sink did not store, and whether storing it again can ever work.
 class SinkError : public std::runtime_error {
  public:
-  using std::runtime_error::runtime_error;
+  enum class Kind {
+    /// Trouble with the sink's peer (connection lost, broker or database down, commit in doubt,
+    /// serialization failure, timeout): retry the same batch once the peer is back. Writes are
+    /// idempotent per batch, so a retry is safe.
+    kRetryable,
+    /// The peer refused the data itself (a value out of a column's range, a constraint, a
+    /// missing table or privilege): the same batch fails the same way however often it is
+    /// sent. The indexer stops and the message names what was refused.
+    kRefused,
+    /// Another instance took over the chain's output (a newer Kafka producer with the same
+    /// transactional.id, or a newer writer claim in Postgres). This instance must stop and
+    /// must not fight back.
+    kFenced,
+  };
+
+  explicit SinkError(const std::string& message, Kind kind = Kind::kRetryable)
+      : std::runtime_error(message), kind_(kind) {}
+
+  Kind kind() const { return kind_; }
+  bool retryable() const { return kind_ == Kind::kRetryable; }
+
+ private:
+  Kind kind_;
 };
 
 class Sink {
@@ -28,12 +49,15 @@ class Sink {
   virtual void write(std::span<const schema::Block> blocks) = 0;
 };
 
-/// Where the last confirmed block is remembered between runs.
+/// Where the last confirmed block is remembered between runs, and which instance may write.
 class CheckpointStore {
  public:
   virtual ~CheckpointStore() = default;
   /// The last confirmed block, or nullopt before the first write. Throws SinkError.
   virtual std::optional<schema::BlockRef> load_cursor() = 0;
+  /// Throws SinkError of Kind::kFenced when another instance has claimed the chain since this
+  /// one did (see PostgresSink::claim_writer); SinkError of another kind on database trouble.
+  virtual void check_writer() = 0;
 };
 
 }  // namespace chainidx::sinks

@@ -52,6 +52,15 @@ struct FakeWsNode::Impl {
     std::string reply = R"({"jsonrpc":"2.0","id":1,"result":"0x1"})";
     co_await ws.async_write(asio::buffer(reply), use_awaitable);
     asio::steady_timer t(io);
+    if (behaviour == Behaviour::kIdle) {
+      for (;;) co_await ws.async_read(buffer, use_awaitable);  // a read pending: pings get pongs
+    }
+    if (behaviour == Behaviour::kSubscribeThenClose) {
+      t.expires_after(std::chrono::milliseconds(100));
+      co_await t.async_wait(use_awaitable);
+      co_await ws.async_close(websocket::close_code::going_away, use_awaitable);
+      co_return;
+    }
     for (int n = 1; n <= 1000; ++n) {
       t.expires_after(std::chrono::milliseconds(50));
       co_await t.async_wait(use_awaitable);

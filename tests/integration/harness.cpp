@@ -21,6 +21,7 @@
 #include <thread>
 
 #include "ingest/http_rpc_client.hpp"
+#include "sinks/dev_broker.hpp"
 
 namespace chainidx::testing {
 
@@ -292,9 +293,24 @@ DevBroker::DevBroker(const std::string& dir, const std::string& chain_name, int 
   while (!bootstrap_.empty() && (bootstrap_.back() == '\n' || bootstrap_.back() == ' ')) bootstrap_.pop_back();
 }
 
-std::vector<std::string> DevBroker::consume(const std::string& topic) const {
+std::vector<std::string> DevBroker::consume(const std::string& topic) const { return consume_topic(bootstrap_, topic); }
+
+struct FaultyBroker::Impl {
+  sinks::DevBroker broker{1};
+};
+
+FaultyBroker::FaultyBroker(const std::string& chain_name, int partitions) : impl_(std::make_unique<Impl>()) {
+  for (const char* suffix : {".blocks", ".transactions", ".logs"}) impl_->broker.create_topic(chain_name + suffix, partitions);
+}
+FaultyBroker::~FaultyBroker() = default;
+const std::string& FaultyBroker::bootstrap() const { return impl_->broker.bootstrap_servers(); }
+void FaultyBroker::set_down() { impl_->broker.set_broker_down(1); }
+void FaultyBroker::set_up() { impl_->broker.set_broker_up(1); }
+void FaultyBroker::push_request_errors(int api_key, const std::vector<int>& errors) { impl_->broker.push_request_errors(api_key, errors); }
+
+std::vector<std::string> consume_topic(const std::string& bootstrap, const std::string& topic) {
   int code = 0;
-  std::string out = run_capture({"kcat", "-C", "-b", bootstrap_, "-t", topic, "-o", "beginning", "-e", "-q", "-X",
+  std::string out = run_capture({"kcat", "-C", "-b", bootstrap, "-t", topic, "-o", "beginning", "-e", "-q", "-X",
                                  "isolation.level=read_committed", "-f", "%s\n"}, &code, 60s);
   if (code != 0) throw std::runtime_error("kcat failed on " + topic + ": " + out);
   std::vector<std::string> lines;
@@ -313,13 +329,13 @@ Indexer::Indexer(const std::string& dir, const Anvil& anvil, std::string postgre
   for (const auto& [ws, http] : o.extra_endpoints_first)
     extra += "[[chain.endpoints]]\nws = \"" + ws + "\"\nhttp = \"" + http + "\"\nrequests_per_second = 1000\nburst = 1000\n\n";
   std::ofstream(config_path_) << "[chain]\nname = \"" << o.chain_name << "\"\nchain_id = " << o.chain_id
-                              << "\nconfirmations = " << o.confirmations << "\nstart_block = 0\n\n" << extra
+                              << "\nconfirmations = " << o.confirmations << "\nstart_block = 0\n" << o.chain_extra << "\n" << extra
                               << "[[chain.endpoints]]\nws = \"" << anvil.ws_url() << "\"\nhttp = \"" << o.http_url.value_or(anvil.http_url())
                               << "\"\nrequests_per_second = 1000\nburst = 1000\n\n"
                               << "[postgres]\nurl = \"" << postgres_url_ << "\"\n\n"
-                              << "[kafka]\nbrokers = \"" << brokers << "\"\n\n"
+                              << "[kafka]\nbrokers = \"" << brokers << "\"\n" << o.kafka_extra << "\n"
                               << "[server]\nlisten = \"127.0.0.1:" << free_port() << "\"\n\n"
-                              << "[pipeline]\nbatch_blocks = " << o.batch_blocks << "\n";
+                              << "[pipeline]\nbatch_blocks = " << o.batch_blocks << "\n" << o.pipeline_extra;
 }
 
 void Indexer::start() {

@@ -101,6 +101,9 @@ class Postgres {
   std::string dir_;
 };
 
+/// Every message value of a topic, from the beginning, as a read_committed consumer (kcat) sees it.
+std::vector<std::string> consume_topic(const std::string& bootstrap, const std::string& topic);
+
 /// `chainidx devbroker` with the chain's three topics created up front.
 class DevBroker {
  public:
@@ -114,6 +117,24 @@ class DevBroker {
   std::string bootstrap_;
 };
 
+/// The same mock cluster inside the test process, so that a test can take it down or make it
+/// answer requests with errors (librdkafka's own fault injection) while the indexer runs.
+class FaultyBroker {
+ public:
+  FaultyBroker(const std::string& chain_name, int partitions = 3);
+  ~FaultyBroker();
+  const std::string& bootstrap() const;
+  std::vector<std::string> consume(const std::string& topic) const { return consume_topic(bootstrap(), topic); }
+  void set_down();
+  void set_up();
+  /// See sinks::DevBroker::push_request_errors.
+  void push_request_errors(int api_key, const std::vector<int>& errors);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
 /// The chainidx binary, run against the given peers with a generated config.
 class Indexer {
  public:
@@ -125,6 +146,8 @@ class Indexer {
     std::optional<std::string> http_url;  ///< instead of anvil's own, e.g. a FaultProxy
     /// (ws, http) endpoints put before anvil's own, in this order.
     std::vector<std::pair<std::string, std::string>> extra_endpoints_first;
+    /// Extra lines for the [chain], [kafka] and [pipeline] tables.
+    std::string chain_extra, kafka_extra, pipeline_extra;
   };
   Indexer(const std::string& dir, const Anvil& anvil, std::string postgres_url, std::string brokers, Options options);
   void start();
@@ -133,6 +156,8 @@ class Indexer {
   /// Waits for the process to exit by itself.
   std::optional<int> wait(std::chrono::milliseconds timeout);
   std::string log() const;
+  bool running() { return process_ && process_->running(); }
+  pid_t pid() const { return process_ ? process_->pid() : -1; }
   const std::string& config_path() const { return config_path_; }
   const std::string& postgres_url() const { return postgres_url_; }
 

@@ -25,15 +25,21 @@ struct Followed {
 };
 
 // Runs a subscriber for at most `duration`, or until it has `enough` heads.
-Followed follow(std::vector<std::string> urls, std::chrono::milliseconds duration, std::size_t enough,
-                std::chrono::milliseconds stall_timeout = std::chrono::milliseconds(5000)) {
+HeadSubscriber::Options quick(std::chrono::milliseconds stall_timeout = std::chrono::milliseconds(5000)) {
+  HeadSubscriber::Options options;
+  options.stall_timeout = stall_timeout;
+  options.handshake_timeout = std::chrono::milliseconds(2000);
+  options.backoff = {std::chrono::milliseconds(20), std::chrono::milliseconds(100)};
+  return options;
+}
+
+Followed follow_with(std::vector<std::string> urls, std::chrono::milliseconds duration, std::size_t enough, HeadSubscriber::Options options) {
   boost::asio::io_context io;
   Followed out;
   HeadSubscriber* self = nullptr;
-  HeadSubscriber::Options options;
-  options.stall_timeout = stall_timeout;
-  options.backoff = {std::chrono::milliseconds(20), std::chrono::milliseconds(100)};
-  HeadSubscriber sub(io.get_executor(), std::move(urls), options, [&](const schema::BlockRef& head) {
+  std::vector<HeadSubscriber::Endpoint> endpoints;
+  for (auto& u : urls) endpoints.push_back({u, ""});
+  HeadSubscriber sub(io.get_executor(), std::move(endpoints), options, [&](const schema::BlockRef& head) {
     out.heads.push_back(head);
     if (out.heads.size() >= enough) self->stop();
   });
@@ -52,6 +58,11 @@ Followed follow(std::vector<std::string> urls, std::chrono::milliseconds duratio
   out.reconnects = sub.reconnects();
   out.malformed = sub.malformed_messages();
   return out;
+}
+
+Followed follow(std::vector<std::string> urls, std::chrono::milliseconds duration, std::size_t enough,
+                std::chrono::milliseconds stall_timeout = std::chrono::milliseconds(5000)) {
+  return follow_with(std::move(urls), duration, enough, quick(stall_timeout));
 }
 
 TEST(HeadSubscriber, ReceivesHeadsOverWssWithATrustedCertificate) {
@@ -111,6 +122,41 @@ TEST(HeadSubscriber, FailsOverFromADeadEndpointToTheNext) {
                     std::chrono::seconds(10), 3);
   EXPECT_EQ(got.heads.size(), 3u);
   EXPECT_GE(got.reconnects, 1u);
+}
+
+// A half-open socket (nothing answers, not even pings) is dropped after two ping intervals,
+// long before the head-stall timer would notice.
+TEST(HeadSubscriber, PingsFindADeadSocketLongBeforeTheStallTimer) {
+  FakeWsNode node(FakeWsNode::Behaviour::kSilent);
+  auto options = quick(std::chrono::milliseconds(60000));
+  options.ping_interval = std::chrono::milliseconds(200);
+  auto got = follow_with({"ws://127.0.0.1:" + std::to_string(node.port())}, std::chrono::milliseconds(2500), 1, options);
+  EXPECT_TRUE(got.heads.empty());
+  EXPECT_GE(got.reconnects, 2u) << "an unanswered ping did not end the connection";
+}
+
+// A quiet chain is not a dead socket: a node that answers pings keeps its connection however
+// long no head comes (until the head-stall timeout, here far away).
+TEST(HeadSubscriber, KeepsAnIdleSocketThatAnswersPings) {
+  FakeWsNode node(FakeWsNode::Behaviour::kIdle);
+  auto options = quick(std::chrono::milliseconds(60000));
+  options.ping_interval = std::chrono::milliseconds(200);
+  auto got = follow_with({"ws://127.0.0.1:" + std::to_string(node.port())}, std::chrono::milliseconds(2500), 1, options);
+  EXPECT_EQ(got.reconnects, 0u) << "a live, pinged socket was dropped";
+  EXPECT_EQ(node.connections(), 1);
+}
+
+// The backoff resets once a subscription is confirmed, not only on a head: an endpoint that
+// subscribes fine and then drops us is retried at the first backoff step every time. Without
+// the reset the waits would double (25-50, 50-100, ... 800-1600 ms) to at most 8 connections in
+// 3 s; with it, each cycle costs about 150 ms.
+TEST(HeadSubscriber, BackoffResetsOnceASubscriptionIsConfirmed) {
+  FakeWsNode node(FakeWsNode::Behaviour::kSubscribeThenClose);
+  auto options = quick();
+  options.backoff = {std::chrono::milliseconds(50), std::chrono::milliseconds(5000)};
+  auto got = follow_with({"ws://127.0.0.1:" + std::to_string(node.port())}, std::chrono::milliseconds(3000), 1, options);
+  EXPECT_TRUE(got.heads.empty());
+  EXPECT_GE(node.connections(), 10) << "the backoff kept growing across confirmed subscriptions";
 }
 
 }  // namespace

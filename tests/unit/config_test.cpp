@@ -116,20 +116,93 @@ TEST(Config, OptionalChainKeysParse) {
   EXPECT_EQ(c->chain.tls_ca_file, path);
 }
 
+// Every error path that shows a key's value, fed a bad value from the environment: the message
+// names the key and says the value came from a substitution, and never holds the value itself.
 TEST(Config, ErrorMessagesDoNotEchoSubstitutedSecrets) {
-  auto r = parse_config(replace(kGood, "confirmations = 12", "confirmations = 0"), "f.toml", env_with({{"API_KEY", "topsecretvalue"}}));
+  const std::string secret = "Zq9vX2topsecretK3y";
+  struct Case {
+    std::string name, from, to;
+    std::string key;
+  };
+  std::vector<Case> cases = {
+      {"broker list", "brokers = \"127.0.0.1:9092\"", "brokers = \"${SECRET}\"", "kafka.brokers"},
+      {"broker list, part", "brokers = \"127.0.0.1:9092\"", "brokers = \"127.0.0.1:9092,${SECRET}\"", "kafka.brokers"},
+      {"listen address", "listen = \"127.0.0.1:9464\"", "listen = \"${SECRET}\"", "server.listen"},
+      {"chain name", "name = \"anvil\"", "name = \"${SECRET}\"", "chain.name"},
+      {"reorg policy", "start_block = 0", "start_block = 0\ndeep_reorg_policy = \"${SECRET}\"", "chain.deep_reorg_policy"},
+      {"CA file", "start_block = 0", "start_block = 0\ntls_ca_file = \"/nonexistent/${SECRET}.pem\"", "chain.tls_ca_file"},
+      {"endpoint name", "ws = \"ws://127.0.0.1:8545\"", "name = \"bad name ${SECRET}\"\nws = \"ws://127.0.0.1:8545\"", "chain.endpoints[0].name"},
+      {"endpoint URL", "http = \"http://127.0.0.1:8545/${API_KEY}\"", "http = \"${SECRET}\"", "chain.endpoints[0].http"},
+      {"postgres URL", "postgresql://127.0.0.1:5432/chainidx", "${SECRET}", "postgres.url"},
+  };
+  for (const auto& c : cases) {
+    auto r = parse_config(replace(kGood, c.from, c.to), "f.toml", env_with({{"API_KEY", "k"}, {"SECRET", secret}}));
+    ASSERT_FALSE(r.ok()) << c.name << ": accepted";
+    EXPECT_NE(r.error().message.find(c.key), std::string::npos) << c.name << ": " << r.error().message;
+    EXPECT_EQ(r.error().message.find("topsecret"), std::string::npos) << c.name << ": secret echoed: " << r.error().message;
+  }
+  // Without a substitution the value is shown, so that a typo can be seen.
+  auto r = parse_config(replace(kGood, "brokers = \"127.0.0.1:9092\"", "brokers = \"localhost\""), "f.toml", env_with({{"API_KEY", "k"}}));
   ASSERT_FALSE(r.ok());
-  EXPECT_EQ(r.error().message.find("topsecretvalue"), std::string::npos);
+  EXPECT_NE(r.error().message.find("\"localhost\""), std::string::npos) << r.error().message;
 }
 
-TEST(RedactUrl, HidesPasswordsKeysAndQueryValues) {
-  using schema::redact_url;
-  EXPECT_EQ(redact_url("https://mainnet.infura.io/v3/9aa3d95b3bc440fa88ea12eaa4456161"), "https://mainnet.infura.io/v3/***");
-  EXPECT_EQ(redact_url("wss://eth-mainnet.g.alchemy.com/v2/AbCdEfGhIjKlMnOpQrStUvWxYz012345"), "wss://eth-mainnet.g.alchemy.com/v2/***");
-  EXPECT_EQ(redact_url("postgresql://indexer:hunter2@db:5432/chainidx"), "postgresql://indexer:***@db:5432/chainidx");
-  EXPECT_EQ(redact_url("https://rpc.example.com/?apikey=abc&x=1"), "https://rpc.example.com/?apikey=***&x=***");
-  EXPECT_EQ(redact_url("http://127.0.0.1:8545"), "http://127.0.0.1:8545");
-  EXPECT_EQ(redact_url("ws://127.0.0.1:8545/ws"), "ws://127.0.0.1:8545/ws");
+TEST(Config, NewUserMistakesAreRefusedOrAccepted) {
+  auto env = env_with({{"API_KEY", "k"}});
+  auto empty_brokers = parse_config(replace(kGood, "brokers = \"127.0.0.1:9092\"", "brokers = \"\""), "f.toml", env);
+  ASSERT_FALSE(empty_brokers.ok());
+  EXPECT_NE(empty_brokers.error().message.find("kafka.brokers: is empty"), std::string::npos) << empty_brokers.error().message;
+  // The documented example has tls_ca_file = "" (no extra CA): that is valid.
+  auto empty_ca = parse_config(replace(kGood, "start_block = 0", "start_block = 0\ntls_ca_file = \"\""), "f.toml", env);
+  ASSERT_TRUE(empty_ca.ok()) << empty_ca.error().message;
+  EXPECT_EQ(empty_ca->chain.tls_ca_file, "");
+  auto big_chain_id = parse_config(replace(kGood, "chain_id = 31337", "chain_id = 9007199254740992"), "f.toml", env);
+  ASSERT_FALSE(big_chain_id.ok()) << "chain ids travel as JSON numbers: 2^53 is refused";
+}
+
+TEST(Config, TimeoutsAndBackoffKeysParseWithDefaults) {
+  auto env = env_with({{"API_KEY", "k"}});
+  auto d = parse_config(kGood, "f.toml", env);
+  ASSERT_TRUE(d.ok()) << d.error().message;
+  EXPECT_EQ(d->chain.ws_ping_interval_seconds, 10u);
+  EXPECT_EQ(d->chain.ws_handshake_timeout_seconds, 10u);
+  EXPECT_EQ(d->chain.http_timeout_seconds, 15u);
+  EXPECT_EQ(d->chain.retry_after_max_seconds, 60u);
+  EXPECT_EQ(d->chain.backoff_initial_ms, 200u);
+  EXPECT_EQ(d->chain.backoff_max_ms, 30000u);
+  EXPECT_EQ(d->kafka.transaction_timeout_seconds, 60u);
+  EXPECT_EQ(d->pipeline.sink_retry_initial_ms, 500u);
+  EXPECT_EQ(d->pipeline.sink_retry_max_ms, 30000u);
+  auto c = parse_config(replace(replace(replace(kGood, "start_block = 0",
+                                                "start_block = 0\nws_ping_interval_seconds = 3\nhttp_timeout_seconds = 5\n"
+                                                "retry_after_max_seconds = 7\nbackoff_initial_ms = 50\nbackoff_max_ms = 900"),
+                                        "[kafka]\n", "[kafka]\ntransaction_timeout_seconds = 12\n"),
+                                "ws = \"ws://127.0.0.1:8545\"", "name = \"local-anvil\"\nws = \"ws://127.0.0.1:8545\""),
+                        "f.toml", env);
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  EXPECT_EQ(c->chain.ws_ping_interval_seconds, 3u);
+  EXPECT_EQ(c->chain.http_timeout_seconds, 5u);
+  EXPECT_EQ(c->chain.retry_after_max_seconds, 7u);
+  EXPECT_EQ(c->chain.backoff_initial_ms, 50u);
+  EXPECT_EQ(c->chain.backoff_max_ms, 900u);
+  EXPECT_EQ(c->kafka.transaction_timeout_seconds, 12u);
+  EXPECT_EQ(c->chain.endpoints[0].name, "local-anvil");
+  auto bad = parse_config(replace(kGood, "start_block = 0", "start_block = 0\nbackoff_initial_ms = 500\nbackoff_max_ms = 100"), "f.toml", env);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().message.find("chain.backoff_max_ms"), std::string::npos) << bad.error().message;
+  auto ping0 = parse_config(replace(kGood, "start_block = 0", "start_block = 0\nws_ping_interval_seconds = 0"), "f.toml", env);
+  ASSERT_FALSE(ping0.ok());
+  EXPECT_NE(ping0.error().message.find("chain.ws_ping_interval_seconds"), std::string::npos) << ping0.error().message;
+}
+
+TEST(RedactPostgresUrl, HidesThePasswordAndQueryValuesKeepsTheDatabase) {
+  using schema::redact_postgres_url;
+  EXPECT_EQ(redact_postgres_url("postgresql://indexer:hunter2@db:5432/chainidx"), "postgresql://indexer:***@db:5432/chainidx");
+  EXPECT_EQ(redact_postgres_url("postgresql://indexer:p%40ss@db/chainidx?sslmode=require&password=x"),
+            "postgresql://indexer:***@db/chainidx?sslmode=***&password=***");
+  EXPECT_EQ(redact_postgres_url("postgres://127.0.0.1:5432/chainidx"), "postgres://127.0.0.1:5432/chainidx");
+  EXPECT_EQ(redact_postgres_url("postgresql://user@db/x"), "postgresql://user@db/x");
+  EXPECT_EQ(redact_postgres_url("not a url"), "***");
 }
 
 }  // namespace

@@ -1,4 +1,4 @@
-// Decoding real mainnet JSON-RPC data (../shared/fixtures/mainnet-21925176), checked field by
+// Decoding real mainnet JSON-RPC data (tests/data/mainnet-21925176), checked field by
 // field against the JSON as simdjson's DOM API reads it, and the bloom check against the header.
 
 #include "ingest/attach_receipts.hpp"

@@ -4,9 +4,9 @@
 
 #include "ingest/backoff.hpp"
 #include "ingest/json_rpc.hpp"
+#include "ingest/retry_after.hpp"
 #include "ingest/rpc_error.hpp"
 #include "ingest/token_bucket.hpp"
-#include "ingest/url.hpp"
 
 namespace chainidx::ingest {
 namespace {
@@ -86,26 +86,58 @@ TEST(RpcError, RetryableByKind) {
   EXPECT_TRUE(RpcError(RpcError::Kind::kMalformed, "x").retryable());
 }
 
-TEST(Url, PartsAndDefaults) {
-  auto u = parse_url("wss://eth.example.com/v2/KEY?x=1");
-  ASSERT_TRUE(u);
-  EXPECT_EQ(u->host, "eth.example.com");
-  EXPECT_EQ(u->port, "443");
-  EXPECT_EQ(u->target, "/v2/KEY?x=1");
-  EXPECT_TRUE(u->tls());
-  u = parse_url("http://user:pw@127.0.0.1:8545");
-  ASSERT_TRUE(u);
-  EXPECT_EQ(u->host, "127.0.0.1");
-  EXPECT_EQ(u->port, "8545");
-  EXPECT_EQ(u->target, "/");
-  EXPECT_FALSE(u->tls());
-  u = parse_url("ws://[::1]:9000/ws");
-  ASSERT_TRUE(u);
-  EXPECT_EQ(u->host, "::1");
-  EXPECT_EQ(u->port, "9000");
-  EXPECT_FALSE(parse_url("ftp://x"));
-  EXPECT_FALSE(parse_url("http://:80"));
-  EXPECT_FALSE(parse_url("http://host:8a"));
+TEST(RetryAfter, SecondsDatesCapsAndNonsense) {
+  using std::chrono::system_clock;
+  const auto now = system_clock::from_time_t(784111777);  // Sun, 06 Nov 1994 08:49:37 GMT
+  const auto cap = 60s;
+  auto zero = parse_retry_after("0", now, cap);
+  ASSERT_TRUE(zero.delay);
+  EXPECT_EQ(*zero.delay, 0ms);
+  EXPECT_TRUE(zero.warning.empty());
+  auto two = parse_retry_after(" 2 ", now, cap);
+  ASSERT_TRUE(two.delay);
+  EXPECT_EQ(*two.delay, 2000ms);
+  auto huge = parse_retry_after("4611686018427387904", now, cap);  // 2^62 seconds
+  ASSERT_TRUE(huge.delay);
+  EXPECT_EQ(*huge.delay, 60000ms) << "capped, no overflow";
+  EXPECT_NE(huge.warning.find("cap"), std::string::npos) << huge.warning;
+  auto longer = parse_retry_after("99999999999999999999999999999999", now, cap);
+  ASSERT_TRUE(longer.delay);
+  EXPECT_EQ(*longer.delay, 60000ms);
+  auto date = parse_retry_after("Sun, 06 Nov 1994 08:50:07 GMT", now, cap);
+  ASSERT_TRUE(date.delay) << date.warning;
+  EXPECT_EQ(*date.delay, 30000ms);
+  auto rfc850 = parse_retry_after("Sunday, 06-Nov-94 08:49:47 GMT", now, cap);
+  ASSERT_TRUE(rfc850.delay) << rfc850.warning;
+  EXPECT_EQ(*rfc850.delay, 10000ms);
+  auto asctime = parse_retry_after("Sun Nov  6 08:49:42 1994", now, cap);
+  ASSERT_TRUE(asctime.delay) << asctime.warning;
+  EXPECT_EQ(*asctime.delay, 5000ms);
+  auto past = parse_retry_after("Sun, 06 Nov 1994 08:00:00 GMT", now, cap);
+  ASSERT_TRUE(past.delay);
+  EXPECT_EQ(*past.delay, 0ms);
+  auto far = parse_retry_after("Fri, 31 Dec 2100 23:59:59 GMT", now, cap);
+  ASSERT_TRUE(far.delay);
+  EXPECT_EQ(*far.delay, 60000ms);
+  for (const char* nonsense : {"-1", "soon", "1.5", "", "Sun, 06 Nov 1994 08:49:37 GMT trailing", "0x10"}) {
+    auto r = parse_retry_after(nonsense, now, cap);
+    EXPECT_FALSE(r.delay) << nonsense;
+    EXPECT_NE(r.warning.find("ignored"), std::string::npos) << nonsense << ": " << r.warning;
+  }
+}
+
+TEST(RpcError, UnsupportedMethodAnswersOfTheNodeFamiliesAreRecognised) {
+  using K = RpcError::Kind;
+  EXPECT_TRUE(says_method_unsupported(RpcError(K::kRpc, "e: eth_getBlockReceipts: the method eth_getBlockReceipts does not exist/is not available", -32601)));
+  EXPECT_TRUE(says_method_unsupported(RpcError(K::kRpc, "e: eth_getBlockReceipts: invalid argument 0: hex string has length 64, want 16", -32602)));
+  EXPECT_TRUE(says_method_unsupported(RpcError(K::kRpc, "e: eth_getBlockReceipts: Unsupported method: eth_getBlockReceipts", -32600)));
+  EXPECT_TRUE(says_method_unsupported(RpcError(K::kRpc, "e: eth_getBlockReceipts: Method not supported", -32000)));
+  EXPECT_TRUE(says_method_unsupported(RpcError(K::kRpc, "e: eth_getBlockReceipts: method eth_getBlockReceipts is not whitelisted", -32004)));
+  EXPECT_FALSE(says_method_unsupported(RpcError(K::kRpc, "e: eth_getBlockReceipts: block does not exist", -32000)))
+      << "about the data, not the method";
+  EXPECT_FALSE(says_method_unsupported(RpcError(K::kRpc, "e: eth_getBlockReceipts: internal error", -32603)));
+  EXPECT_FALSE(says_method_unsupported(RpcError(K::kHttpStatus, "e: HTTP 405 Method Not Allowed", 405)));
+  EXPECT_FALSE(says_method_unsupported(RpcError(K::kTransport, "e: method not found")));
 }
 
 }  // namespace

@@ -67,5 +67,32 @@ TEST(KafkaMessage, OneMessagePerBlockTransactionAndLogWithTheContractFields) {
   EXPECT_EQ(l["topics"].get_array().size(), 1u);
 }
 
+// DESIGN's promise, per field: a field's JSON type never varies with its value. 64-bit gas and
+// nonce values are decimal strings however small; bounded integers are numbers.
+TEST(KafkaMessage, EachFieldHasOneJsonTypeWhateverItsValue) {
+  for (std::uint64_t big : {std::uint64_t{21000}, (std::uint64_t{1} << 53) + 1, ~std::uint64_t{0}}) {
+    schema::Block b = sample_block();
+    b.gas_limit = big;
+    b.gas_used = big;
+    b.transactions[0].gas = big;
+    b.transactions[0].nonce = big;
+    b.transactions[0].gas_used = big;
+    auto msgs = encode_block(b, 31337, "anvil");
+    simdjson::dom::parser p1, p2;
+    simdjson::dom::element jb = p1.parse(msgs[0].value);
+    simdjson::dom::element jt = p2.parse(msgs[1].value);
+    for (const char* f : {"gas_limit", "gas_used"}) {
+      ASSERT_TRUE(jb[f].is_string()) << f << " = " << big;
+      EXPECT_EQ(std::string(jb[f].get_string().value()), std::to_string(big));
+    }
+    for (const char* f : {"gas", "nonce", "gas_used"}) {
+      ASSERT_TRUE(jt[f].is_string()) << f << " = " << big;
+      EXPECT_EQ(std::string(jt[f].get_string().value()), std::to_string(big));
+    }
+    for (const char* f : {"chain_id", "block_number", "timestamp", "transaction_count", "log_count"}) EXPECT_TRUE(jb[f].is_uint64()) << f;
+    for (const char* f : {"block_number", "transaction_index", "type", "status"}) EXPECT_TRUE(jt[f].is_uint64()) << f;
+  }
+}
+
 }  // namespace
 }  // namespace chainidx::sinks

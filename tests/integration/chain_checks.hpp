@@ -1,0 +1,28 @@
+#pragma once
+// Checks shared by the fault tests: what Postgres and the topics hold against what anvil has.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "harness.hpp"
+
+namespace chainidx::testing {
+
+/// The cursor's block number in the anvil schema; 0 before the schema exists.
+std::uint64_t cursor_of(const std::string& url);
+
+/// Hashes of blocks 0..cursor as Postgres has them equal anvil's, with logs present and counted.
+void expect_postgres_hashes_equal_anvil(const std::string& url, const Anvil& anvil);
+
+/// Mines `rounds` blocks with two Transfer-emitting calls each (anvil.deploy_emitter() first).
+void mine_transfers(const Anvil& anvil, int rounds, unsigned seed = 11);
+
+/// The blocks topic's messages hold blocks 0..`through` once each, with Postgres' hashes.
+/// Blocks in [`repeat_from`, `repeat_to`] may appear twice: the dev broker (librdkafka's mock
+/// cluster) shows the messages of an aborted transaction to read_committed consumers too, where
+/// a real cluster hides them; a test that makes a transaction fail names its blocks here.
+void expect_each_block_published_once(const std::vector<std::string>& block_messages, const std::string& db_url,
+                                      std::uint64_t through, std::uint64_t repeat_from = 1, std::uint64_t repeat_to = 0);
+
+}  // namespace chainidx::testing

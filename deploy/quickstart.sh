@@ -13,6 +13,17 @@ CONFIRMATIONS="${CONFIRMATIONS:-5}"
 run_dir="$top/.run"
 pg_bin=/usr/lib/postgresql/15/bin
 
+# A port that something else already listens on would have us talk to that instead: stop here.
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+for var in ANVIL_PORT PG_PORT METRICS_PORT; do
+  port="${!var}"
+  if port_in_use "$port"; then
+    echo "quickstart: port $port is already in use on 127.0.0.1 (by another program, or an earlier quickstart still running);" >&2
+    echo "quickstart: stop it, or choose another port: $var=<free port> deploy/quickstart.sh" >&2
+    exit 1
+  fi
+done
+
 bash deploy/install-deps.sh
 echo "quickstart: building (Release)"
 cmake -S . -B build-release -G Ninja -DCMAKE_BUILD_TYPE=Release -DCHAINIDX_BUILD_TESTS=OFF -DCHAINIDX_BUILD_BENCH=OFF >/dev/null
@@ -31,7 +42,8 @@ cleanup() {
     wait "$pid" 2>/dev/null || true
   done
   runuser -u postgres -- "$pg_bin/pg_ctl" -D "$run_dir/pg/data" -m fast stop >/dev/null 2>&1 || true
-  echo "quickstart: stopped (data kept in $run_dir/pg; delete .run/ to start over)"
+  echo "quickstart: stopped. The Postgres cluster stays in $run_dir/pg; anvil's chain and the dev broker's topics lived"
+  echo "quickstart: in memory, so the next quickstart starts a fresh chain and drops the anvil schema it indexed (delete .run/ for a new cluster)"
 }
 trap cleanup INT TERM EXIT
 
@@ -45,20 +57,34 @@ fi
 if [ ! -f "$run_dir/pg/data/PG_VERSION" ]; then
   runuser -u postgres -- "$pg_bin/initdb" -D "$run_dir/pg/data" -A trust -U postgres >/dev/null
 fi
-runuser -u postgres -- "$pg_bin/pg_ctl" -D "$run_dir/pg/data" -w -l "$run_dir/pg/log" \
-  -o "-p $PG_PORT -k $run_dir/pg -c listen_addresses=127.0.0.1" start >/dev/null
+if ! runuser -u postgres -- "$pg_bin/pg_ctl" -D "$run_dir/pg/data" -w -l "$run_dir/pg/log" \
+  -o "-p $PG_PORT -k $run_dir/pg -c listen_addresses=127.0.0.1" start >/dev/null; then
+  echo "quickstart: Postgres did not start on port $PG_PORT; its log is $run_dir/pg/log (last lines below)." >&2
+  echo "quickstart: if the port is taken, choose another: PG_PORT=<free port> deploy/quickstart.sh" >&2
+  tail -5 "$run_dir/pg/log" >&2 || true
+  exit 1
+fi
 psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname='chainidx'" | grep -q 1 ||
   psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -qc "CREATE DATABASE chainidx"
 
-# anvil: a fresh chain each time, so the Postgres data of an earlier run would not match it.
-psql -h 127.0.0.1 -p "$PG_PORT" -U postgres chainidx -qc "DROP SCHEMA IF EXISTS anvil CASCADE" 2>/dev/null
+# anvil keeps its chain in memory, so each quickstart is a fresh chain: what an earlier run
+# indexed would not match it (chainidx would rightly refuse it as a deep reorg), so it goes.
+if psql -h 127.0.0.1 -p "$PG_PORT" -U postgres chainidx -tAc "SELECT 1 FROM pg_namespace WHERE nspname='anvil'" | grep -q 1; then
+  echo "quickstart: a fresh anvil chain: dropping the anvil schema indexed by the previous quickstart"
+  psql -h 127.0.0.1 -p "$PG_PORT" -U postgres chainidx -qc "DROP SCHEMA anvil CASCADE"
+fi
 # anvil and the broker run in sessions of their own: Ctrl-C reaches the indexer (which then
 # finishes its batch), and cleanup stops them after it, not at the same moment.
-setsid "$top/.deps/bin/anvil" --port "$ANVIL_PORT" --host 127.0.0.1 --block-time 1 --silent &
-pids+=($!)
+setsid "$top/.deps/bin/anvil" --port "$ANVIL_PORT" --host 127.0.0.1 --block-time 1 --silent >"$run_dir/anvil.log" 2>&1 &
+anvil_pid=$!
+pids+=($anvil_pid)
 for _ in $(seq 50); do
   curl -sf -H 'content-type: application/json' -d '{"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":[]}' \
     "http://127.0.0.1:$ANVIL_PORT" >/dev/null && break
+  if ! kill -0 "$anvil_pid" 2>/dev/null; then
+    echo "quickstart: anvil exited at start ($(tail -1 "$run_dir/anvil.log")); if port $ANVIL_PORT is taken, choose another: ANVIL_PORT=<free port> deploy/quickstart.sh" >&2
+    exit 1
+  fi
   sleep 0.2
 done
 

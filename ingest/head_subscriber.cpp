@@ -80,6 +80,11 @@ struct HeadSubscriber::Impl {
     t.keep_alive_pings = true;
     ws.set_option(t);
     std::string host = url.host + ":" + url.port;
+    if (!url.credentials.empty()) {
+      ws.set_option(websocket::stream_base::decorator([auth = url.authorization()](websocket::request_type& req) {
+        req.set(beast::http::field::authorization, auth);
+      }));
+    }
     phase = "websocket handshake";
     co_await ws.async_handshake(host, url.target, use_awaitable);
     ws.text(true);

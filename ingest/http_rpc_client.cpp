@@ -91,6 +91,7 @@ struct HttpRpcClient::Impl {
     req.set(http::field::host, url.host);
     req.set(http::field::content_type, "application/json");
     req.set(http::field::user_agent, "chainidx");
+    if (!url.credentials.empty()) req.set(http::field::authorization, url.authorization());
     req.keep_alive(true);
     req.body() = std::move(body);
     req.prepare_payload();

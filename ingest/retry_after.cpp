@@ -39,7 +39,7 @@ RetryAfter parse_retry_after(std::string_view value, std::chrono::system_clock::
   RetryAfter out;
   auto capped = [&](milliseconds d, const std::string& shown) {
     if (d > cap) {
-      out.warning = "Retry-After \"" + shown + "\" is longer than the cap of " + std::to_string(cap.count() / 1000) +
+      out.warning = "Retry-After '" + shown + "' is longer than the cap of " + std::to_string(cap.count() / 1000) +
                     " s (chain.retry_after_max_seconds); waiting " + std::to_string(cap.count() / 1000) + " s";
       d = cap;
     }
@@ -64,7 +64,7 @@ RetryAfter parse_retry_after(std::string_view value, std::chrono::system_clock::
     }
     return capped(std::chrono::duration_cast<milliseconds>(*when - now), shown);
   }
-  out.warning = "Retry-After \"" + shown + "\" is neither a number of seconds nor an HTTP date; ignored";
+  out.warning = "Retry-After '" + shown + "' is neither a number of seconds nor an HTTP date; ignored";
   return out;
 }
 

@@ -2,6 +2,7 @@
 
 #include <boost/url/parse.hpp>
 #include <libpsl.h>
+#include <openssl/evp.h>
 
 #include <algorithm>
 #include <cctype>
@@ -66,7 +67,17 @@ std::optional<Url> parse_url(std::string_view text) {
   out.target = std::string(u->encoded_path());
   if (out.target.empty()) out.target = "/";
   if (u->has_query()) out.target += "?" + std::string(u->encoded_query());
+  if (u->has_userinfo()) out.credentials = u->user() + (u->has_password() ? ":" + u->password() : std::string());
   return out;
+}
+
+std::string Url::authorization() const {
+  if (credentials.empty()) return {};
+  std::string encoded(4 * ((credentials.size() + 2) / 3) + 1, '\0');
+  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(encoded.data()), reinterpret_cast<const unsigned char*>(credentials.data()),
+                          static_cast<int>(credentials.size()));
+  encoded.resize(static_cast<std::size_t>(n));
+  return "Basic " + encoded;
 }
 
 std::string endpoint_label(std::string_view text) {

@@ -15,6 +15,11 @@ struct Url {
   std::string host;    ///< without brackets for IPv6
   std::string port;    ///< explicit, or the scheme's default
   std::string target;  ///< path and query, "/" when empty
+  /// "user:password" (percent-decoded) from the URL's user-info, for HTTP Basic authentication;
+  /// empty without user-info. A secret: never print it.
+  std::string credentials;
+  /// The Authorization header value for `credentials` ("Basic ..."), or empty.
+  std::string authorization() const;
   bool tls() const { return scheme == "https" || scheme == "wss"; }
 };
 

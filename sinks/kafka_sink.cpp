@@ -319,13 +319,15 @@ void KafkaSink::ensure_topics() {
   }
   rd_kafka_queue_t* queue = rd_kafka_queue_new(rk);
   rd_kafka_AdminOptions_t* options = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
-  rd_kafka_AdminOptions_set_request_timeout(options, 15000, err, sizeof err);
-  rd_kafka_AdminOptions_set_operation_timeout(options, 10000, err, sizeof err);
+  // Short: a cluster without a controller to ask (the dev broker) should not hold up the start;
+  // a real cluster that is slow here fails this attempt and the start is retried.
+  rd_kafka_AdminOptions_set_request_timeout(options, 5000, err, sizeof err);
+  rd_kafka_AdminOptions_set_operation_timeout(options, 5000, err, sizeof err);
   rd_kafka_CreateTopics(rk, new_topics.data(), new_topics.size(), options, queue);
-  rd_kafka_event_t* ev = rd_kafka_queue_poll(queue, 20000);
+  rd_kafka_event_t* ev = rd_kafka_queue_poll(queue, 10000);
   std::string problem;
   if (!ev) {
-    problem = "no answer to CreateTopics within 20 s";
+    problem = "no answer to CreateTopics within 10 s";
   } else if (rd_kafka_event_error(ev)) {
     problem = rd_kafka_event_error_string(ev);
   } else {

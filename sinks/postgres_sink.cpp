@@ -136,6 +136,8 @@ std::string one_line(std::string_view text) {
   for (char c : text) {
     if (c == '\n') {
       if (!out.empty() && out.back() != ' ') out += " | ";
+    } else if (c == '\t') {
+      out.push_back(' ');
     } else if (c != '\r') {
       out.push_back(c);
     }
@@ -242,7 +244,7 @@ struct PostgresSink::Impl {
       return f();
     } catch (const pqxx::broken_connection& e) {
       conn.reset();
-      throw SinkError(std::string("postgres ") + what + " at " + schema::redact_postgres_url(url) + ": connection lost: " + one_line(e.what()));
+      throw SinkError(std::string("postgres ") + what + " at " + schema::redact_postgres_url(url) + ": no connection: " + one_line(e.what()));
     } catch (const pqxx::in_doubt_error& e) {
       conn.reset();
       throw SinkError(std::string("postgres ") + what + " at " + schema::redact_postgres_url(url) + ": commit in doubt: " + one_line(e.what()));

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <sstream>
 
 #include "harness.hpp"
 
@@ -76,6 +77,40 @@ TEST(Cli, BadConfigFilesEachGetTheirClearErrorFromCheckConfigAndRun) {
   std::string out = run_capture({chainidx_binary(), "check-config", "--config", dir.path() + "/nope.toml"}, &code);
   EXPECT_EQ(code, 2);
   EXPECT_NE(out.find("cannot read the config file"), std::string::npos) << out;
+}
+
+// The README's configuration example is valid as printed: a new user who copies it gets
+// "config ok", not an error about a key the README itself shows.
+TEST(Cli, ReadmeConfigExamplePassesCheckConfig) {
+  std::ifstream in(std::string(CHAINIDX_SOURCE_DIR) + "/README.md");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  std::string readme = ss.str();
+  auto start = readme.find("```toml\n");
+  ASSERT_NE(start, std::string::npos);
+  start += 8;
+  std::string toml = readme.substr(start, readme.find("```", start) - start);
+  TempDir dir;
+  std::string path = dir.path() + "/readme.toml";
+  std::ofstream(path) << toml;
+  int code = -1;
+  std::string out = run_capture({chainidx_binary(), "check-config", "--config", path}, &code);
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_NE(out.find("config ok"), std::string::npos) << out;
+}
+
+// A typo in CHAINIDX_LOG_LEVEL is refused (spdlog alone would read it as "off" and the indexer
+// would run without a word).
+TEST(Cli, UnknownLogLevelIsRefusedNotTurnedIntoSilence) {
+  TempDir dir;
+  std::string path = dir.path() + "/good.toml";
+  std::ofstream(path) << kGood;
+  setenv("CHAINIDX_TEST_KEY", "k", 1);
+  setenv("CHAINIDX_TEST_PGPASSWORD", "p", 1);
+  int code = -1;
+  std::string out = run_capture({"env", "CHAINIDX_LOG_LEVEL=inf0", chainidx_binary(), "run", "--config", path}, &code, 20s);
+  EXPECT_EQ(code, 2) << out;
+  EXPECT_NE(out.find("CHAINIDX_LOG_LEVEL=\"inf0\" is not a log level"), std::string::npos) << out;
 }
 
 }  // namespace

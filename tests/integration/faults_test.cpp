@@ -42,20 +42,109 @@ void index_rounds(Chain& run, Indexer& indexer, const std::string& db, int round
   EXPECT_EQ(indexer.stop(SIGTERM), 0);
 }
 
-TEST(Faults, NodeWithoutGetBlockReceiptsIsServedPerTransactionReceipts) {
+struct UnsupportedAnswer {
+  const char* family;
+  int code;
+  const char* message;
+};
+
+class ReceiptsFallback : public ::testing::TestWithParam<UnsupportedAnswer> {};
+
+// A node or provider that does not serve eth_getBlockReceipts, as each family words it: the
+// blocks are completed with per-transaction receipts, and the method is asked for only once.
+TEST_P(ReceiptsFallback, NodeWithoutGetBlockReceiptsIsServedPerTransactionReceipts) {
+  const auto& answer = GetParam();
   Chain run;
   std::atomic<int> refused{0};
   FaultProxy proxy(run.anvil.port(), [&](const std::string& body, std::uint64_t) -> std::optional<FaultProxy::Canned> {
     if (body.find("eth_getBlockReceipts") == std::string::npos) return std::nullopt;
     ++refused;
-    return FaultProxy::Canned{200, "{\"jsonrpc\":\"2.0\",\"id\":" + request_id(body) +
-                                       ",\"error\":{\"code\":-32601,\"message\":\"the method eth_getBlockReceipts does not exist\"}}"};
+    return FaultProxy::Canned{200, "{\"jsonrpc\":\"2.0\",\"id\":" + request_id(body) + ",\"error\":{\"code\":" +
+                                       std::to_string(answer.code) + ",\"message\":\"" + answer.message + "\"}}"};
   });
-  std::string db = Postgres::instance().create_database("fallback");
+  std::string db = Postgres::instance().create_database(std::string("fallback_") + answer.family);
   Indexer indexer(run.dir.path(), run.anvil, db, run.broker.bootstrap(), {.http_url = proxy.url()});
   ASSERT_NO_FATAL_FAILURE(index_rounds(run, indexer, db, 12));
   EXPECT_EQ(refused.load(), 1) << "asked once, then remembered the node lacks it";
   EXPECT_NE(indexer.log().find("event=rpc_fallback"), std::string::npos) << indexer.log();
+  expect_postgres_hashes_equal_anvil(db, run.anvil);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Faults, ReceiptsFallback,
+    ::testing::Values(UnsupportedAnswer{"geth", -32601, "the method eth_getBlockReceipts does not exist/is not available"},
+                      UnsupportedAnswer{"by_number_only", -32602, "invalid argument 0: hex string has length 64, want 16 for uint64"},
+                      UnsupportedAnswer{"provider_text", -32600, "Unsupported method: eth_getBlockReceipts. See available methods"}),
+    [](const auto& info) { return std::string(info.param.family); });
+
+// Answers a full-block request with "invalid params", as a provider that refuses a method's
+// form does; everything else passes through.
+FaultProxy::Intercept refuse_full_blocks(std::atomic<int>& refused) {
+  return [&refused](const std::string& body, std::uint64_t) -> std::optional<FaultProxy::Canned> {
+    if (body.find("eth_getBlockByNumber") == std::string::npos || body.find(",true]") == std::string::npos) return std::nullopt;
+    ++refused;
+    return FaultProxy::Canned{200, "{\"jsonrpc\":\"2.0\",\"id\":" + request_id(body) +
+                                       ",\"error\":{\"code\":-32602,\"message\":\"invalid params for this plan\"}}"};
+  };
+}
+
+// An answer that no retry changes ends that endpoint's part in the request, not the indexer:
+// the other endpoint serves it.
+TEST(Faults, NonRetryableAnswerFromOneEndpointFailsOverToTheOther) {
+  Chain run;
+  std::atomic<int> refused{0};
+  FaultProxy refusing(run.anvil.port(), refuse_full_blocks(refused));
+  std::string db = Postgres::instance().create_database("refusing_one");
+  Indexer indexer(run.dir.path(), run.anvil, db, run.broker.bootstrap(),
+                  {.extra_endpoints_first = {{run.anvil.ws_url(), refusing.url()}}});
+  ASSERT_NO_FATAL_FAILURE(index_rounds(run, indexer, db, 8));
+  EXPECT_GE(refused.load(), 1) << "the refusing endpoint was never asked";
+  EXPECT_NE(indexer.log().find("event=rpc_retry op=fetch_by_number attempt=1 endpoint=" + refusing.url()), std::string::npos)
+      << indexer.log();
+  expect_postgres_hashes_equal_anvil(db, run.anvil);
+}
+
+// Only when every endpoint refuses the same request the same way does the indexer stop, with
+// its exit code and each endpoint's answer.
+TEST(Faults, EveryEndpointRefusingTheSameRequestStopsNamingEachAnswer) {
+  Chain run;
+  std::atomic<int> refused{0};
+  FaultProxy first(run.anvil.port(), refuse_full_blocks(refused));
+  FaultProxy second(run.anvil.port(), refuse_full_blocks(refused));
+  std::string db = Postgres::instance().create_database("refusing_all");
+  Indexer indexer(run.dir.path(), run.anvil, db, run.broker.bootstrap(),
+                  {.http_url = second.url(), .extra_endpoints_first = {{run.anvil.ws_url(), first.url()}}});
+  indexer.start();
+  run.mine(5);
+  auto code = indexer.wait(60s);
+  ASSERT_TRUE(code) << "the indexer kept retrying a request every endpoint refuses:\n" << indexer.log();
+  EXPECT_EQ(*code, 8) << indexer.log();
+  std::string log = indexer.log();
+  EXPECT_NE(log.find("every endpoint refused fetch_by_number"), std::string::npos) << log;
+  EXPECT_NE(log.find(first.url() + " answered: "), std::string::npos) << log;
+  EXPECT_NE(log.find(second.url() + " answered: "), std::string::npos) << log;
+  EXPECT_NE(log.find("invalid params for this plan"), std::string::npos) << log;
+}
+
+// Retry-After values a provider should not send: 2^62 seconds is capped (here at 2 s) and an
+// HTTP date is honoured; both are logged, and nothing is lost.
+TEST(Faults, RetryAfterBeyondTheCapOrAsADateIsBoundedAndLogged) {
+  Chain run;
+  std::atomic<int> throttled{0};
+  FaultProxy proxy(run.anvil.port(), [&](const std::string&, std::uint64_t n) -> std::optional<FaultProxy::Canned> {
+    if (n != 8 && n != 16) return std::nullopt;
+    ++throttled;
+    return FaultProxy::Canned{429, "rate limited", n == 8 ? "4611686018427387904" : "Fri, 31 Dec 2100 23:59:59 GMT"};
+  });
+  std::string db = Postgres::instance().create_database("retry_after_cap");
+  Indexer indexer(run.dir.path(), run.anvil, db, run.broker.bootstrap(),
+                  {.http_url = proxy.url(), .chain_extra = "retry_after_max_seconds = 2\n"});
+  ASSERT_NO_FATAL_FAILURE(index_rounds(run, indexer, db, 10, 90s));
+  EXPECT_EQ(throttled.load(), 2);
+  std::string log = indexer.log();
+  EXPECT_NE(log.find("Retry-After '4611686018427387904' is longer than the cap of 2 s"), std::string::npos) << log;
+  EXPECT_NE(log.find("Retry-After 'Fri, 31 Dec 2100 23:59:59 GMT' is longer than the cap"), std::string::npos) << log;
+  EXPECT_NE(log.find("backoff_ms=2000"), std::string::npos) << log;
   expect_postgres_hashes_equal_anvil(db, run.anvil);
 }
 
@@ -68,12 +157,13 @@ TEST(Faults, StormOf429WithRetryAfterIsWaitedOutLosesNothingAndLogsNoApiKey) {
     return FaultProxy::Canned{429, "rate limited", "1"};
   });
   std::string db = Postgres::instance().create_database("storm");
-  // The provider URL carries an API key in its path and query, as hosted providers' do; it comes
+  // The provider URL carries an API key in its user-info, path and query, as hosted providers' do; it comes
   // from the environment and must appear in no log line, however many errors name the endpoint.
   const std::string key = "9aa3d95b3bc440fa88ea12eaa4456161";
   setenv("CHAINIDX_TEST_API_KEY", key.c_str(), 1);
   Indexer indexer(run.dir.path(), run.anvil, db, run.broker.bootstrap(),
-                  {.http_url = proxy.url() + "/v3/${CHAINIDX_TEST_API_KEY}?apikey=${CHAINIDX_TEST_API_KEY}"});
+                  {.http_url = "http://indexer:${CHAINIDX_TEST_API_KEY}@" + proxy.url().substr(7) +
+                               "/v3/${CHAINIDX_TEST_API_KEY}?apikey=${CHAINIDX_TEST_API_KEY}"});
   ASSERT_NO_FATAL_FAILURE(index_rounds(run, indexer, db, 12, 120s));
   EXPECT_GE(throttled.load(), 5);
   EXPECT_NE(indexer.log().find("HTTP 429"), std::string::npos) << indexer.log();
@@ -196,14 +286,20 @@ TEST(Faults, BatchCommittedToKafkaButNotPostgresIsNotRepublishedAfterKill9) {
   indexer.start();
   run.mine(6);
   ASSERT_TRUE(wait_until([&] { return cursor_of(db) >= 3; }, 60s)) << indexer.log();
+  std::this_thread::sleep_for(300ms);
   std::uint64_t cursor = cursor_of(db);
-  // Postgres goes away: the next batch commits to Kafka, then waits for Postgres...
-  Postgres::instance().stop();
-  run.mine(6);
-  ASSERT_TRUE(wait_until([&] { return run.broker.consume("anvil.blocks").size() > cursor + 1; }, 60s)) << indexer.log();
-  // ...and the indexer dies right there.
-  EXPECT_EQ(indexer.stop(SIGKILL), 128 + SIGKILL);
-  Postgres::instance().start();
+  {
+    // Postgres stalls on the cursor row (this transaction holds its lock): the next batch
+    // commits to Kafka, then waits for Postgres...
+    pqxx::connection c(db);
+    pqxx::work hold(c);
+    hold.exec("SELECT * FROM anvil.cursor FOR UPDATE");
+    run.mine(6);
+    ASSERT_TRUE(wait_until([&] { return run.broker.consume("anvil.blocks").size() > cursor + 1; }, 60s)) << indexer.log();
+    // ...and the indexer dies right there.
+    EXPECT_EQ(indexer.stop(SIGKILL), 128 + SIGKILL);
+    EXPECT_EQ(cursor_of(db), cursor);
+  }
   indexer.start();
   run.mine(4);
   std::uint64_t head = run.anvil.block_number();

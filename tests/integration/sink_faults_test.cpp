@@ -19,6 +19,7 @@ namespace chainidx::testing {
 namespace {
 
 // Kafka protocol API keys, for the mock cluster's request error injection.
+constexpr int kApiInitProducerId = 22;
 constexpr int kApiEndTxn = 26;
 
 struct Chain {
@@ -85,6 +86,7 @@ struct InjectedCommitError {
   std::vector<int> errors;     // answers to the next EndTxn requests
   const char* expected_event;  // what the log must show
   bool commit_completes;       // the same transaction commits in the end (nothing is sent twice)
+  std::vector<int> init_errors = {};  // answers to the next InitProducerId requests
 };
 
 class CommitErrors : public ::testing::TestWithParam<InjectedCommitError> {};
@@ -104,6 +106,7 @@ TEST_P(CommitErrors, AreHandledByClassAndLoseOrRepeatNothing) {
   mine_transfers(run.anvil, 5);
   ASSERT_TRUE(wait_until([&] { return cursor_of(db) >= 2; }, 60s)) << indexer.log();
   run.broker.push_request_errors(kApiEndTxn, p.errors);
+  if (!p.init_errors.empty()) run.broker.push_request_errors(kApiInitProducerId, p.init_errors);
   mine_transfers(run.anvil, 8, 21);
   std::uint64_t head = run.anvil.block_number();
   ASSERT_TRUE(wait_until([&] { return cursor_of(db) >= head - 3; }, 120s)) << indexer.log();
@@ -130,7 +133,12 @@ INSTANTIATE_TEST_SUITE_P(
         // librdkafka makes an unknown producer id on EndTxn an abortable error.
         InjectedCommitError{"abortable", {RD_KAFKA_RESP_ERR_UNKNOWN_PRODUCER_ID}, "event=kafka_aborted", false},
         // ... and a lost transactional-id authorisation a fatal one that is not a fence.
-        InjectedCommitError{"fatal", {RD_KAFKA_RESP_ERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED}, "the producer is rebuilt", false}),
+        InjectedCommitError{"fatal", {RD_KAFKA_RESP_ERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED}, "the producer is rebuilt", false},
+        // A fatal error, and the rebuilt producer's init refused twice as well: no call may
+        // ever reach librdkafka with a handle that is not there.
+        InjectedCommitError{"fatal_then_init_refused", {RD_KAFKA_RESP_ERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED},
+                            "kafka init transactions", false,
+                            {RD_KAFKA_RESP_ERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED, RD_KAFKA_RESP_ERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED}}),
     [](const auto& info) { return std::string(info.param.name); });
 
 // A producer that Kafka fenced stops with its own exit code and never recreates itself (which

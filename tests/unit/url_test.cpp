@@ -106,6 +106,11 @@ TEST(Url, PartsAndDefaults) {
   u = parse_url("https://rpc.example.com?apikey=1");
   ASSERT_TRUE(u);
   EXPECT_EQ(u->target, "/?apikey=1");
+  EXPECT_TRUE(u->credentials.empty());
+  u = parse_url("https://indexer:p%40ss@node.example.org/rpc");
+  ASSERT_TRUE(u);
+  EXPECT_EQ(u->credentials, "indexer:p@ss") << "percent-decoded";
+  EXPECT_EQ(u->authorization(), "Basic aW5kZXhlcjpwQHNz");
   EXPECT_FALSE(parse_url("ftp://x"));
   EXPECT_FALSE(parse_url("http://:80"));
   EXPECT_FALSE(parse_url("http://host:8a"));

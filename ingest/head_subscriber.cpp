@@ -161,18 +161,18 @@ struct HeadSubscriber::Impl {
     }
   }
 
+  static std::string said(std::chrono::milliseconds d) {
+    return d.count() % 1000 == 0 ? std::to_string(d.count() / 1000) + " s" : std::to_string(d.count()) + " ms";
+  }
+
   // Why a connection ended, in words an operator can act on.
   std::string reason(const boost::system::error_code& ec) const {
-    using std::to_string;
     std::string p = phase;
-    if (p == "read" && stalled)
-      return "no new head for " + to_string(options.stall_timeout.count() / 1000) + " s (chain.head_stall_timeout_seconds)";
+    if (p == "read" && stalled) return "no new head for " + said(options.stall_timeout) + " (chain.head_stall_timeout_seconds)";
     if (p == "read" && (ec == beast::error::timeout || ec == websocket::error::closed))
-      return "no answer to pings for " + to_string(2 * options.ping_interval.count() / 1000) +
-             " s: dead socket (chain.ws_ping_interval_seconds)";
+      return "no answer to pings for " + said(2 * options.ping_interval) + ": dead socket (chain.ws_ping_interval_seconds)";
     if (p != "read" && (ec == beast::error::timeout || ec == asio::error::operation_aborted))
-      return p + " did not complete within " + to_string(options.handshake_timeout.count() / 1000) +
-             " s (chain.ws_handshake_timeout_seconds)";
+      return p + " did not complete within " + said(options.handshake_timeout) + " (chain.ws_handshake_timeout_seconds)";
     return p + ": " + ec.message();
   }
 };

@@ -45,6 +45,11 @@ struct FakeWsNode::Impl {
 
   template <class Stream>
   asio::awaitable<void> talk(websocket::stream<Stream>& ws) {
+    if (behaviour == Behaviour::kNoHandshake) {
+      asio::steady_timer never(io, std::chrono::seconds(30));
+      co_await never.async_wait(use_awaitable);
+      co_return;
+    }
     co_await ws.async_accept(use_awaitable);
     beast::flat_buffer buffer;
     co_await ws.async_read(buffer, use_awaitable);  // eth_subscribe

@@ -14,8 +14,9 @@ class FakeWsNode {
   /// kSilent: subscribes, then sends nothing and reads nothing (pings go unanswered, as on a
   /// half-open socket). kIdle: subscribes, then sends no head but keeps reading, so pings are
   /// answered (a live node on a chain whose blocks come minutes apart). kSubscribeThenClose:
-  /// confirms the subscription, then closes after 100 ms without a head.
-  enum class Behaviour { kSendHeads, kSilent, kGarbage, kIdle, kSubscribeThenClose };
+  /// confirms the subscription, then closes after 100 ms without a head. kNoHandshake: accepts
+  /// the TCP connection and never answers the WebSocket upgrade.
+  enum class Behaviour { kSendHeads, kSilent, kGarbage, kIdle, kSubscribeThenClose, kNoHandshake };
   struct Tls {
     std::string cert_file;
     std::string key_file;

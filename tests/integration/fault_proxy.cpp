@@ -4,6 +4,7 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -55,6 +56,10 @@ struct FaultProxy::Impl {
         res.set(http::field::content_type, "application/json");
         res.keep_alive(req.keep_alive());
         std::optional<Canned> canned = intercept ? intercept(req.body(), n) : std::nullopt;
+        if (canned && canned->delay.count() > 0) {
+          asio::steady_timer hang(io, canned->delay);
+          co_await hang.async_wait(use_awaitable);
+        }
         if (canned) {
           res.result(static_cast<unsigned>(canned->status));
           res.body() = canned->body;

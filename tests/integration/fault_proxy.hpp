@@ -4,6 +4,7 @@
 // For what a real node cannot do on request; everything else goes to the node unchanged.
 
 #include <atomic>
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -17,6 +18,7 @@ class FaultProxy {
     int status = 200;
     std::string body;
     std::string retry_after;  ///< Retry-After header value, when not empty
+    std::chrono::milliseconds delay{0};  ///< wait this long before answering (a hung request)
   };
   /// Called for each request body with its sequence number (from 1); a value answers the
   /// request without asking the node.

@@ -6,6 +6,8 @@
 #include <simdjson.h>
 
 #include <csignal>
+#include <map>
+#include <mutex>
 #include <random>
 #include <set>
 #include <thread>
@@ -40,6 +42,35 @@ void index_rounds(Chain& run, Indexer& indexer, const std::string& db, int round
   std::uint64_t head = run.anvil.block_number();
   ASSERT_TRUE(wait_until([&] { return cursor_of(db) >= head - 3; }, timeout)) << indexer.log();
   EXPECT_EQ(indexer.stop(SIGTERM), 0);
+}
+
+// A request that hangs costs one timeout, and that timeout is logged as what it is: only a
+// kept-alive connection that the server closed before answering is retried silently, so the
+// hung request reaches the node once and the retry is the pipeline's, with a new request id.
+TEST(Faults, HungRequestCostsOneLoggedTimeoutNotTwo) {
+  Chain run;
+  std::mutex mu;
+  std::map<std::string, int> seen;  // request body -> times received
+  std::string hung;
+  FaultProxy proxy(run.anvil.port(), [&](const std::string& body, std::uint64_t n) -> std::optional<FaultProxy::Canned> {
+    std::lock_guard lock(mu);
+    seen[body]++;
+    if (hung.empty() && n > 12 && body.find("eth_getBlockByNumber") != std::string::npos) {
+      hung = body;
+      return FaultProxy::Canned{200, "{}", "", 3000ms};
+    }
+    if (body == hung) return FaultProxy::Canned{200, "{}", "", 3000ms};  // hangs again if repeated
+    return std::nullopt;
+  });
+  std::string db = Postgres::instance().create_database("hung_request");
+  Indexer indexer(run.dir.path(), run.anvil, db, run.broker.bootstrap(),
+                  {.http_url = proxy.url(), .chain_extra = "http_timeout_seconds = 1\n"});
+  ASSERT_NO_FATAL_FAILURE(index_rounds(run, indexer, db, 10, 90s));
+  std::lock_guard lock(mu);
+  ASSERT_FALSE(hung.empty()) << "no request was held";
+  EXPECT_EQ(seen[hung], 1) << "the hung request was sent again silently";
+  EXPECT_NE(indexer.log().find("no answer within 1 s (chain.http_timeout_seconds)"), std::string::npos) << indexer.log();
+  expect_postgres_hashes_equal_anvil(db, run.anvil);
 }
 
 struct UnsupportedAnswer {

@@ -8,6 +8,10 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <gtest/gtest.h>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
+
+#include <sstream>
 
 
 #include "fake_ws_node.hpp"
@@ -157,6 +161,24 @@ TEST(HeadSubscriber, BackoffResetsOnceASubscriptionIsConfirmed) {
   auto got = follow_with({"ws://127.0.0.1:" + std::to_string(node.port())}, std::chrono::milliseconds(3000), 1, options);
   EXPECT_TRUE(got.heads.empty());
   EXPECT_GE(node.connections(), 10) << "the backoff kept growing across confirmed subscriptions";
+}
+
+// A handshake that never completes is reported as such, with the key that bounds it, not as a
+// head stall.
+TEST(HeadSubscriber, NamesAHandshakeTimeoutForWhatItIs) {
+  FakeWsNode node(FakeWsNode::Behaviour::kNoHandshake);
+  std::ostringstream captured;
+  auto previous = spdlog::default_logger();
+  spdlog::set_default_logger(std::make_shared<spdlog::logger>("capture", std::make_shared<spdlog::sinks::ostream_sink_mt>(captured)));
+  auto options = quick();
+  options.handshake_timeout = std::chrono::milliseconds(300);
+  auto got = follow_with({"ws://127.0.0.1:" + std::to_string(node.port())}, std::chrono::milliseconds(1500), 1, options);
+  spdlog::set_default_logger(previous);
+  EXPECT_GE(got.reconnects, 1u);
+  std::string log = captured.str();
+  EXPECT_NE(log.find("websocket handshake did not complete within 300 ms (chain.ws_handshake_timeout_seconds)"), std::string::npos)
+      << log;
+  EXPECT_EQ(log.find("no new head"), std::string::npos) << log;
 }
 
 }  // namespace

@@ -29,6 +29,15 @@ struct Chain {
   std::string emitter = anvil.deploy_emitter();
 };
 
+// Starts the indexer, mines `rounds` blocks with transfers and waits for the cursor to reach
+// `cursor` (or head - 3 when `cursor` is 0).
+void start_and_confirm(Chain& run, Indexer& indexer, const std::string& db, int rounds, std::uint64_t cursor = 0) {
+  indexer.start();
+  mine_transfers(run.anvil, rounds);
+  if (cursor == 0) cursor = run.anvil.block_number() - 3;
+  ASSERT_TRUE(wait_until([&] { return cursor_of(db) >= cursor; }, 60s)) << indexer.log();
+}
+
 // The resident set of a process, in KiB.
 long rss_kib(pid_t pid) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/status");
@@ -53,10 +62,7 @@ TEST(SinkFaults, BrokerDownLongerThanTheTransactionTimeoutBackPressuresThenResum
   Indexer indexer(run.dir.path(), run.anvil, db, run.broker.bootstrap(),
                   {.batch_blocks = 2, .kafka_extra = "transaction_timeout_seconds = 5\n",
                    .pipeline_extra = "sink_retry_initial_ms = 200\nsink_retry_max_ms = 1000\n"});
-  indexer.start();
-  mine_transfers(run.anvil, 6);
-  std::uint64_t head = run.anvil.block_number();
-  ASSERT_TRUE(wait_until([&] { return cursor_of(db) >= head - 3; }, 60s)) << indexer.log();
+  ASSERT_NO_FATAL_FAILURE(start_and_confirm(run, indexer, db, 6));
   std::this_thread::sleep_for(500ms);  // the batch in flight, if any, is done
   const std::uint64_t before = cursor_of(db);
 
@@ -73,10 +79,9 @@ TEST(SinkFaults, BrokerDownLongerThanTheTransactionTimeoutBackPressuresThenResum
 
   run.broker.set_up();
   mine_transfers(run.anvil, 4, 14);
-  head = run.anvil.block_number();
+  std::uint64_t head = run.anvil.block_number();
   ASSERT_TRUE(wait_until([&] { return cursor_of(db) >= head - 3; }, 120s)) << indexer.log();
   EXPECT_EQ(indexer.stop(SIGTERM), 0) << indexer.log();
-  if (getenv("SHOWLOG")) std::cerr << indexer.log();
   expect_postgres_hashes_equal_anvil(db, run.anvil);
   expect_each_block_published_once(run.broker.consume("anvil.blocks"), db, head - 3);
 }
@@ -102,9 +107,7 @@ TEST_P(CommitErrors, AreHandledByClassAndLoseOrRepeatNothing) {
   Indexer indexer(run.dir.path(), run.anvil, db, run.broker.bootstrap(),
                   {.batch_blocks = 2, .kafka_extra = "transaction_timeout_seconds = 5\n",
                    .pipeline_extra = "sink_retry_initial_ms = 200\nsink_retry_max_ms = 1000\n"});
-  indexer.start();
-  mine_transfers(run.anvil, 5);
-  ASSERT_TRUE(wait_until([&] { return cursor_of(db) >= 2; }, 60s)) << indexer.log();
+  ASSERT_NO_FATAL_FAILURE(start_and_confirm(run, indexer, db, 5, 2));
   run.broker.push_request_errors(kApiEndTxn, p.errors);
   if (!p.init_errors.empty()) run.broker.push_request_errors(kApiInitProducerId, p.init_errors);
   mine_transfers(run.anvil, 8, 21);
@@ -147,9 +150,7 @@ TEST(SinkFaults, FencedProducerStopsWithItsExitCodeAndDoesNotFightBack) {
   Chain run;
   std::string db = Postgres::instance().create_database("fenced");
   Indexer indexer(run.dir.path(), run.anvil, db, run.broker.bootstrap(), {.batch_blocks = 2});
-  indexer.start();
-  mine_transfers(run.anvil, 5);
-  ASSERT_TRUE(wait_until([&] { return cursor_of(db) >= 2; }, 60s)) << indexer.log();
+  ASSERT_NO_FATAL_FAILURE(start_and_confirm(run, indexer, db, 5, 2));
   const std::uint64_t before = cursor_of(db);
   run.broker.push_request_errors(kApiEndTxn, {RD_KAFKA_RESP_ERR_PRODUCER_FENCED});
   mine_transfers(run.anvil, 4, 31);
@@ -197,9 +198,7 @@ TEST(SinkFaults, PostgresDataErrorStopsNamingTheBlockTableAndColumn) {
   Chain run;
   std::string db = Postgres::instance().create_database("refused");
   Indexer indexer(run.dir.path(), run.anvil, db, run.broker.bootstrap(), {.batch_blocks = 1});
-  indexer.start();
-  mine_transfers(run.anvil, 5);
-  ASSERT_TRUE(wait_until([&] { return cursor_of(db) >= 2; }, 60s)) << indexer.log();
+  ASSERT_NO_FATAL_FAILURE(start_and_confirm(run, indexer, db, 5, 2));
   std::this_thread::sleep_for(300ms);
   std::uint64_t cursor = cursor_of(db);
   {
@@ -233,9 +232,7 @@ TEST(SinkFaults, StopDuringAPostgresOutageExitsWithItsCodeNamingTheBlocksLeft) {
   Chain run;
   std::string db = Postgres::instance().create_database("stop_uncommitted");
   Indexer indexer(run.dir.path(), run.anvil, db, run.broker.bootstrap(), {.batch_blocks = 2});
-  indexer.start();
-  mine_transfers(run.anvil, 6);
-  ASSERT_TRUE(wait_until([&] { return cursor_of(db) >= 2; }, 60s)) << indexer.log();
+  ASSERT_NO_FATAL_FAILURE(start_and_confirm(run, indexer, db, 6, 2));
   Postgres::instance().stop();
   mine_transfers(run.anvil, 4, 61);
   ASSERT_TRUE(wait_until([&] { return indexer.log().find("event=sink_retry sink=postgres") != std::string::npos; }, 60s))

@@ -381,7 +381,9 @@ Scenario simulate(std::uint32_t seed, int deep_percent) {
 void expect_linked_sequence(const Scenario& sc) {
   for (std::size_t i = 0; i < sc.emitted.size(); ++i) {
     ASSERT_EQ(sc.emitted[i].number, i) << "gap or duplicate; seed " << sc.seed;
-    if (i > 0) ASSERT_EQ(sc.emitted[i].parent_hash, sc.emitted[i - 1].hash) << "seed " << sc.seed;
+    if (i > 0) {
+      ASSERT_EQ(sc.emitted[i].parent_hash, sc.emitted[i - 1].hash) << "seed " << sc.seed;
+    }
   }
 }
 

@@ -168,21 +168,34 @@ bool wait_until(const std::function<bool()>& condition, std::chrono::millisecond
 
 // --- Anvil -------------------------------------------------------------------------------------
 
-Anvil::Anvil(const std::string& dir) : port_(free_port()) {
+Anvil::Anvil(const std::string& dir) : port_(0) {
   std::string bin = std::string(CHAINIDX_SOURCE_DIR) + "/.deps/bin/anvil";
   if (!fs::exists(bin)) bin = "anvil";
-  process_ = std::make_unique<Process>(
-      std::vector<std::string>{bin, "--port", std::to_string(port_), "--host", "127.0.0.1", "--no-mining", "--silent"},
-      dir + "/anvil.log");
-  if (!wait_until([&] {
-        try {
-          block_number();
-          return true;
-        } catch (...) {
-          return false;
-        }
-      }, 30s))
-    throw std::runtime_error("anvil did not start: " + process_->log());
+  // free_port() can race with another test process taking the same port between our probe and
+  // anvil's bind: then anvil exits ("Address already in use") and whatever listens there would
+  // answer in its place. So the answer counts only while our own anvil is running; otherwise
+  // start again on another port.
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    port_ = free_port();
+    process_ = std::make_unique<Process>(
+        std::vector<std::string>{bin, "--port", std::to_string(port_), "--host", "127.0.0.1", "--no-mining", "--silent"},
+        dir + "/anvil.log");
+    bool up = wait_until([&] {
+      if (!process_->running()) return true;
+      try {
+        block_number();
+        return true;
+      } catch (...) {
+        return false;
+      }
+    }, 30s);
+    // An anvil that lost the race to bind exits at once; one that answered and still runs is ours.
+    if (up && process_->running()) {
+      std::this_thread::sleep_for(300ms);
+      if (process_->running()) return;
+    }
+  }
+  throw std::runtime_error("anvil did not start: " + process_->log());
 }
 
 std::string Anvil::rpc(const std::string& method, const std::string& params) const {
@@ -246,7 +259,16 @@ Postgres::Postgres() : port_(free_port()) {
   std::string out = run_capture({"runuser", "-u", "postgres", "--", std::string(kPgBin) + "/initdb", "-D", dir_ + "/data",
                                  "-A", "trust", "-U", "postgres", "--no-sync"}, &code, 120s);
   if (code != 0) throw std::runtime_error("initdb failed: " + out);
-  start();
+  // As for anvil: the probed port may be taken by another test process before the server binds.
+  for (int attempt = 0;; ++attempt) {
+    try {
+      start();
+      return;
+    } catch (const std::runtime_error&) {
+      if (attempt == 4) throw;
+      port_ = free_port();
+    }
+  }
 }
 
 void Postgres::stop() {

@@ -21,6 +21,9 @@ schema::Status attach_receipts(schema::Block& block, std::vector<Receipt> receip
     if (r.transaction_index != i) return Error{at(i) + "transactionIndex out of order"};
     if (r.block_hash != block.hash || r.block_number != block.number) return Error{at(i) + "belongs to another block"};
     if (i > 0 && r.cumulative_gas_used < receipts[i - 1].cumulative_gas_used) return Error{at(i) + "cumulativeGasUsed decreases"};
+    if (have_bodies && r.from_address && i < block.transactions.size() && *r.from_address != block.transactions[i].from_address)
+      return Error{at(i) + "from does not match the transaction's"};
+    if (!have_bodies && !r.from_address) return Error{at(i) + "has no from, and the block came without transaction bodies"};
     for (const auto& log : r.logs) {
       if (log.log_index != next_log_index) return Error{at(i) + "logIndex " + std::to_string(log.log_index) + " where " + std::to_string(next_log_index) + " was due"};
       if (log.block_hash != block.hash || log.block_number != block.number) return Error{at(i) + "a log belongs to another block"};
@@ -46,11 +49,12 @@ schema::Status attach_receipts(schema::Block& block, std::vector<Receipt> receip
       tx.block_number = r.block_number;
       tx.block_hash = r.block_hash;
       tx.transaction_index = r.transaction_index;
-      tx.from_address = r.from_address;
+      tx.from_address = *r.from_address;
       tx.to_address = r.to_address;
       tx.type = r.type;
     }
     tx.status = r.status;
+    tx.root = r.root;
     tx.gas_used = r.gas_used;
     tx.cumulative_gas_used = r.cumulative_gas_used;
     tx.effective_gas_price = r.effective_gas_price;

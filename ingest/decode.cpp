@@ -210,6 +210,9 @@ schema::Block decode_block_object(od::object obj) {
     else if (key == "parentBeaconBlockRoot") b.parent_beacon_block_root = f.hash(v, key);
     else if (key == "withdrawalsRoot") b.withdrawals_root = f.hash(v, key);
     else if (key == "requestsHash") b.requests_hash = f.hash(v, key);
+    else if (key == "totalDifficulty") {
+      if (!f.is_null(v)) b.total_difficulty = f.u256(v, key);
+    }
     else if (key == "sha3Uncles") b.sha3_uncles = f.hash(v, key);
     else if (key == "mixHash") b.mix_hash = f.hash(v, key);
     else if (key == "nonce") b.nonce = f.fixed<8>(v, key);
@@ -245,7 +248,9 @@ schema::Block decode_block_object(od::object obj) {
 }
 
 Receipt decode_receipt_object(od::object obj) {
-  static constexpr std::array<std::string_view, 9> kReceiptRequired = {"transactionHash", "transactionIndex", "blockHash", "blockNumber", "from", "gasUsed",
+  // Every receipt shape since Frontier: `from` and `to` are absent in some old recordings,
+  // `status` is absent or null (Parity / OpenEthereum) before Byzantium, where `root` is kept.
+  static constexpr std::array<std::string_view, 8> kReceiptRequired = {"transactionHash", "transactionIndex", "blockHash", "blockNumber", "gasUsed",
                        "cumulativeGasUsed", "logs", "logsBloom"};
   Fields f("receipt", kReceiptRequired);
   Receipt r;
@@ -254,9 +259,13 @@ Receipt decode_receipt_object(od::object obj) {
     else if (key == "transactionIndex") r.transaction_index = f.u32(v, key);
     else if (key == "blockHash") r.block_hash = f.hash(v, key);
     else if (key == "blockNumber") r.block_number = f.u64(v, key);
-    else if (key == "from") r.from_address = f.address(v, key);
+    else if (key == "from") r.from_address = f.opt_address(v, key);
     else if (key == "to") r.to_address = f.opt_address(v, key);
-    else if (key == "status") r.status = f.u8(v, key);
+    else if (key == "status") {
+      if (!f.is_null(v)) r.status = f.u8(v, key);
+    } else if (key == "root") {
+      if (!f.is_null(v)) r.root = f.hash(v, key);
+    }
     else if (key == "gasUsed") r.gas_used = f.u64(v, key);
     else if (key == "cumulativeGasUsed") r.cumulative_gas_used = f.u64(v, key);
     else if (key == "effectiveGasPrice") r.effective_gas_price = f.u256(v, key);

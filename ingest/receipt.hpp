@@ -15,9 +15,10 @@ struct Receipt {
   std::uint32_t transaction_index = 0;
   schema::Hash32 block_hash;
   std::uint64_t block_number = 0;
-  schema::Address from_address;
+  std::optional<schema::Address> from_address;  ///< absent in some old recordings
   std::optional<schema::Address> to_address;
-  std::optional<std::uint8_t> status;
+  std::optional<std::uint8_t> status;    ///< absent or null before Byzantium
+  std::optional<schema::Hash32> root;    ///< the intermediate state root, before Byzantium
   std::uint64_t gas_used = 0;
   std::uint64_t cumulative_gas_used = 0;
   std::optional<schema::U256> effective_gas_price;

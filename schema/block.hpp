@@ -40,7 +40,8 @@ struct Transaction {
   std::uint64_t nonce = 0;
   std::uint8_t type = 0;
   // From the receipt.
-  std::optional<std::uint8_t> status;  ///< absent before Byzantium (root instead)
+  std::optional<std::uint8_t> status;  ///< absent (or null) before Byzantium: root instead
+  std::optional<Hash32> root;          ///< pre-Byzantium receipts: the intermediate state root
   std::uint64_t gas_used = 0;
   std::uint64_t cumulative_gas_used = 0;
   std::optional<U256> effective_gas_price;
@@ -83,6 +84,9 @@ struct Block {
   std::optional<Hash32> parent_beacon_block_root;
   std::optional<Hash32> withdrawals_root;
   std::optional<Hash32> requests_hash;  ///< Prague (EIP-7685)
+  /// The chain's total difficulty up to this block, where the node returns it (proof-of-work
+  /// era and nodes that still report it; above 2^64 on mainnet). Not part of the header hash.
+  std::optional<U256> total_difficulty;
   std::uint32_t transaction_count = 0;
 
   /// Full transactions when fetched with full bodies; empty when only the header is known.

@@ -55,6 +55,7 @@ std::vector<KafkaMessage> encode_block(const schema::Block& b, std::uint64_t cha
                      .dec("gas_limit", b.gas_limit)
                      .dec("gas_used", b.gas_used)
                      .opt_u256("base_fee_per_gas", b.base_fee_per_gas)
+                     .opt_u256("total_difficulty", b.total_difficulty)
                      .num("transaction_count", b.transaction_count)
                      .num("log_count", b.logs.size())
                      .done()});
@@ -75,6 +76,7 @@ std::vector<KafkaMessage> encode_block(const schema::Block& b, std::uint64_t cha
                        .dec("nonce", t.nonce)
                        .num("type", t.type)
                        .opt_num("status", t.status)
+                       .opt_hex("root", t.root)
                        .dec("gas_used", t.gas_used)
                        .opt_u256("effective_gas_price", t.effective_gas_price)
                        .opt_hex("contract_address", t.contract_address)

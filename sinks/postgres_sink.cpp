@@ -65,11 +65,11 @@ const std::vector<std::string> kBlockColumns = {
     "number", "hash", "parent_hash", "timestamp", "miner", "gas_limit", "gas_used", "base_fee_per_gas", "difficulty",
     "state_root", "transactions_root", "receipts_root", "logs_bloom", "extra_data", "size", "blob_gas_used",
     "excess_blob_gas", "parent_beacon_block_root", "withdrawals_root", "requests_hash", "sha3_uncles", "mix_hash", "nonce",
-    "transaction_count"};
+    "transaction_count", "total_difficulty"};
 const std::vector<std::string> kTransactionColumns = {
     "block_number", "transaction_index", "hash", "block_hash", "from_address", "to_address", "value", "gas",
     "gas_price", "max_fee_per_gas", "max_priority_fee_per_gas", "input", "nonce", "type", "status", "gas_used",
-    "cumulative_gas_used", "effective_gas_price", "contract_address", "log_count"};
+    "cumulative_gas_used", "effective_gas_price", "contract_address", "log_count", "root"};
 const std::vector<std::string> kLogColumns = {
     "block_number", "log_index", "block_hash", "transaction_hash", "transaction_index", "address",
     "topic0", "topic1", "topic2", "topic3", "data"};
@@ -80,7 +80,8 @@ std::string block_line(const Block& b) {
       .opt_u256(b.base_fee_per_gas).u256(b.difficulty).bytes(b.state_root).bytes(b.transactions_root)
       .bytes(b.receipts_root).bytes(b.logs_bloom).bytes(b.extra_data).num(b.size).opt_num(b.blob_gas_used)
       .opt_num(b.excess_blob_gas).opt_bytes(b.parent_beacon_block_root).opt_bytes(b.withdrawals_root)
-      .opt_bytes(b.requests_hash).bytes(b.sha3_uncles).bytes(b.mix_hash).bytes(b.nonce).num(b.transaction_count);
+      .opt_bytes(b.requests_hash).bytes(b.sha3_uncles).bytes(b.mix_hash).bytes(b.nonce).num(b.transaction_count)
+      .opt_u256(b.total_difficulty);
   return l.str();
 }
 
@@ -89,7 +90,8 @@ std::string transaction_line(const schema::Transaction& t) {
   l.num(t.block_number).num(t.transaction_index).bytes(t.hash).bytes(t.block_hash).bytes(t.from_address)
       .opt_bytes(t.to_address).u256(t.value).num(t.gas).opt_u256(t.gas_price).opt_u256(t.max_fee_per_gas)
       .opt_u256(t.max_priority_fee_per_gas).bytes(t.input).num(t.nonce).num(t.type).opt_num(t.status).num(t.gas_used)
-      .num(t.cumulative_gas_used).opt_u256(t.effective_gas_price).opt_bytes(t.contract_address).num(t.log_count);
+      .num(t.cumulative_gas_used).opt_u256(t.effective_gas_price).opt_bytes(t.contract_address).num(t.log_count)
+      .opt_bytes(t.root);
   return l.str();
 }
 

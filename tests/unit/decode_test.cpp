@@ -15,8 +15,8 @@
 namespace chainidx::ingest {
 namespace {
 
-std::string fixture(const std::string& name) {
-  std::ifstream in(std::string(CHAINIDX_FIXTURES_DIR) + "/mainnet-21925176/" + name);
+std::string fixture(const std::string& name, const std::string& folder = "mainnet-21925176") {
+  std::ifstream in(std::string(CHAINIDX_FIXTURES_DIR) + "/" + folder + "/" + name);
   EXPECT_TRUE(in) << "fixture " << name << " not found under " << CHAINIDX_FIXTURES_DIR;
   std::stringstream ss;
   ss << in.rdbuf();
@@ -93,7 +93,8 @@ TEST_F(MainnetBlock, Has202ReceiptsAnd463LogsWhoseFieldsEqualTheJson) {
     const Receipt& r = receipts[i++];
     EXPECT_EQ(schema::to_hex(r.transaction_hash), lower(jr["transactionHash"].get_string().value()));
     EXPECT_EQ(r.transaction_index, hexnum(jr["transactionIndex"].get_string().value()));
-    EXPECT_EQ(schema::to_hex(r.from_address), lower(jr["from"].get_string().value()));
+    ASSERT_TRUE(r.from_address);
+    EXPECT_EQ(schema::to_hex(*r.from_address), lower(jr["from"].get_string().value()));
     if (jr["to"].is_null()) {
       EXPECT_FALSE(r.to_address);
     } else {
@@ -250,6 +251,7 @@ TEST(U256, DecimalOfLargeValues) {
   EXPECT_FALSE(schema::parse_quantity("0x1" + std::string(64, '0'), v));
 }
 
+
 }  // namespace
 }  // namespace chainidx::ingest
 
@@ -261,6 +263,99 @@ TEST_F(MainnetBlock, HeaderFieldsHashToTheBlockHash) {
   schema::Block forged = block;
   forged.logs_bloom.bytes[7] ^= 0x10;  // a provider that edits the bloom to hide a dropped log
   EXPECT_NE(header_hash(forged), block.hash);
+}
+
+// --- Homestead era (mainnet 1755634-1755635, June 2016), recorded as {"jsonrpc","id","result"} ---
+
+std::string homestead(const std::string& name) {
+  std::string text = fixture(name, "mainnet-1755634");
+  simdjson::dom::parser p;
+  return simdjson::minify(p.parse(text)["result"]);
+}
+
+std::string replaced(std::string s, const std::string& from, const std::string& to) {
+  auto at = s.find(from);
+  EXPECT_NE(at, std::string::npos) << from;
+  if (at != std::string::npos) s.replace(at, from.size(), to);
+  return s;
+}
+
+// The block and its two per-transaction receipts, put together as the fetcher does.
+schema::Block homestead_block(const std::vector<std::string>& receipt_texts) {
+  auto block = decode_block(homestead("block_1755635.json"));
+  EXPECT_TRUE(block.ok()) << block.error().message;
+  schema::Block b = std::move(**block);
+  std::vector<Receipt> receipts;
+  for (const auto& text : receipt_texts) {
+    auto r = decode_receipt(text);
+    EXPECT_TRUE(r.ok()) << r.error().message;
+    if (r.ok() && *r) receipts.push_back(std::move(**r));
+  }
+  auto status = attach_receipts(b, std::move(receipts));
+  EXPECT_TRUE(status.ok()) << status.error().message;
+  return b;
+}
+
+TEST(DecodeHomestead, PreByzantiumReceiptsKeepTheirRootAndHaveNoStatus) {
+  schema::Block b = homestead_block({homestead("receipt_0x2e3dcd05.json"), homestead("receipt_0x9a5437ec.json")});
+  ASSERT_EQ(b.transactions.size(), 2u);
+  EXPECT_EQ(header_hash(b), b.hash) << "a pre-London header recomputes to its hash";
+  EXPECT_FALSE(b.base_fee_per_gas);
+  for (const auto& t : b.transactions) EXPECT_FALSE(t.status);
+  ASSERT_TRUE(b.transactions[0].root);
+  EXPECT_EQ(schema::to_hex(*b.transactions[0].root), "0x4db3f06ff4e7283ab1187045ca78f4bd713b0737640180377b4d4a2e9a80c235");
+  ASSERT_TRUE(b.transactions[1].root);
+  EXPECT_EQ(schema::to_hex(*b.transactions[1].root), "0x379f143510d5703cf162e37e61d906341b4a6acf4f339d422c656000ccd5898f");
+  EXPECT_EQ(b.logs.size(), 2u);
+  EXPECT_EQ(b.transactions[0].log_count, 2u);
+  ASSERT_TRUE(b.total_difficulty);
+  EXPECT_EQ(b.total_difficulty->to_decimal(), "30078063397065281661") << "above 2^64, kept exactly";
+}
+
+// Parity / OpenEthereum before Byzantium: "status": null beside the root.
+TEST(DecodeHomestead, NullStatusOfParityNodesIsAbsent) {
+  std::string parity = replaced(homestead("receipt_0x9a5437ec.json"), "\"root\":", "\"status\":null,\"root\":");
+  auto r = decode_receipt(parity);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_FALSE((*r)->status);
+  EXPECT_TRUE((*r)->root);
+}
+
+// Old recordings without from / to in receipts, and logs with fields newer nodes do not send.
+TEST(DecodeHomestead, ReceiptsWithoutFromOrToAndLogsWithExtraFieldsDecode) {
+  std::string no_from = replaced(homestead("receipt_0x2e3dcd05.json"), "\"from\":\"0xed059bc543141c8c93031d545079b3da0233b27f\",", "");
+  std::string no_to = replaced(homestead("receipt_0x9a5437ec.json"), "\"to\":\"0xec1ebac9da3430213281c80fa6d46378341a96ae\",", "");
+  std::string typed_log = replaced(no_from, "\"logIndex\":\"0x0\",", "\"logIndex\":\"0x0\",\"type\":\"mined\",");
+  schema::Block b = homestead_block({typed_log, no_to});
+  ASSERT_EQ(b.transactions.size(), 2u);
+  EXPECT_EQ(schema::to_hex(b.transactions[0].from_address), "0xed059bc543141c8c93031d545079b3da0233b27f") << "from the body";
+  ASSERT_TRUE(b.transactions[1].to_address);
+  EXPECT_EQ(schema::to_hex(*b.transactions[1].to_address), "0xec1ebac9da3430213281c80fa6d46378341a96ae") << "to from the body";
+  EXPECT_EQ(b.logs.size(), 2u);
+}
+
+// A receipt whose from disagrees with its transaction's is refused (a tampered or mixed-up answer).
+TEST(DecodeHomestead, ReceiptFromThatDisagreesWithTheTransactionIsRefused) {
+  auto block = decode_block(homestead("block_1755635.json"));
+  ASSERT_TRUE(block.ok());
+  std::vector<Receipt> receipts;
+  for (auto text : {replaced(homestead("receipt_0x2e3dcd05.json"), "0xed059bc543141c8c93031d545079b3da0233b27f",
+                             "0x000000000000000000000000000000000000dead"),
+                    homestead("receipt_0x9a5437ec.json")})
+    receipts.push_back(std::move(**decode_receipt(text)));
+  auto status = attach_receipts(**block, std::move(receipts));
+  ASSERT_FALSE(status.ok());
+  EXPECT_NE(status.error().message.find("from does not match"), std::string::npos) << status.error().message;
+}
+
+TEST(DecodeHomestead, EmptyBlockDecodesAndHashes) {
+  auto block = decode_block(homestead("block_1755634.json"));
+  ASSERT_TRUE(block.ok()) << block.error().message;
+  schema::Block b = std::move(**block);
+  EXPECT_TRUE(b.transactions.empty());
+  EXPECT_TRUE(attach_receipts(b, {}).ok());
+  EXPECT_EQ(header_hash(b), b.hash);
+  ASSERT_TRUE(b.total_difficulty);
 }
 
 }  // namespace

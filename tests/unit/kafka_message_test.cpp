@@ -91,6 +91,8 @@ TEST(KafkaMessage, EachFieldHasOneJsonTypeWhateverItsValue) {
     }
     for (const char* f : {"chain_id", "block_number", "timestamp", "transaction_count", "log_count"}) EXPECT_TRUE(jb[f].is_uint64()) << f;
     for (const char* f : {"block_number", "transaction_index", "type", "status"}) EXPECT_TRUE(jt[f].is_uint64()) << f;
+    EXPECT_TRUE(jb["total_difficulty"].is_null()) << "present, null when the node does not report it";
+    EXPECT_TRUE(jt["root"].is_null()) << "present, null after Byzantium";
   }
 }
 

@@ -150,7 +150,7 @@ Config build(const toml::table& root, const EnvLookup& env) {
   check_known(chain, "chain", {"name", "chain_id", "confirmations", "start_block", "deep_reorg_policy", "verify_block_hash",
                                "head_stall_timeout_seconds", "tls_ca_file", "endpoints", "ws_ping_interval_seconds",
                                "ws_handshake_timeout_seconds", "http_timeout_seconds", "retry_after_max_seconds",
-                               "backoff_initial_ms", "backoff_max_ms"});
+                               "backoff_initial_ms", "backoff_max_ms", "undecodable_after_rounds"});
   c.chain.name = *r.string(chain, "chain", "name", true, "\"mainnet\"");
   if (!std::regex_match(c.chain.name, std::regex("[a-z_][a-z0-9_]{0,62}")))
     fail("chain.name", r.shown("chain.name", c.chain.name) + " is not usable as a Postgres schema and Kafka topic prefix",
@@ -193,6 +193,8 @@ Config build(const toml::table& root, const EnvLookup& env) {
           "set the longest wait a provider's Retry-After may impose, e.g. 60");
   bounded("backoff_initial_ms", c.chain.backoff_initial_ms, 1, 600000, "e.g. 200");
   bounded("backoff_max_ms", c.chain.backoff_max_ms, 1, 3600000, "e.g. 30000");
+  bounded("undecodable_after_rounds", c.chain.undecodable_after_rounds, 1, 1000,
+          "set how many times every endpoint may send a block that fails validation before the indexer stops, e.g. 5");
   if (c.chain.backoff_max_ms < c.chain.backoff_initial_ms)
     fail("chain.backoff_max_ms", "is below chain.backoff_initial_ms", "make the longest wait at least the first one");
 

@@ -40,6 +40,7 @@ struct Config {
     std::uint32_t retry_after_max_seconds = 60;       ///< a server's Retry-After is capped at this
     std::uint32_t backoff_initial_ms = 200;           ///< first retry wait (RPC and WebSocket reconnects)
     std::uint32_t backoff_max_ms = 30000;             ///< longest retry wait
+    std::uint32_t undecodable_after_rounds = 5;       ///< stop when every endpoint's block failed validation this often
     std::vector<EndpointConfig> endpoints;
   } chain;
   struct Postgres {

@@ -103,10 +103,18 @@ struct Pipeline::Impl {
   // method or parameters, 401/403) ends only that endpoint's part: the others are asked, and
   // only when every endpoint has refused the same request does the indexer stop, naming each
   // endpoint's answer.
+  //
+  // An answer that fails validation (malformed, hostile, inconsistent) is retried elsewhere, but
+  // when every endpoint has given such an answer chain.undecodable_after_rounds times, the data
+  // is not passing trouble: the indexer stops (exit 9) naming `subject` and every answer, rather
+  // than retrying in silence forever. Never skipped.
   template <class T, class F>
-  Task<std::optional<T>> with_retry(const char* what, F op) {
+  Task<std::optional<T>> with_retry(const char* what, F op, std::string subject = {}) {
     std::vector<std::string> refusals(endpoints.size());
     std::size_t refused = 0;
+    std::vector<std::string> malformed(endpoints.size());  // this round's invalid answers
+    unsigned malformed_rounds = 0;
+    if (subject.empty()) subject = what;
     for (unsigned attempt = 0; !stop; ++attempt) {
       std::string problem;
       std::chrono::milliseconds delay{0};
@@ -130,6 +138,20 @@ struct Pipeline::Impl {
         } else {
           delay = e.retry_after().value_or(backoff.delay(attempt / static_cast<unsigned>(endpoints.size()),
                                                          std::uniform_real_distribution<double>(0, 1)(rng)));
+        }
+        if (e.kind() == ingest::RpcError::Kind::kMalformed) {
+          malformed[at] = problem;
+          bool round = true;
+          for (std::size_t i = 0; i < endpoints.size(); ++i) round &= !malformed[i].empty() || !refusals[i].empty();
+          if (round && ++malformed_rounds >= config.chain.undecodable_after_rounds) {
+            std::string answers;
+            for (std::size_t i = 0; i < endpoints.size(); ++i)
+              if (!malformed[i].empty()) answers += (answers.empty() ? "" : "; ") + malformed[i];
+            throw Fatal{kExitUndecodable, subject + " failed validation on every endpoint " + std::to_string(malformed_rounds) +
+                                              " times (chain.undecodable_after_rounds), last: " + answers +
+                                              ". Not skipped: the cursor stays before it; report the block and these answers"};
+          }
+          if (round) std::fill(malformed.begin(), malformed.end(), std::string());
         }
       }
       if (endpoints.size() > 1) {
@@ -195,10 +217,12 @@ struct Pipeline::Impl {
 
   Task<std::optional<schema::Block>> fetch(const reorg::FetchRequest& req) {
     if (req.kind == reorg::FetchRequest::Kind::kByNumber) {
-      auto r = co_await with_retry<std::optional<schema::Block>>("fetch_by_number", [&] { return fetcher().by_number(req.number); });
+      auto r = co_await with_retry<std::optional<schema::Block>>("fetch_by_number", [&] { return fetcher().by_number(req.number); },
+                                                                 "block " + std::to_string(req.number));
       co_return r ? std::move(*r) : std::nullopt;
     }
-    auto r = co_await with_retry<std::optional<schema::Block>>("fetch_by_hash", [&] { return fetcher().by_hash(req.hash); });
+    auto r = co_await with_retry<std::optional<schema::Block>>("fetch_by_hash", [&] { return fetcher().by_hash(req.hash); },
+                                                               "block " + schema::to_hex(req.hash));
     co_return r ? std::move(*r) : std::nullopt;
   }
 

@@ -30,6 +30,9 @@ enum ExitCode : int {
   /// Every endpoint refused the same request in a way no retry can fix (e.g. a method none of
   /// them serves): the log names the request and each endpoint's answer.
   kExitEndpointsRefused = 8,
+  /// A block failed validation on every endpoint, chain.undecodable_after_rounds times: the log
+  /// names the block, each endpoint's answer and the field. The block is never skipped.
+  kExitUndecodable = 9,
 };
 
 /// heads → fetcher → BlockBuffer → sinks, for one chain. Runs on one io_context thread; sink

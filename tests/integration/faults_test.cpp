@@ -261,6 +261,32 @@ TEST(Faults, BlocksWhoseHeaderDoesNotHashToTheirHashAreRejected) {
   expect_postgres_hashes_equal_anvil(db, run.anvil);
 }
 
+// A block that no endpoint serves in a valid form stops the indexer after a bounded number of
+// rounds, with its exit code, the block, the field and the answer: never an endless silent
+// retry, never a skipped block.
+TEST(Faults, BlockThatFailsValidationEverywhereStopsNamingTheBlockAndTheField) {
+  Chain run;
+  FaultProxy forging(run.anvil.port(), nullptr, [&](const std::string& request, std::string& response, std::uint64_t) {
+    if (request.find(",true]") == std::string::npos) return;  // every full block, every time
+    auto at = response.find("\"stateRoot\":\"0x");
+    if (at == std::string::npos) return;
+    char& c = response[at + 15];
+    c = c == '0' ? '1' : '0';
+  });
+  std::string db = Postgres::instance().create_database("undecodable");
+  Indexer indexer(run.dir.path(), run.anvil, db, run.broker.bootstrap(),
+                  {.http_url = forging.url(), .chain_extra = "backoff_max_ms = 200\nundecodable_after_rounds = 3\n"});
+  indexer.start();
+  run.mine(5);
+  auto code = indexer.wait(60s);
+  ASSERT_TRUE(code) << "the indexer retried an undecodable block forever:\n" << indexer.log();
+  EXPECT_EQ(*code, 9) << indexer.log();
+  std::string log = indexer.log();
+  EXPECT_NE(log.find("block 0 failed validation on every endpoint 3 times"), std::string::npos) << log;
+  EXPECT_NE(log.find("header fields do not hash to the block hash"), std::string::npos) << log;
+  EXPECT_EQ(cursor_of(db), 0u) << "nothing was written past the block";
+}
+
 TEST(Faults, DeadAndHostileFirstEndpointFailsOverToTheNext) {
   Chain run;
   // Endpoint 0: its WebSocket port is closed, and its HTTP side answers block requests with

@@ -258,7 +258,10 @@ Config build(const toml::table& root, const EnvLookup& env) {
   }
 
   const toml::table& pipeline = table_at(root, "", "pipeline", false);
-  check_known(pipeline, "pipeline", {"batch_blocks", "sink_retry_initial_ms", "sink_retry_max_ms"});
+  check_known(pipeline, "pipeline", {"batch_blocks", "sink_retry_initial_ms", "sink_retry_max_ms", "max_batch_delay_ms"});
+  if (auto v = r.integer(pipeline, "pipeline", "max_batch_delay_ms", false, "2000"))
+    c.pipeline.max_batch_delay_ms = static_cast<std::uint32_t>(in_range(
+        "pipeline.max_batch_delay_ms", *v, 0, 3600000, "set how long a confirmed block may wait for its batch to fill, e.g. 2000"));
   if (auto v = r.integer(pipeline, "pipeline", "batch_blocks", false, "100"))
     c.pipeline.batch_blocks = static_cast<std::uint32_t>(in_range("pipeline.batch_blocks", *v, 1, 10000, "e.g. 100"));
   if (auto v = r.integer(pipeline, "pipeline", "sink_retry_initial_ms", false, "500"))

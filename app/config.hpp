@@ -59,6 +59,7 @@ struct Config {
     std::uint32_t batch_blocks = 100;  ///< most confirmed blocks written in one sink transaction
     std::uint32_t sink_retry_initial_ms = 500;  ///< first wait before a failed sink write is retried
     std::uint32_t sink_retry_max_ms = 30000;    ///< longest wait between sink write retries
+    std::uint32_t max_batch_delay_ms = 2000;    ///< a confirmed block waits at most this long for its batch to fill
   } pipeline;
 };
 

@@ -56,6 +56,7 @@ struct Pipeline::Impl {
   asio::steady_timer backoff_timer;             // retry waits: cut short by a stop, never by a head
   bool stop = false;
   std::vector<schema::Block> unwritten;  // confirmed, not yet in every sink
+  std::chrono::steady_clock::time_point unwritten_since;  // when the oldest of them was confirmed
   std::mt19937 rng{std::random_device{}()};
   ingest::BackoffPolicy backoff{};       // RPC retries
   ingest::BackoffPolicy sink_backoff{};  // sink write retries
@@ -287,8 +288,15 @@ struct Pipeline::Impl {
         default:
           break;
       }
-      for (auto& b : buffer->take_confirmed()) unwritten.push_back(std::move(b));
-      if (unwritten.size() >= config.pipeline.batch_blocks) co_await write_unwritten();
+      for (auto& b : buffer->take_confirmed()) {
+        if (unwritten.empty()) unwritten_since = std::chrono::steady_clock::now();
+        unwritten.push_back(std::move(b));
+      }
+      // Full, or waited long enough: a slow catch-up must not hold confirmed blocks back.
+      if (unwritten.size() >= config.pipeline.batch_blocks ||
+          (!unwritten.empty() &&
+           std::chrono::steady_clock::now() - unwritten_since >= std::chrono::milliseconds(config.pipeline.max_batch_delay_ms)))
+        co_await write_unwritten();
     }
     co_await write_unwritten();
   }

@@ -35,6 +35,7 @@ struct HttpRpcClient::Impl {
   std::optional<beast::ssl_stream<beast::tcp_stream>> tls;
   std::uint64_t next_id = 1;
   std::uint64_t sent = 0;
+  std::uint64_t calls = 0;
 
   Impl(asio::any_io_executor ex, const std::string& text, Options o)
       : executor(ex), url(*parse_url(text)), redacted(o.name.empty() ? endpoint_label(text) : o.name), options(o),
@@ -44,6 +45,13 @@ struct HttpRpcClient::Impl {
   void drop() {
     plain.reset();
     tls.reset();
+  }
+
+  // One token per JSON-RPC call, batches included: providers count (and bill) the calls inside
+  // a batch, not the HTTP request that carries them.
+  Task<void> wait_for_tokens(std::size_t calls) {
+    for (std::size_t i = 0; i < calls; ++i) co_await wait_for_token();
+    this->calls += calls;
   }
 
   Task<void> wait_for_token() {
@@ -85,8 +93,8 @@ struct HttpRpcClient::Impl {
   }
 
   // One HTTP POST; reconnects once when a kept-alive connection turns out to be closed.
-  Task<std::string> post(std::string body) {
-    co_await wait_for_token();
+  Task<std::string> post(std::string body, std::size_t calls_in_body) {
+    co_await wait_for_tokens(calls_in_body);
     http::request<http::string_body> req{http::verb::post, url.target, 11};
     req.set(http::field::host, url.host);
     req.set(http::field::content_type, "application/json");
@@ -148,12 +156,13 @@ HttpRpcClient::~HttpRpcClient() = default;
 
 const std::string& HttpRpcClient::endpoint() const { return impl_->redacted; }
 std::uint64_t HttpRpcClient::requests_sent() const { return impl_->sent; }
+std::uint64_t HttpRpcClient::calls_sent() const { return impl_->calls; }
 
 Task<std::string> HttpRpcClient::call(RpcRequest request) {
   std::uint64_t id = impl_->next_id++;
   const std::string& method = request.method;
   std::string payload = encode_request(request, id);
-  std::string body = co_await impl_->post(std::move(payload));
+  std::string body = co_await impl_->post(std::move(payload), 1);
   auto replies = parse_replies(body);
   if (!replies.ok()) throw RpcError(RpcError::Kind::kMalformed, impl_->redacted + ": " + method + ": " + replies.error().message);
   if (replies->size() != 1 || (*replies)[0].id != id)
@@ -169,7 +178,7 @@ Task<std::vector<RpcReply>> HttpRpcClient::batch(std::vector<RpcRequest> request
   std::uint64_t first = impl_->next_id;
   impl_->next_id += requests.size();
   std::string payload = encode_batch(requests, first);
-  std::string body = co_await impl_->post(std::move(payload));
+  std::string body = co_await impl_->post(std::move(payload), requests.size());
   auto replies = parse_replies(body);
   if (!replies.ok()) throw RpcError(RpcError::Kind::kMalformed, impl_->redacted + ": batch: " + replies.error().message);
   // Servers may answer a batch in any order; put replies back in request order.

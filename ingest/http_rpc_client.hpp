@@ -13,7 +13,8 @@
 
 namespace chainidx::ingest {
 
-/// JSON-RPC over HTTP(S) with a kept-alive connection, batch requests and a token bucket.
+/// JSON-RPC over HTTP(S) with a kept-alive connection, batch requests and a token bucket that
+/// counts every call, those inside a batch included.
 /// One request at a time (the caller awaits each); not thread-safe. Beast stays in the .cpp.
 ///
 /// Note for callers (and this file): g++ 12 mis-handles temporaries with destructors inside a
@@ -39,8 +40,10 @@ class HttpRpcClient {
 
   /// The endpoint's name for logs: the configured name, or the URL's label (no secrets).
   const std::string& endpoint() const;
-  /// Requests sent, for metrics.
+  /// HTTP requests sent, for metrics.
   std::uint64_t requests_sent() const;
+  /// JSON-RPC calls sent (a batch counts each of its calls), as the token bucket counts them.
+  std::uint64_t calls_sent() const;
 
  private:
   struct Impl;

@@ -148,6 +148,8 @@ class Indexer {
     std::vector<std::pair<std::string, std::string>> extra_endpoints_first;
     /// Extra lines for the [chain], [kafka] and [pipeline] tables.
     std::string chain_extra, kafka_extra, pipeline_extra;
+    /// anvil's endpoint's rate limit (and burst).
+    double requests_per_second = 1000;
   };
   Indexer(const std::string& dir, const Anvil& anvil, std::string postgres_url, std::string brokers, Options options);
   void start();

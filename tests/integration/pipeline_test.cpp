@@ -422,6 +422,29 @@ TEST(Pipeline, NewChainNameOnTheDevBrokerIndexesOnTheFirstStart) {
   EXPECT_GE(broker.consume("fresh.blocks").size(), target + 1);
 }
 
+// A catch-up held back by a slow (rate-limited) endpoint still writes what it has confirmed after
+// at most pipeline.max_batch_delay_ms, instead of holding a large batch until the catch-up ends.
+TEST(Pipeline, SlowCatchUpWritesConfirmedBlocksBeforeItEnds) {
+  Peers p("slow_catchup");
+  std::mt19937 rng(23);
+  mine_with_transfers(p.anvil, 40, rng);  // history before the indexer starts
+  const std::uint64_t head = p.anvil.block_number();
+  Indexer indexer(p.dir.path(), p.anvil, p.db_url, p.broker.bootstrap(),
+                  {.confirmations = 3, .batch_blocks = 1000, .pipeline_extra = "max_batch_delay_ms = 500\n",
+                   .requests_per_second = 6});
+  indexer.start();
+  // About two calls a block at 6 calls/s: the catch-up takes some 15 s. Part of it must be in
+  // Postgres well before the end.
+  bool partial = wait_until([&] {
+    auto c = p.db.cursor();
+    return c && c->number > 0 && c->number < head - 3;
+  }, 60s);
+  EXPECT_TRUE(partial) << "nothing was written until the catch-up ended:\n" << indexer.log();
+  wait_for_cursor(p.db, head - 3, indexer);
+  EXPECT_EQ(indexer.stop(SIGTERM), 0) << indexer.log();
+  expect_postgres_equals_anvil(p.db, p.anvil);
+}
+
 TEST(Pipeline, ChainIdMismatchRefusesToStartSayingBothIds) {
   Peers p("chainid");
   Indexer indexer(p.dir.path(), p.anvil, p.db_url, p.broker.bootstrap(), {.chain_id = 1});

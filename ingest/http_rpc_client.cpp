@@ -138,14 +138,29 @@ struct HttpRpcClient::Impl {
         retry_after = parsed.delay;
       }
       if (res.result_int() == 429) {
-        // Honour the server: no request to this endpoint before Retry-After (or 1 s).
+        // Honour the server: no request to this endpoint before Retry-After (or 1 s), and slow down.
         bucket.pause_until(TokenBucket::Clock::now() + retry_after.value_or(std::chrono::seconds(1)));
+        throttled();
       }
       throw RpcError(RpcError::Kind::kHttpStatus,
                      redacted + ": HTTP " + std::to_string(res.result_int()) + " " + std::string(res.reason()),
                      res.result_int(), retry_after);
     }
     co_return std::move(res.body());
+  }
+
+  // The provider said "too fast": halve this endpoint's rate (logged), then earn it back.
+  void throttled() {
+    double before = bucket.rate();
+    if (bucket.on_throttled(TokenBucket::Clock::now()))
+      spdlog::warn("event=rate_adjusted endpoint={} rate={:.2f} was={:.2f} ceiling={:.2f} reason=\"throttled by the provider\"",
+                   redacted, bucket.rate(), before, options.requests_per_second);
+  }
+  void served() {
+    bool was_below = bucket.rate() < options.requests_per_second;
+    bucket.on_success(TokenBucket::Clock::now());
+    if (was_below && bucket.rate() >= options.requests_per_second)
+      spdlog::info("event=rate_adjusted endpoint={} rate={:.2f} reason=\"back at the configured rate\"", redacted, bucket.rate());
   }
 };
 
@@ -168,8 +183,11 @@ Task<std::string> HttpRpcClient::call(RpcRequest request) {
   if (replies->size() != 1 || (*replies)[0].id != id)
     throw RpcError(RpcError::Kind::kMalformed, impl_->redacted + ": " + method + ": reply id does not match the request");
   RpcReply& r = (*replies)[0];
-  if (r.error_code)
+  if (r.error_code) {
+    if (says_rate_limited(*r.error_code, r.error_message)) impl_->throttled();
     throw RpcError(RpcError::Kind::kRpc, impl_->redacted + ": " + method + ": " + r.error_message, *r.error_code);
+  }
+  impl_->served();
   co_return std::move(r.result);
 }
 
@@ -192,6 +210,10 @@ Task<std::vector<RpcReply>> HttpRpcClient::batch(std::vector<RpcRequest> request
   }
   for (std::size_t i = 0; i < seen.size(); ++i)
     if (!seen[i]) throw RpcError(RpcError::Kind::kMalformed, impl_->redacted + ": batch: no reply for " + requests[i].method);
+  bool limited = false;
+  for (const auto& r : ordered) limited |= r.error_code && says_rate_limited(*r.error_code, r.error_message);
+  if (limited) impl_->throttled();
+  else impl_->served();
   co_return ordered;
 }
 

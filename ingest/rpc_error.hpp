@@ -49,6 +49,16 @@ class RpcError : public std::runtime_error {
   std::optional<std::chrono::milliseconds> retry_after_;
 };
 
+/// Whether a JSON-RPC error is a provider's way of saying 429: Infura's -32005 ("limit exceeded"),
+/// -32029 and similar codes, or a "rate limit" / "too many requests" / "request limit" text.
+inline bool says_rate_limited(int code, std::string message) {
+  if (code == -32005 || code == -32029) return true;
+  std::transform(message.begin(), message.end(), message.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  for (const char* p : {"rate limit", "too many requests", "request limit", "limit exceeded", "exceeded the quota", "throttl"})
+    if (message.find(p) != std::string::npos) return true;
+  return false;
+}
+
 /// Whether an answer means "this endpoint does not serve that method (in that form)", as the
 /// major node families and providers word it: -32601 (geth, Erigon, Besu, Nethermind, Reth),
 /// -32602 to eth_getBlockReceipts (nodes that take a block number only), and the texts that

@@ -1,9 +1,12 @@
 #pragma once
-// A token bucket: `rate` tokens per second, at most `burst` saved up. Pure: time is passed in,
-// so tests step it with a fake clock. Not thread-safe.
+// A token bucket: `rate` tokens per second, at most `burst` saved up, with an adaptive rate
+// (AIMD): a throttling answer halves the rate (at most once a second, down to a twentieth of the
+// configured one), each success gives back a hundredth of the configured rate, never above it.
+// Pure: time is passed in, so tests step it with a fake clock. Not thread-safe.
 
 #include <algorithm>
 #include <chrono>
+#include <optional>
 
 namespace chainidx::ingest {
 
@@ -12,7 +15,29 @@ class TokenBucket {
   using Clock = std::chrono::steady_clock;
 
   TokenBucket(double rate_per_second, double burst, Clock::time_point now)
-      : rate_(rate_per_second), burst_(burst), tokens_(burst), last_(now) {}
+      : ceiling_(rate_per_second), rate_(rate_per_second), burst_(burst), tokens_(burst), last_(now) {}
+
+  /// A 429 or a provider's rate-limit error: halve the rate, once per second at most. Returns
+  /// whether the rate changed.
+  bool on_throttled(Clock::time_point now) {
+    if (decreased_ && now - *decreased_ < std::chrono::seconds(1)) return false;
+    refill(now);
+    double lower = std::max(ceiling_ / 20.0, rate_ / 2.0);
+    decreased_ = now;
+    if (lower >= rate_) return false;
+    rate_ = lower;
+    return true;
+  }
+
+  /// A served call: give back a hundredth of the configured rate, up to it.
+  void on_success(Clock::time_point now) {
+    if (rate_ >= ceiling_) return;
+    refill(now);
+    rate_ = std::min(ceiling_, rate_ + ceiling_ / 100.0);
+  }
+
+  /// The current rate, in tokens per second.
+  double rate() const { return rate_; }
 
   /// Takes one token if there is one. Otherwise returns how long until there will be.
   std::chrono::nanoseconds try_take(Clock::time_point now) {
@@ -41,8 +66,10 @@ class TokenBucket {
     tokens_ = std::min(burst_, tokens_ + std::chrono::duration<double>(now - last_).count() * rate_);
     last_ = now;
   }
+  double ceiling_;
   double rate_;
   double burst_;
+  std::optional<Clock::time_point> decreased_;
   double tokens_;
   Clock::time_point last_;
 };

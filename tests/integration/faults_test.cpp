@@ -199,6 +199,9 @@ TEST(Faults, StormOf429WithRetryAfterIsWaitedOutLosesNothingAndLogsNoApiKey) {
   EXPECT_GE(throttled.load(), 5);
   EXPECT_NE(indexer.log().find("HTTP 429"), std::string::npos) << indexer.log();
   EXPECT_NE(indexer.log().find("backoff_ms=1000"), std::string::npos) << "Retry-After: 1 was not honoured\n" << indexer.log();
+  // And the endpoint's rate was cut (1000/s configured), logged with its name.
+  EXPECT_NE(indexer.log().find("event=rate_adjusted endpoint=" + proxy.url() + " rate=500.00 was=1000.00"), std::string::npos)
+      << indexer.log();
   EXPECT_EQ(indexer.log().find(key), std::string::npos) << "the API key reached the log";
   // Named by its label (scheme, host, port): no path, no query.
   EXPECT_NE(indexer.log().find("endpoint=" + proxy.url() + " "), std::string::npos) << indexer.log();

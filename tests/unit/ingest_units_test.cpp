@@ -37,6 +37,38 @@ TEST(TokenBucket, PauseUntilHonoursRetryAfter) {
   EXPECT_EQ(bucket.try_take(t0 + 2s + 10ms), 0ns);
 }
 
+TEST(TokenBucket, ThrottlingHalvesTheRateOnceASecondAndSuccessesEarnItBack) {
+  Clock::time_point t0{};
+  TokenBucket bucket(40.0, 40.0, t0);
+  EXPECT_TRUE(bucket.on_throttled(t0));
+  EXPECT_DOUBLE_EQ(bucket.rate(), 20.0);
+  EXPECT_FALSE(bucket.on_throttled(t0 + 500ms)) << "one cut per second: a burst of 429s is one event";
+  EXPECT_DOUBLE_EQ(bucket.rate(), 20.0);
+  EXPECT_TRUE(bucket.on_throttled(t0 + 1s));
+  EXPECT_DOUBLE_EQ(bucket.rate(), 10.0);
+  for (int i = 2; i < 12; ++i) bucket.on_throttled(t0 + std::chrono::seconds(i));
+  EXPECT_DOUBLE_EQ(bucket.rate(), 2.0) << "never below a twentieth of the configured rate";
+  for (int i = 0; i < 10; ++i) bucket.on_success(t0 + 20s);
+  EXPECT_NEAR(bucket.rate(), 6.0, 1e-9) << "each success gives back a hundredth of the configured rate";
+  for (int i = 0; i < 1000; ++i) bucket.on_success(t0 + 20s);
+  EXPECT_DOUBLE_EQ(bucket.rate(), 40.0) << "never above the configured rate";
+  // At the lower rate, tokens come more slowly: 2/s means 500 ms per token once the burst is gone.
+  TokenBucket slow(10.0, 1.0, t0);
+  for (int i = 1; i < 10; ++i) slow.on_throttled(t0 + std::chrono::seconds(i));
+  EXPECT_EQ(slow.try_take(t0 + 10s), 0ns);
+  auto wait = slow.try_take(t0 + 10s);
+  EXPECT_GT(wait, 1900ms) << "0.5/s after the cuts";
+  EXPECT_LT(wait, 2100ms);
+}
+
+TEST(RpcError, ProviderRateLimitErrorsAreRecognised) {
+  EXPECT_TRUE(says_rate_limited(-32005, "daily request count exceeded, request rate limited"));
+  EXPECT_TRUE(says_rate_limited(-32000, "Too Many Requests"));
+  EXPECT_TRUE(says_rate_limited(-32603, "Your app has exceeded its compute units per second capacity: request limit reached"));
+  EXPECT_FALSE(says_rate_limited(-32000, "header not found"));
+  EXPECT_FALSE(says_rate_limited(-32601, "the method eth_foo does not exist/is not available"));
+}
+
 TEST(Backoff, DoublesWithJitterUpToTheCap) {
   BackoffPolicy p{.initial = 100ms, .max = 1000ms};
   EXPECT_EQ(p.delay(0, 1.0), 100ms);

@@ -210,7 +210,22 @@ schema::Block decode_block_object(od::object obj) {
     else if (key == "parentBeaconBlockRoot") b.parent_beacon_block_root = f.hash(v, key);
     else if (key == "withdrawalsRoot") b.withdrawals_root = f.hash(v, key);
     else if (key == "requestsHash") b.requests_hash = f.hash(v, key);
-    else if (key == "totalDifficulty") {
+    else if (key == "withdrawals") {
+      if (!f.is_null(v)) {
+        for (auto item : as_array(v, "block.withdrawals")) {
+          static constexpr std::array<std::string_view, 4> kWithdrawalRequired = {"index", "validatorIndex", "address", "amount"};
+          Fields w("withdrawal", kWithdrawalRequired);
+          schema::Withdrawal out;
+          for_each_field(as_object(item.value(), "block.withdrawals[]"), w, [&](std::string_view wk, od::value wv) {
+            if (wk == "index") out.index = w.u64(wv, wk);
+            else if (wk == "validatorIndex") out.validator_index = w.u64(wv, wk);
+            else if (wk == "address") out.address = w.address(wv, wk);
+            else if (wk == "amount") out.amount_gwei = w.u64(wv, wk);
+          });
+          b.withdrawals.push_back(out);
+        }
+      }
+    } else if (key == "totalDifficulty") {
       if (!f.is_null(v)) b.total_difficulty = f.u256(v, key);
     }
     else if (key == "sha3Uncles") b.sha3_uncles = f.hash(v, key);

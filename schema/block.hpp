@@ -51,6 +51,16 @@ struct Transaction {
   bool operator==(const Transaction&) const = default;
 };
 
+/// A validator withdrawal (Shanghai, EIP-4895), as the block body lists it.
+struct Withdrawal {
+  std::uint64_t index = 0;            ///< the chain-wide withdrawal counter
+  std::uint64_t validator_index = 0;
+  Address address;
+  std::uint64_t amount_gwei = 0;
+
+  bool operator==(const Withdrawal&) const = default;
+};
+
 /// The identity of a block in a chain: enough to link it and to name it.
 struct BlockRef {
   std::uint64_t number = 0;
@@ -95,6 +105,8 @@ struct Block {
   std::vector<Hash32> transaction_hashes;
   /// Every log of the block, in log_index order.
   std::vector<Log> logs;
+  /// Validator withdrawals, in body order (empty before Shanghai).
+  std::vector<Withdrawal> withdrawals;
 
   BlockRef ref() const { return BlockRef{number, hash, parent_hash}; }
   bool operator==(const Block&) const = default;

@@ -70,6 +70,7 @@ const std::vector<std::string> kTransactionColumns = {
     "block_number", "transaction_index", "hash", "block_hash", "from_address", "to_address", "value", "gas",
     "gas_price", "max_fee_per_gas", "max_priority_fee_per_gas", "input", "nonce", "type", "status", "gas_used",
     "cumulative_gas_used", "effective_gas_price", "contract_address", "log_count", "root"};
+const std::vector<std::string> kWithdrawalColumns = {"block_number", "withdrawal_index", "validator_index", "address", "amount_gwei"};
 const std::vector<std::string> kLogColumns = {
     "block_number", "log_index", "block_hash", "transaction_hash", "transaction_index", "address",
     "topic0", "topic1", "topic2", "topic3", "data"};
@@ -92,6 +93,12 @@ std::string transaction_line(const schema::Transaction& t) {
       .opt_u256(t.max_priority_fee_per_gas).bytes(t.input).num(t.nonce).num(t.type).opt_num(t.status).num(t.gas_used)
       .num(t.cumulative_gas_used).opt_u256(t.effective_gas_price).opt_bytes(t.contract_address).num(t.log_count)
       .opt_bytes(t.root);
+  return l.str();
+}
+
+std::string withdrawal_line(std::uint64_t block_number, const schema::Withdrawal& w) {
+  CopyLine l;
+  l.num(block_number).num(w.index).num(w.validator_index).bytes(w.address).num(w.amount_gwei);
   return l.str();
 }
 
@@ -399,6 +406,16 @@ void PostgresSink::write(std::span<const Block> blocks) {
         for (const auto& g : b.logs) {
           at.line_blocks.push_back(b.number);
           s.write_raw_line(log_line(g));
+        }
+      s.complete();
+    }
+    {
+      at = {"withdrawals", {}};
+      Copy s(tx, "withdrawals", kWithdrawalColumns);
+      for (const auto& b : blocks)
+        for (const auto& w : b.withdrawals) {
+          at.line_blocks.push_back(b.number);
+          s.write_raw_line(withdrawal_line(b.number, w));
         }
       s.complete();
     }

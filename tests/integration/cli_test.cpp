@@ -82,10 +82,7 @@ TEST(Cli, BadConfigFilesEachGetTheirClearErrorFromCheckConfigAndRun) {
 // The README's configuration example is valid as printed: a new user who copies it gets
 // "config ok", not an error about a key the README itself shows.
 TEST(Cli, ReadmeConfigExamplePassesCheckConfig) {
-  std::ifstream in(std::string(CHAINIDX_SOURCE_DIR) + "/README.md");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  std::string readme = ss.str();
+  std::string readme = read_text_file(std::string(CHAINIDX_SOURCE_DIR) + "/README.md");
   auto start = readme.find("```toml\n");
   ASSERT_NE(start, std::string::npos);
   start += 8;

@@ -68,6 +68,8 @@ std::string hex32(std::uint64_t v) {
 
 std::string chainidx_binary() { return CHAINIDX_BINARY; }
 
+std::string read_text_file(const std::string& path) { return slurp(path); }
+
 TempDir::TempDir() {
   char tmpl[] = "/tmp/chainidx-test-XXXXXX";
   if (!mkdtemp(tmpl)) throw std::runtime_error("mkdtemp failed");

@@ -29,6 +29,9 @@ class TempDir {
 
 int free_port();
 
+/// The whole text of a file ("" when it cannot be read).
+std::string read_text_file(const std::string& path);
+
 /// A child process with its output in a log file. Killed (SIGKILL) on destruction if running.
 class Process {
  public:

@@ -350,13 +350,6 @@ TEST(Pipeline, DeepReorgHaltsWithClearErrorAndLeavesPostgresAtLastGoodCursor) {
   EXPECT_EQ(p.db.cursor()->hash, good->hash);
 }
 
-std::string slurp_file(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 // The README's query cookbook, run as a user would paste it, against a chain the indexer filled:
 // every statement runs, and the by-address, by-topic, uint256 and by-time queries find rows.
 TEST(Pipeline, ReadmeQueryCookbookRunsAndFindsTheTransfers) {
@@ -368,7 +361,7 @@ TEST(Pipeline, ReadmeQueryCookbookRunsAndFindsTheTransfers) {
   wait_for_cursor(p.db, p.anvil.block_number() - 3, indexer);
   EXPECT_EQ(indexer.stop(SIGTERM), 0) << indexer.log();
 
-  std::string readme = slurp_file(std::string(CHAINIDX_SOURCE_DIR) + "/README.md");
+  std::string readme = read_text_file(std::string(CHAINIDX_SOURCE_DIR) + "/README.md");
   auto start = readme.find("```sql\n");
   ASSERT_NE(start, std::string::npos) << "README has no sql block";
   start += 7;

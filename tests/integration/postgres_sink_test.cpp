@@ -6,6 +6,7 @@
 #include <simdjson.h>
 
 #include <fstream>
+#include <span>
 #include <sstream>
 
 #include "harness.hpp"
@@ -19,11 +20,9 @@ namespace {
 
 // A recorded answer's `result`, minified.
 std::string recorded(const std::string& name) {
-  std::ifstream in(std::string(CHAINIDX_FIXTURES_DIR) + "/mainnet-1755634/" + name);
-  std::stringstream ss;
-  ss << in.rdbuf();
+  std::string text = read_text_file(std::string(CHAINIDX_FIXTURES_DIR) + "/mainnet-1755634/" + name);
   simdjson::dom::parser p;
-  return simdjson::minify(p.parse(ss.str())["result"]);
+  return simdjson::minify(p.parse(text)["result"]);
 }
 
 std::vector<schema::Block> homestead_blocks() {
@@ -134,6 +133,46 @@ TEST(PostgresSink, HomesteadBlocksKeepEveryFieldAndTheirHeaderHashRecomputesFrom
     EXPECT_EQ(logs[i][3].as<std::string>(), schema::to_hex(blocks[1].logs[i].data));
   }
   EXPECT_EQ(logs[0][2].as<std::string>(), "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef") << "an ERC-20 Transfer";
+}
+
+// A Cancun-era block (mainnet 21925176: header with transaction hashes, 202 receipts, 16
+// withdrawals): its withdrawals reach their table, with the header's other post-merge fields.
+TEST(PostgresSink, CancunBlockKeepsItsWithdrawalsAndBlobFields) {
+  const std::string dir = std::string(CHAINIDX_FIXTURES_DIR) + "/mainnet-21925176/";
+  auto block = ingest::decode_block(read_text_file(dir + "block.json"));
+  ASSERT_TRUE(block.ok()) << block.error().message;
+  schema::Block b = std::move(**block);
+  auto receipts = ingest::decode_receipts(read_text_file(dir + "receipts.json"));
+  ASSERT_TRUE(receipts.ok()) << receipts.error().message;
+  auto status = ingest::attach_receipts(b, std::move(**receipts));
+  ASSERT_TRUE(status.ok()) << status.error().message;
+  ASSERT_EQ(b.withdrawals.size(), 16u);
+
+  std::string db = Postgres::instance().create_database("cancun");
+  sinks::PostgresSink sink(db, "mainnet");
+  sink.migrate();
+  sink.write(std::span<const schema::Block>(&b, 1));
+
+  pqxx::connection c(db);
+  pqxx::read_transaction tx(c);
+  auto rows = tx.exec("SELECT withdrawal_index, validator_index, '0x' || encode(address, 'hex'), amount_gwei::text "
+                      "FROM mainnet.withdrawals WHERE block_number = " + std::to_string(b.number) + " ORDER BY withdrawal_index");
+  ASSERT_EQ(rows.size(), 16u);
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    EXPECT_EQ(rows[i][0].as<std::uint64_t>(), b.withdrawals[i].index);
+    EXPECT_EQ(rows[i][1].as<std::uint64_t>(), b.withdrawals[i].validator_index);
+    EXPECT_EQ(rows[i][2].as<std::string>(), schema::to_hex(b.withdrawals[i].address));
+    EXPECT_EQ(rows[i][3].as<std::string>(), std::to_string(b.withdrawals[i].amount_gwei));
+  }
+  EXPECT_EQ(rows[0][0].as<std::uint64_t>(), 0x4a9e66bu);
+  auto header = tx.exec1("SELECT blob_gas_used, excess_blob_gas, '0x' || encode(parent_beacon_block_root, 'hex'), "
+                         "'0x' || encode(withdrawals_root, 'hex'), transaction_count FROM mainnet.blocks");
+  EXPECT_EQ(header[0].as<std::uint64_t>(), *b.blob_gas_used);
+  EXPECT_EQ(header[1].as<std::uint64_t>(), *b.excess_blob_gas);
+  EXPECT_EQ(header[2].as<std::string>(), schema::to_hex(*b.parent_beacon_block_root));
+  EXPECT_EQ(header[3].as<std::string>(), schema::to_hex(*b.withdrawals_root));
+  EXPECT_EQ(header[4].as<std::uint32_t>(), 202u);
+  EXPECT_EQ(tx.exec1("SELECT count(*) FROM mainnet.logs")[0].as<int>(), 463);
 }
 
 }  // namespace

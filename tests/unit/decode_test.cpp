@@ -83,6 +83,23 @@ TEST_F(MainnetBlock, HeaderFieldsEqualTheJson) {
   EXPECT_TRUE(block.transactions.empty()) << "block.json lists hashes only";
 }
 
+TEST_F(MainnetBlock, WithdrawalsEqualTheJson) {
+  simdjson::dom::parser p;
+  std::string text = fixture("block.json");
+  simdjson::dom::array j = p.parse(text)["withdrawals"].get_array();
+  ASSERT_EQ(block.withdrawals.size(), 16u);
+  std::size_t i = 0;
+  for (simdjson::dom::element w : j) {
+    const schema::Withdrawal& got = block.withdrawals[i++];
+    EXPECT_EQ(got.index, hexnum(w["index"].get_string().value()));
+    EXPECT_EQ(got.validator_index, hexnum(w["validatorIndex"].get_string().value()));
+    EXPECT_EQ(schema::to_hex(got.address), lower(w["address"].get_string().value()));
+    EXPECT_EQ(got.amount_gwei, hexnum(w["amount"].get_string().value()));
+  }
+  EXPECT_EQ(block.withdrawals[0].index, 0x4a9e66bu);
+  EXPECT_EQ(block.withdrawals[0].amount_gwei, 0x121a6a9u);
+}
+
 TEST_F(MainnetBlock, Has202ReceiptsAnd463LogsWhoseFieldsEqualTheJson) {
   ASSERT_EQ(receipts.size(), 202u);
   simdjson::dom::parser p;

@@ -380,45 +380,27 @@ void PostgresSink::write(std::span<const Block> blocks) {
 
     tx.exec0("SET LOCAL search_path TO " + q);
     CopyPosition& at = impl_->copying;
-    {
-      at = {"blocks", {}};
-      Copy s(tx, "blocks", kBlockColumns);
-      for (const auto& b : blocks) {
-        at.line_blocks.push_back(b.number);
-        s.write_raw_line(block_line(b));
-      }
-      s.complete();
-    }
-    {
-      at = {"transactions", {}};
-      Copy s(tx, "transactions", kTransactionColumns);
+    // One COPY per table; each line remembers its block, so a refused line can be named.
+    auto copy = [&](const char* table, const std::vector<std::string>& columns, auto&& lines_of) {
+      at = {table, {}};
+      Copy s(tx, table, columns);
       for (const auto& b : blocks)
-        for (const auto& t : b.transactions) {
+        lines_of(b, [&](const std::string& line) {
           at.line_blocks.push_back(b.number);
-          s.write_raw_line(transaction_line(t));
-        }
+          s.write_raw_line(line);
+        });
       s.complete();
-    }
-    {
-      at = {"logs", {}};
-      Copy s(tx, "logs", kLogColumns);
-      for (const auto& b : blocks)
-        for (const auto& g : b.logs) {
-          at.line_blocks.push_back(b.number);
-          s.write_raw_line(log_line(g));
-        }
-      s.complete();
-    }
-    {
-      at = {"withdrawals", {}};
-      Copy s(tx, "withdrawals", kWithdrawalColumns);
-      for (const auto& b : blocks)
-        for (const auto& w : b.withdrawals) {
-          at.line_blocks.push_back(b.number);
-          s.write_raw_line(withdrawal_line(b.number, w));
-        }
-      s.complete();
-    }
+    };
+    copy("blocks", kBlockColumns, [](const Block& b, auto&& emit) { emit(block_line(b)); });
+    copy("transactions", kTransactionColumns, [](const Block& b, auto&& emit) {
+      for (const auto& t : b.transactions) emit(transaction_line(t));
+    });
+    copy("logs", kLogColumns, [](const Block& b, auto&& emit) {
+      for (const auto& g : b.logs) emit(log_line(g));
+    });
+    copy("withdrawals", kWithdrawalColumns, [](const Block& b, auto&& emit) {
+      for (const auto& w : b.withdrawals) emit(withdrawal_line(b.number, w));
+    });
     at = {"cursor", {}};
     const Block& last = blocks.back();
     tx.exec0("INSERT INTO cursor (id, block_number, block_hash, updated_at) VALUES (true, " + std::to_string(last.number) +

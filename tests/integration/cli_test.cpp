@@ -37,12 +37,18 @@ struct Case {
   std::string name, text, expect;
 };
 
-TEST(Cli, CheckConfigAcceptsAGoodFileAndPrintsNoSecret) {
-  TempDir dir;
+// kGood written into `dir`, with the secrets it substitutes set in the environment; its path.
+std::string write_good_config(const TempDir& dir, const char* key, const char* password) {
   std::string path = dir.path() + "/good.toml";
   std::ofstream(path) << kGood;
-  setenv("CHAINIDX_TEST_KEY", "0123456789abcdef0123456789abcdef", 1);
-  setenv("CHAINIDX_TEST_PGPASSWORD", "hunter2hunter2", 1);
+  setenv("CHAINIDX_TEST_KEY", key, 1);
+  setenv("CHAINIDX_TEST_PGPASSWORD", password, 1);
+  return path;
+}
+
+TEST(Cli, CheckConfigAcceptsAGoodFileAndPrintsNoSecret) {
+  TempDir dir;
+  std::string path = write_good_config(dir, "0123456789abcdef0123456789abcdef", "hunter2hunter2");
   int code = -1;
   std::string out = run_capture({chainidx_binary(), "check-config", "--config", path}, &code);
   EXPECT_EQ(code, 0) << out;
@@ -100,10 +106,7 @@ TEST(Cli, ReadmeConfigExamplePassesCheckConfig) {
 // would run without a word).
 TEST(Cli, UnknownLogLevelIsRefusedNotTurnedIntoSilence) {
   TempDir dir;
-  std::string path = dir.path() + "/good.toml";
-  std::ofstream(path) << kGood;
-  setenv("CHAINIDX_TEST_KEY", "k", 1);
-  setenv("CHAINIDX_TEST_PGPASSWORD", "p", 1);
+  std::string path = write_good_config(dir, "k", "p");
   int code = -1;
   std::string out = run_capture({"env", "CHAINIDX_LOG_LEVEL=inf0", chainidx_binary(), "run", "--config", path}, &code, 20s);
   EXPECT_EQ(code, 2) << out;

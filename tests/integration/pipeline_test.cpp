@@ -231,15 +231,22 @@ struct Peers {
   }
 };
 
+// Starts the indexer (confirmations 3), mines `rounds` blocks with transfers, waits until it
+// confirmed head - 3 and stops it with SIGTERM, expecting a clean exit. Returns the head.
+std::uint64_t index_then_stop(Peers& p, Indexer& indexer, int rounds, std::mt19937& rng) {
+  indexer.start();
+  mine_with_transfers(p.anvil, rounds, rng);
+  std::uint64_t head = p.anvil.block_number();
+  wait_for_cursor(p.db, head - 3, indexer);
+  EXPECT_EQ(indexer.stop(SIGTERM), 0) << indexer.log();
+  return head;
+}
+
 TEST(Pipeline, SteadyMiningWithLogsReachesPostgresAndKafkaExactly) {
   Peers p("steady");
   std::mt19937 rng(7);
   Indexer indexer(p.dir.path(), p.anvil, p.db_url, p.broker.bootstrap(), {.confirmations = 3});
-  indexer.start();
-  mine_with_transfers(p.anvil, 30, rng);
-  std::uint64_t head = p.anvil.block_number();
-  wait_for_cursor(p.db, head - 3, indexer);
-  EXPECT_EQ(indexer.stop(SIGTERM), 0) << indexer.log();
+  std::uint64_t head = index_then_stop(p, indexer, 30, rng);
   EXPECT_EQ(p.db.cursor()->number, head - 3) << "nothing past head - confirmations is confirmed";
   expect_postgres_equals_anvil(p.db, p.anvil);
   expect_topics_hold_postgres(p.db, p.broker, /*exactly_once_blocks=*/true);
@@ -356,10 +363,7 @@ TEST(Pipeline, ReadmeQueryCookbookRunsAndFindsTheTransfers) {
   Peers p("cookbook");
   std::mt19937 rng(17);
   Indexer indexer(p.dir.path(), p.anvil, p.db_url, p.broker.bootstrap(), {.confirmations = 3});
-  indexer.start();
-  mine_with_transfers(p.anvil, 12, rng);
-  wait_for_cursor(p.db, p.anvil.block_number() - 3, indexer);
-  EXPECT_EQ(indexer.stop(SIGTERM), 0) << indexer.log();
+  index_then_stop(p, indexer, 12, rng);
 
   std::string readme = read_text_file(std::string(CHAINIDX_SOURCE_DIR) + "/README.md");
   auto start = readme.find("```sql\n");

@@ -2,6 +2,7 @@
 
 #include <toml++/toml.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <regex>
@@ -206,8 +207,19 @@ Config build(const toml::table& root, const EnvLookup& env) {
   for (std::size_t i = 0; i < arr.size(); ++i) {
     std::string prefix = "chain.endpoints[" + std::to_string(i) + "]";
     const toml::table& t = *arr[i].as_table();
-    check_known(t, prefix, {"name", "ws", "http", "requests_per_second", "burst"});
+    check_known(t, prefix, {"name", "ws", "http", "preset", "requests_per_second", "burst", "max_in_flight"});
     EndpointConfig e;
+    if (auto v = r.string(t, prefix, "preset", false, "\"alchemy\"")) {
+      const auto& presets = endpoint_presets();
+      auto it = std::find_if(presets.begin(), presets.end(), [&](const EndpointPreset& p) { return *v == p.name; });
+      if (it == presets.end())
+        fail(prefix + ".preset", r.shown(prefix + ".preset", *v) + " is not a known preset",
+             "use \"alchemy\", \"infura\", \"quicknode\" or \"public\", or leave it out and set requests_per_second, burst and max_in_flight");
+      e.preset = *v;
+      e.requests_per_second = it->requests_per_second;
+      e.burst = it->burst;
+      e.max_in_flight = it->max_in_flight;
+    }
     if (auto v = r.string(t, prefix, "name", false, "\"alchemy\"")) {
       if (!std::regex_match(*v, std::regex("[A-Za-z0-9_.:-]{1,64}")))
         fail(prefix + ".name", r.shown(prefix + ".name", *v) + " is not a usable endpoint name", "use 1 to 64 letters, digits, _ . : or -");
@@ -223,6 +235,9 @@ Config build(const toml::table& root, const EnvLookup& env) {
     }
     if (auto v = r.integer(t, prefix, "burst", false, "100"))
       e.burst = static_cast<std::uint32_t>(in_range(prefix + ".burst", *v, 1, 1000000, "set how many requests may go at once, e.g. 100"));
+    if (auto v = r.integer(t, prefix, "max_in_flight", false, "4"))
+      e.max_in_flight = static_cast<std::uint32_t>(in_range(prefix + ".max_in_flight", *v, 1, 256,
+                                                            "set how many HTTP requests may be open at once, e.g. 4"));
     c.chain.endpoints.push_back(std::move(e));
   }
 
@@ -232,7 +247,13 @@ Config build(const toml::table& root, const EnvLookup& env) {
   check_url("postgres.url", c.postgres.url, {"postgresql", "postgres"}, "postgresql://USER:${PGPASSWORD}@HOST:PORT/DATABASE");
 
   const toml::table& kafka = table_at(root, "", "kafka", true);
-  check_known(kafka, "kafka", {"brokers", "partitions", "replication_factor", "transaction_timeout_seconds"});
+  check_known(kafka, "kafka", {"brokers", "partitions", "replication_factor", "transaction_timeout_seconds", "compression"});
+  if (auto v = r.string(kafka, "kafka", "compression", false, "\"lz4\"")) {
+    static const std::vector<std::string> codecs = {"none", "gzip", "snappy", "lz4", "zstd"};
+    if (std::find(codecs.begin(), codecs.end(), *v) == codecs.end())
+      fail("kafka.compression", r.shown("kafka.compression", *v) + " is not a codec", "use \"lz4\" (the default), \"zstd\", \"snappy\", \"gzip\" or \"none\"");
+    c.kafka.compression = *v;
+  }
   c.kafka.brokers = *r.string(kafka, "kafka", "brokers", true, "\"127.0.0.1:9092\"");
   if (c.kafka.brokers.empty())
     fail("kafka.brokers", "is empty", "set the cluster's bootstrap servers, e.g. \"127.0.0.1:9092\", or \"embedded\" for a development broker");
@@ -258,7 +279,14 @@ Config build(const toml::table& root, const EnvLookup& env) {
   }
 
   const toml::table& pipeline = table_at(root, "", "pipeline", false);
-  check_known(pipeline, "pipeline", {"batch_blocks", "sink_retry_initial_ms", "sink_retry_max_ms", "max_batch_delay_ms"});
+  check_known(pipeline, "pipeline",
+              {"batch_blocks", "sink_retry_initial_ms", "sink_retry_max_ms", "max_batch_delay_ms", "range_batch_blocks", "range_buffer_mb"});
+  if (auto v = r.integer(pipeline, "pipeline", "range_batch_blocks", false, "50"))
+    c.pipeline.range_batch_blocks = static_cast<std::uint32_t>(in_range("pipeline.range_batch_blocks", *v, 1, 1000,
+                                                                        "set how many blocks one JSON-RPC batch of history asks for, e.g. 50"));
+  if (auto v = r.integer(pipeline, "pipeline", "range_buffer_mb", false, "64"))
+    c.pipeline.range_buffer_mb = static_cast<std::uint32_t>(in_range("pipeline.range_buffer_mb", *v, 1, 65536,
+                                                                     "set how many MiB of fetched history may wait for the sinks, e.g. 64"));
   if (auto v = r.integer(pipeline, "pipeline", "max_batch_delay_ms", false, "2000"))
     c.pipeline.max_batch_delay_ms = static_cast<std::uint32_t>(in_range(
         "pipeline.max_batch_delay_ms", *v, 0, 3600000, "set how long a confirmed block may wait for its batch to fill, e.g. 2000"));
@@ -274,6 +302,18 @@ Config build(const toml::table& root, const EnvLookup& env) {
 }
 
 }  // namespace
+
+const std::vector<EndpointPreset>& endpoint_presets() {
+  // The providers' documented limits for their entry plans (calls per second, burst,
+  // concurrent requests); a paid plan sets its own figures with the explicit keys.
+  static const std::vector<EndpointPreset> presets = {
+      {"alchemy", 25, 100, 10},
+      {"infura", 10, 50, 5},
+      {"quicknode", 15, 60, 8},
+      {"public", 5, 10, 3},
+  };
+  return presets;
+}
 
 EnvLookup process_env() {
   return [](const std::string& name) -> std::optional<std::string> {

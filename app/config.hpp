@@ -18,9 +18,23 @@ struct EndpointConfig {
   std::string name;
   std::string ws;    ///< ws:// or wss:// URL (may hold an API key: print only redacted)
   std::string http;  ///< http:// or https:// URL (same)
-  double requests_per_second = 50;
+  /// "alchemy", "infura", "quicknode", "public" or "" (none): sets the three limits below from
+  /// the provider's documented figures; keys set explicitly win.
+  std::string preset;
+  double requests_per_second = 50;  ///< JSON-RPC calls per second (each call in a batch counts)
   std::uint32_t burst = 100;
+  std::uint32_t max_in_flight = 4;  ///< HTTP requests (batches) at once
 };
+
+/// A provider's documented limits: calls per second, burst, concurrent requests.
+struct EndpointPreset {
+  const char* name;
+  double requests_per_second;
+  std::uint32_t burst;
+  std::uint32_t max_in_flight;
+};
+/// The presets `preset = "..."` accepts.
+const std::vector<EndpointPreset>& endpoint_presets();
 
 enum class DeepReorgPolicy { kHalt };
 
@@ -51,6 +65,7 @@ struct Config {
     std::uint32_t partitions = 3;
     std::uint32_t replication_factor = 1;
     std::uint32_t transaction_timeout_seconds = 60;  ///< a batch's Kafka transaction; aborted and resent after it
+    std::string compression = "lz4";  ///< compression.codec: none, gzip, snappy, lz4 or zstd
   } kafka;
   struct Server {
     std::string listen = "127.0.0.1:9464";
@@ -60,6 +75,8 @@ struct Config {
     std::uint32_t sink_retry_initial_ms = 500;  ///< first wait before a failed sink write is retried
     std::uint32_t sink_retry_max_ms = 30000;    ///< longest wait between sink write retries
     std::uint32_t max_batch_delay_ms = 2000;    ///< a confirmed block waits at most this long for its batch to fill
+    std::uint32_t range_batch_blocks = 50;      ///< history: blocks per JSON-RPC batch (lowered for big answers)
+    std::uint32_t range_buffer_mb = 64;         ///< history: fetched and not yet written, at most (about)
   } pipeline;
 };
 

@@ -240,7 +240,8 @@ int run(const Args& args) {
       return *code;
     if (stopped) return app::kExitOk;
     sinks::KafkaSink kafka({brokers, config->chain.name, config->chain.chain_id, config->kafka.partitions,
-                            config->kafka.replication_factor, static_cast<int>(config->kafka.transaction_timeout_seconds * 1000)});
+                            config->kafka.replication_factor, static_cast<int>(config->kafka.transaction_timeout_seconds * 1000),
+                            config->kafka.compression});
     if (auto code = until_done("kafka", [&] {
           kafka.ensure_topics();
           kafka.start();

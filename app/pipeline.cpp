@@ -10,10 +10,9 @@
 
 #include <random>
 
-#include "ingest/block_fetcher.hpp"
+#include "ingest/endpoint_pool.hpp"
 #include "ingest/head_subscriber.hpp"
-#include "ingest/http_rpc_client.hpp"
-#include "ingest/url.hpp"
+#include "ingest/range_fetcher.hpp"
 #include "reorg/block_buffer.hpp"
 
 namespace chainidx::app {
@@ -36,22 +35,13 @@ struct Pipeline::Impl {
   std::vector<sinks::Sink*> sinks;
   sinks::CheckpointStore& checkpoints;
   asio::thread_pool workers{1};
-  // One HTTP client per endpoint; requests go to `current` and move on to the next endpoint
-  // on trouble. An endpoint's eth_chainId is checked before any of its data is used.
-  struct Endpoint {
-    Endpoint(asio::any_io_executor ex, const EndpointConfig& c, const Config::Chain& chain)
-        : rpc(ex, c.http,
-              {c.requests_per_second, static_cast<double>(c.burst), std::chrono::seconds(chain.http_timeout_seconds),
-               std::chrono::seconds(chain.retry_after_max_seconds), c.name}),
-          fetcher(rpc, chain.verify_block_hash) {}
-    ingest::HttpRpcClient rpc;
-    ingest::BlockFetcher fetcher;
-    bool chain_id_checked = false;
-  };
-  std::vector<std::unique_ptr<Endpoint>> endpoints;
-  std::size_t current = 0;
+  // Every RPC goes through the pool, which owns retries and failover; history (everything at
+  // confirmed depth, more than a batch of it) goes through the range engine.
+  ingest::EndpointPool pool;
+  ingest::RangeFetcher range;
   std::optional<reorg::BlockBuffer> buffer;
   std::optional<schema::BlockRef> latest_head;  // newest head from the subscriber, not yet given to the buffer
+  std::optional<schema::BlockRef> newest_head;  // newest head seen at all (decides when to catch up by ranges)
   asio::steady_timer wake;                      // cancelled when a head arrives or a stop is requested
   asio::steady_timer backoff_timer;             // retry waits: cut short by a stop, never by a head
   bool stop = false;
@@ -61,26 +51,33 @@ struct Pipeline::Impl {
   ingest::BackoffPolicy backoff{};       // RPC retries
   ingest::BackoffPolicy sink_backoff{};  // sink write retries
 
+  static ingest::PoolSettings pool_settings(const Config& c) {
+    ingest::PoolSettings p;
+    for (const auto& e : c.chain.endpoints)
+      p.endpoints.push_back({e.http, e.name, e.requests_per_second, static_cast<double>(e.burst), e.max_in_flight});
+    p.chain_id = c.chain.chain_id;
+    p.verify_block_hash = c.chain.verify_block_hash;
+    p.http_timeout = std::chrono::seconds(c.chain.http_timeout_seconds);
+    p.retry_after_max = std::chrono::seconds(c.chain.retry_after_max_seconds);
+    p.backoff = {std::chrono::milliseconds(c.chain.backoff_initial_ms), std::chrono::milliseconds(c.chain.backoff_max_ms)};
+    p.undecodable_after_rounds = c.chain.undecodable_after_rounds;
+    return p;
+  }
+  static ingest::RangeOptions range_options(const Config& c) {
+    ingest::RangeOptions r;
+    r.batch_blocks = c.pipeline.range_batch_blocks;
+    r.buffer_bytes = static_cast<std::size_t>(c.pipeline.range_buffer_mb) << 20;
+    r.write_blocks = c.pipeline.batch_blocks;
+    r.max_write_delay = std::chrono::milliseconds(c.pipeline.max_batch_delay_ms);
+    return r;
+  }
+
   Impl(asio::io_context& io_, Config c, std::vector<sinks::Sink*> s, sinks::CheckpointStore& cp)
-      : io(io_), config(std::move(c)), sinks(std::move(s)), checkpoints(cp), wake(io_), backoff_timer(io_) {
-    for (const auto& e : config.chain.endpoints) endpoints.push_back(std::make_unique<Endpoint>(io.get_executor(), e, config.chain));
+      : io(io_), config(std::move(c)), sinks(std::move(s)), checkpoints(cp), pool(io_.get_executor(), pool_settings(config)),
+        range(io_.get_executor(), pool, range_options(config)), wake(io_), backoff_timer(io_) {
     backoff = {std::chrono::milliseconds(config.chain.backoff_initial_ms), std::chrono::milliseconds(config.chain.backoff_max_ms)};
     sink_backoff = {std::chrono::milliseconds(config.pipeline.sink_retry_initial_ms),
                     std::chrono::milliseconds(config.pipeline.sink_retry_max_ms)};
-  }
-
-  ingest::BlockFetcher& fetcher() { return endpoints[current]->fetcher; }
-
-  // Throws Fatal when the endpoint serves another chain: its data must never be mixed in.
-  Task<void> check_chain_id(Endpoint& e) {
-    if (e.chain_id_checked) co_return;
-    std::uint64_t id = co_await e.fetcher.chain_id();
-    if (id != config.chain.chain_id)
-      throw Fatal{kExitChainIdMismatch, "chain id mismatch: config_chain_id=" + std::to_string(config.chain.chain_id) +
-                                            " node_chain_id=" + std::to_string(id) + " endpoint=" + e.rpc.endpoint() +
-                                            "; point chain.endpoints at a node of chain " + std::to_string(config.chain.chain_id) +
-                                            " or set chain.chain_id = " + std::to_string(id)};
-    e.chain_id_checked = true;
   }
 
   Task<void> sleep(std::chrono::milliseconds d) {
@@ -96,77 +93,6 @@ struct Pipeline::Impl {
       f();
       co_return;
     }, use_awaitable);
-  }
-
-  // Retries outside trouble (transport, 429, 5xx, malformed or hostile answers) until it works
-  // or a stop is requested, moving to the next endpoint after each failure and backing off once
-  // a whole round of endpoints failed. An answer that will not change on a retry (a refused
-  // method or parameters, 401/403) ends only that endpoint's part: the others are asked, and
-  // only when every endpoint has refused the same request does the indexer stop, naming each
-  // endpoint's answer.
-  //
-  // An answer that fails validation (malformed, hostile, inconsistent) is retried elsewhere, but
-  // when every endpoint has given such an answer chain.undecodable_after_rounds times, the data
-  // is not passing trouble: the indexer stops (exit 9) naming `subject` and every answer, rather
-  // than retrying in silence forever. Never skipped.
-  template <class T, class F>
-  Task<std::optional<T>> with_retry(const char* what, F op, std::string subject = {}) {
-    std::vector<std::string> refusals(endpoints.size());
-    std::size_t refused = 0;
-    std::vector<std::string> malformed(endpoints.size());  // this round's invalid answers
-    unsigned malformed_rounds = 0;
-    if (subject.empty()) subject = what;
-    for (unsigned attempt = 0; !stop; ++attempt) {
-      std::string problem;
-      std::chrono::milliseconds delay{0};
-      const std::size_t at = current;
-      const std::string endpoint = endpoints[at]->rpc.endpoint();
-      try {
-        co_await check_chain_id(*endpoints[at]);
-        co_return co_await op();
-      } catch (const ingest::RpcError& e) {
-        problem = e.what();
-        if (!e.retryable()) {
-          if (refusals[at].empty()) ++refused;
-          refusals[at] = problem;
-          if (refused == endpoints.size()) {
-            std::string answers;
-            for (std::size_t i = 0; i < endpoints.size(); ++i)
-              answers += (i ? "; " : "") + endpoints[i]->rpc.endpoint() + " answered: " + refusals[i];
-            throw Fatal{kExitEndpointsRefused, std::string("every endpoint refused ") + what + ", which no retry changes (" +
-                                                   answers + "); add an endpoint that serves it"};
-          }
-        } else {
-          delay = e.retry_after().value_or(backoff.delay(attempt / static_cast<unsigned>(endpoints.size()),
-                                                         std::uniform_real_distribution<double>(0, 1)(rng)));
-        }
-        if (e.kind() == ingest::RpcError::Kind::kMalformed) {
-          malformed[at] = problem;
-          bool round = true;
-          for (std::size_t i = 0; i < endpoints.size(); ++i) round &= !malformed[i].empty() || !refusals[i].empty();
-          if (round && ++malformed_rounds >= config.chain.undecodable_after_rounds) {
-            std::string answers;
-            for (std::size_t i = 0; i < endpoints.size(); ++i)
-              if (!malformed[i].empty()) answers += (answers.empty() ? "" : "; ") + malformed[i];
-            throw Fatal{kExitUndecodable, subject + " failed validation on every endpoint " + std::to_string(malformed_rounds) +
-                                              " times (chain.undecodable_after_rounds), last: " + answers +
-                                              ". Not skipped: the cursor stays before it; report the block and these answers"};
-          }
-          if (round) std::fill(malformed.begin(), malformed.end(), std::string());
-        }
-      }
-      if (endpoints.size() > 1) {
-        // Next endpoint, skipping those that refused this request for good.
-        do current = (current + 1) % endpoints.size();
-        while (!refusals[current].empty());
-        // Another endpoint may well answer at once; wait only when the round comes back here.
-        if (current > at) delay = std::chrono::milliseconds(0);
-      }
-      spdlog::warn("event=rpc_retry op={} attempt={} endpoint={} next_endpoint={} backoff_ms={} reason=\"{}\"", what,
-                   attempt + 1, endpoint, endpoints[current]->rpc.endpoint(), delay.count(), problem);
-      if (delay.count() > 0) co_await sleep(delay);
-    }
-    co_return std::nullopt;
   }
 
   // Writes `unwritten` to every sink in order, retrying only the sink that failed, with a
@@ -217,14 +143,64 @@ struct Pipeline::Impl {
   }
 
   Task<std::optional<schema::Block>> fetch(const reorg::FetchRequest& req) {
+    using ingest::BlockFetcher;
+    std::optional<std::optional<schema::Block>> r;
     if (req.kind == reorg::FetchRequest::Kind::kByNumber) {
-      auto r = co_await with_retry<std::optional<schema::Block>>("fetch_by_number", [&] { return fetcher().by_number(req.number); },
-                                                                 "block " + std::to_string(req.number));
-      co_return r ? std::move(*r) : std::nullopt;
+      auto op = [n = req.number](BlockFetcher& f) { return f.by_number(n); };
+      std::string subject = "block " + std::to_string(req.number);
+      r = co_await pool.run<std::optional<schema::Block>>("fetch_by_number", op, std::move(subject));
+    } else {
+      auto op = [h = req.hash](BlockFetcher& f) { return f.by_hash(h); };
+      std::string subject = "block " + schema::to_hex(req.hash);
+      r = co_await pool.run<std::optional<schema::Block>>("fetch_by_hash", op, std::move(subject));
     }
-    auto r = co_await with_retry<std::optional<schema::Block>>("fetch_by_hash", [&] { return fetcher().by_hash(req.hash); },
-                                                               "block " + schema::to_hex(req.hash));
     co_return r ? std::move(*r) : std::nullopt;
+  }
+
+  Task<std::optional<schema::BlockRef>> http_head() {
+    auto op = [](ingest::BlockFetcher& f) { return f.latest_head(); };
+    auto head = co_await pool.run<schema::BlockRef>("latest_head", op);
+    co_return head;
+  }
+
+  void saw_head(const schema::BlockRef& head) {
+    if (!newest_head || head.number > newest_head->number) newest_head = head;
+  }
+
+  // More than a write batch of blocks at confirmed depth behind: fetch them as ranges (the range
+  // engine), then start the buffer again from the last block written. The buffer's unconfirmed
+  // blocks were never written, so dropping them loses nothing; the buffer fetches from the new
+  // cursor up, linked to it, so the seam has no gap and no duplicate.
+  Task<void> catch_up() {
+    if (!newest_head || newest_head->number < config.chain.confirmations) co_return;
+    const std::uint64_t top = newest_head->number - config.chain.confirmations;
+    const auto& confirmed = buffer->last_confirmed();
+    const std::uint64_t from = confirmed ? confirmed->number + 1 : config.chain.start_block;
+    if (top < from || top - from + 1 < config.pipeline.batch_blocks) co_return;
+    co_await write_unwritten();
+    if (stop) co_return;
+    const std::optional<schema::BlockRef> cursor = buffer->last_confirmed();
+    spdlog::info("event=catch_up from={} to={} head={} blocks={}", from, top, newest_head->number, top - from + 1);
+    const auto stats_before = range.stats();
+    const auto started = std::chrono::steady_clock::now();
+    std::optional<schema::BlockRef> written;
+    try {
+      ingest::RangeFetcher::Write write = [this](std::vector<schema::Block> batch) -> Task<void> {
+        unwritten = std::move(batch);
+        co_await write_unwritten();
+      };
+      written = co_await range.run(from, top, cursor, std::move(write));
+    } catch (const ingest::RangeDeepReorg& d) {
+      throw Fatal{kExitDeepReorg, std::string("deep reorg: ") + d.what() + ". Policy 'halt': stopping with the cursor at " +
+                                      std::to_string(d.ours().number) + ". Replay from below the fork once the cause is understood."};
+    }
+    const auto& st = range.stats();
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    spdlog::info("event=caught_up to={} blocks={} logs={} seconds={:.1f} blocks_per_s={:.0f}", written ? written->number : 0,
+                 st.blocks - stats_before.blocks, st.logs - stats_before.logs, secs,
+                 static_cast<double>(st.blocks - stats_before.blocks) / std::max(secs, 1e-3));
+    buffer.emplace(reorg::BufferConfig{config.chain.confirmations, config.chain.start_block}, written);
+    if (!latest_head) latest_head = newest_head;
   }
 
   void give_head_to_buffer() {
@@ -236,10 +212,14 @@ struct Pipeline::Impl {
 
   Task<void> follow() {
     // Seed from HTTP so that a quiet chain still catches up before its next head.
-    if (auto head = co_await with_retry<schema::BlockRef>("latest_head", [&] { return fetcher().latest_head(); }))
+    if (auto head = co_await http_head()) {
+      saw_head(*head);
       if (!latest_head) latest_head = *head;
+    }
     const auto poll = std::chrono::milliseconds(std::max<std::int64_t>(1000, config.chain.confirmations * 1000));
     while (!stop) {
+      co_await catch_up();
+      if (stop) break;
       give_head_to_buffer();
       auto req = buffer->next_fetch();
       if (!req) {
@@ -250,8 +230,10 @@ struct Pipeline::Impl {
         co_await wake.async_wait(asio::redirect_error(use_awaitable, ec));
         if (!ec && !stop) {
           // No head for a while: ask over HTTP too, in case the subscription went quiet.
-          if (auto head = co_await with_retry<schema::BlockRef>("latest_head", [&] { return fetcher().latest_head(); }))
+          if (auto head = co_await http_head()) {
+            saw_head(*head);
             if (!latest_head) latest_head = *head;
+          }
         }
         continue;
       }
@@ -302,17 +284,24 @@ struct Pipeline::Impl {
   }
 
   Task<int> run() {
+    Fatal fatal{kExitFatal, ""};
     try {
       co_return co_await run_checked();
     } catch (const Fatal& f) {
-      spdlog::error("event=halt exit_code={} message=\"{}\"", f.code, f.message);
-      co_return f.code;
+      fatal = f;
+    } catch (const ingest::PoolError& e) {
+      using Kind = ingest::PoolError::Kind;
+      fatal = {e.kind() == Kind::kWrongChain ? kExitChainIdMismatch : e.kind() == Kind::kUndecodable ? kExitUndecodable : kExitEndpointsRefused,
+               e.what()};
     }
+    spdlog::error("event=halt exit_code={} message=\"{}\"", fatal.code, fatal.message);
+    co_return fatal.code;
   }
 
   Task<int> run_checked() {
     // The first endpoint that answers has its chain id checked here; the others when first used.
-    auto checked = co_await with_retry<bool>("eth_chainId", [&]() -> Task<bool> { co_return true; });
+    auto nothing = [](ingest::BlockFetcher&) -> Task<bool> { co_return true; };
+    auto checked = co_await pool.run<bool>("eth_chainId", nothing);
     if (!checked) co_return kExitOk;
     std::optional<schema::BlockRef> cursor;
     for (unsigned attempt = 0;; ++attempt) {
@@ -330,7 +319,8 @@ struct Pipeline::Impl {
     }
     if (cursor) {
       spdlog::info("event=resume cursor_block={} cursor_hash={}", cursor->number, schema::to_hex(cursor->hash));
-      auto header = co_await with_retry<std::optional<schema::BlockRef>>("cursor_check", [&] { return fetcher().header_by_number(cursor->number); });
+      auto op = [n = cursor->number](ingest::BlockFetcher& f) { return f.header_by_number(n); };
+      auto header = co_await pool.run<std::optional<schema::BlockRef>>("cursor_check", op);
       if (header && *header && (*header)->hash != cursor->hash) {
         spdlog::error("event=deep_reorg cursor_block={} cursor_hash={} node_hash={} policy=halt message=\"the block at the cursor is no longer canonical; Postgres is left at the cursor\"",
                       cursor->number, schema::to_hex(cursor->hash), schema::to_hex((*header)->hash));
@@ -350,6 +340,7 @@ struct Pipeline::Impl {
     options.backoff = backoff;
     ingest::HeadSubscriber subscriber(io.get_executor(), ws_endpoints, options, [this](const schema::BlockRef& head) {
       latest_head = head;
+      saw_head(head);
       wake.cancel();
     });
     // The subscriber lives exactly as long as follow(): whichever way follow() ends, it stops
@@ -387,6 +378,8 @@ Task<int> Pipeline::run() { return impl_->run(); }
 
 void Pipeline::request_stop() {
   impl_->stop = true;
+  impl_->pool.request_stop();
+  impl_->range.request_stop();
   impl_->wake.cancel();
   impl_->backoff_timer.cancel();
 }

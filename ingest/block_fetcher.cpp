@@ -2,7 +2,7 @@
 
 #include "ingest/attach_receipts.hpp"
 #include "ingest/decode.hpp"
-#include "ingest/header_hash.hpp"
+#include "ingest/range_decode.hpp"
 
 #include <spdlog/spdlog.h>
 
@@ -50,14 +50,9 @@ Task<std::optional<Block>> BlockFetcher::complete(std::string block_json, const 
   }
   if (!decoded->has_value()) co_return std::nullopt;
   Block block = std::move(**decoded);
-  if (verify_block_hash_ && header_hash(block) != block.hash) {
+  if (auto body = check_block_body(block, verify_block_hash_); !body.ok()) {
     ++rejected_;
-    malformed(rpc_.endpoint(), std::string(what) + ": block " + std::to_string(block.number) +
-                                   ": header fields do not hash to the block hash " + schema::to_hex(block.hash));
-  }
-  if (block.transactions.size() != block.transaction_hashes.size()) {
-    ++rejected_;
-    malformed(rpc_.endpoint(), std::string(what) + ": transactions came back as hashes where full bodies were asked for");
+    malformed(rpc_.endpoint(), std::string(what) + ": " + body.error().message);
   }
 
   std::vector<Receipt> receipts;
@@ -77,9 +72,7 @@ Task<std::optional<Block>> BlockFetcher::complete(std::string block_json, const 
       have = true;
     } catch (const RpcError& e) {
       if (!says_method_unsupported(e)) throw;
-      block_receipts_ = false;
-      spdlog::warn("event=rpc_fallback endpoint={} method=eth_getBlockReceipts instead=eth_getTransactionReceipt reason=\"{}\"",
-                   rpc_.endpoint(), e.what());
+      without_block_receipts(e);
     }
   }
   if (!have && !block.transaction_hashes.empty()) {
@@ -108,6 +101,13 @@ Task<std::optional<Block>> BlockFetcher::complete(std::string block_json, const 
     malformed(rpc_.endpoint(), "block " + std::to_string(block.number) + ": " + status.error().message);
   }
   co_return block;
+}
+
+void BlockFetcher::without_block_receipts(const RpcError& why) {
+  if (!block_receipts_) return;
+  block_receipts_ = false;
+  spdlog::warn("event=rpc_fallback endpoint={} method=eth_getBlockReceipts instead=eth_getTransactionReceipt reason=\"{}\"",
+               rpc_.endpoint(), why.what());
 }
 
 Task<std::uint64_t> BlockFetcher::chain_id() {

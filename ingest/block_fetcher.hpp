@@ -32,6 +32,8 @@ class BlockFetcher {
   /// Blocks refused because their parts did not agree (for metrics and tests).
   std::uint64_t rejected() const { return rejected_; }
   bool uses_block_receipts() const { return block_receipts_; }
+  /// The node said it has no eth_getBlockReceipts: receipts come per transaction from now on.
+  void without_block_receipts(const RpcError& why);
 
  private:
   Task<std::optional<schema::Block>> complete(std::string block_json, const char* what);

@@ -1,6 +1,7 @@
 #include "ingest/http_rpc_client.hpp"
 
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/redirect_error.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -31,20 +32,52 @@ struct HttpRpcClient::Impl {
   std::string redacted;
   Options options;
   TokenBucket bucket;
-  std::optional<beast::tcp_stream> plain;
-  std::optional<beast::ssl_stream<beast::tcp_stream>> tls;
+  // A kept-alive connection; up to options.max_in_flight of them carry requests at once.
+  struct Connection {
+    std::optional<beast::tcp_stream> plain;
+    std::optional<beast::ssl_stream<beast::tcp_stream>> tls;
+    bool connected() const { return plain.has_value() || tls.has_value(); }
+    void drop() {
+      plain.reset();
+      tls.reset();
+    }
+  };
+  std::vector<std::unique_ptr<Connection>> idle;
+  std::size_t busy = 0;
+  double in_flight_limit;       // adaptive: halved on throttling, +1 per 20 served requests
+  std::size_t served_since = 0;
+  asio::steady_timer freed;     // cancelled when a connection is handed back
   std::uint64_t next_id = 1;
   std::uint64_t sent = 0;
   std::uint64_t calls = 0;
 
   Impl(asio::any_io_executor ex, const std::string& text, Options o)
       : executor(ex), url(*parse_url(text)), redacted(o.name.empty() ? endpoint_label(text) : o.name), options(o),
-        bucket(o.requests_per_second, o.burst, TokenBucket::Clock::now()) {}
+        bucket(o.requests_per_second, o.burst, TokenBucket::Clock::now()),
+        in_flight_limit(static_cast<double>(std::max<std::size_t>(1, o.max_in_flight))), freed(ex) {}
 
-  bool connected() const { return plain.has_value() || tls.has_value(); }
-  void drop() {
-    plain.reset();
-    tls.reset();
+  std::size_t allowed_in_flight() const { return std::max<std::size_t>(1, static_cast<std::size_t>(in_flight_limit)); }
+
+  // A connection for one request: an idle one, a new one while fewer than the limit are busy,
+  // or the next one handed back.
+  Task<std::unique_ptr<Connection>> acquire() {
+    while (busy >= allowed_in_flight()) {
+      freed.expires_at(asio::steady_timer::time_point::max());
+      boost::system::error_code ec;
+      co_await freed.async_wait(asio::redirect_error(use_awaitable, ec));
+    }
+    ++busy;
+    if (!idle.empty()) {
+      auto c = std::move(idle.back());
+      idle.pop_back();
+      co_return c;
+    }
+    co_return std::make_unique<Connection>();
+  }
+  void release(std::unique_ptr<Connection> c) {
+    --busy;
+    if (c->connected() && idle.size() < allowed_in_flight()) idle.push_back(std::move(c));
+    freed.cancel();
   }
 
   // One token per JSON-RPC call, batches included: providers count (and bill) the calls inside
@@ -63,7 +96,9 @@ struct HttpRpcClient::Impl {
     }
   }
 
-  Task<void> connect() {
+  Task<void> connect(Connection& c) {
+    auto& plain = c.plain;
+    auto& tls = c.tls;
     tcp::resolver resolver(executor);
     auto endpoints = co_await resolver.async_resolve(url.host, url.port, use_awaitable);
     if (url.tls()) {
@@ -104,17 +139,24 @@ struct HttpRpcClient::Impl {
     req.body() = std::move(body);
     req.prepare_payload();
     http::response<http::string_body> res;
+    std::unique_ptr<Connection> conn = co_await acquire();
+    // Handed back however this ends; the coroutine frame owns it until then.
+    struct Return {
+      Impl* impl;
+      std::unique_ptr<Connection>& conn;
+      ~Return() { impl->release(std::move(conn)); }
+    } give_back{this, conn};
     for (int attempt = 0;; ++attempt) {
-      bool reused = connected();
+      bool reused = conn->connected();
       try {
-        if (!connected()) co_await connect();
+        if (!conn->connected()) co_await connect(*conn);
         ++sent;
         // Not a conditional expression: g++ 12 mis-compiles co_await inside ?: .
-        if (tls) res = co_await exchange(*tls, req);
-        else res = co_await exchange(*plain, req);
+        if (conn->tls) res = co_await exchange(*conn->tls, req);
+        else res = co_await exchange(*conn->plain, req);
         break;
       } catch (const boost::system::system_error& e) {
-        drop();
+        conn->drop();
         const auto ec = e.code();
         // Only a kept-alive connection that the server had closed before our request reached it
         // is retried silently (once): the request was never served. A timeout, or trouble on a
@@ -128,7 +170,7 @@ struct HttpRpcClient::Impl {
         throw RpcError(RpcError::Kind::kTransport, redacted + ": " + what);
       }
     }
-    if (!res.keep_alive()) drop();
+    if (!res.keep_alive()) conn->drop();
     if (res.result_int() != 200) {
       std::optional<std::chrono::milliseconds> retry_after;
       if (auto it = res.find(http::field::retry_after); it != res.end()) {
@@ -151,12 +193,19 @@ struct HttpRpcClient::Impl {
 
   // The provider said "too fast": halve this endpoint's rate (logged), then earn it back.
   void throttled() {
+    served_since = 0;
+    in_flight_limit = std::max(1.0, in_flight_limit / 2);
     double before = bucket.rate();
     if (bucket.on_throttled(TokenBucket::Clock::now()))
       spdlog::warn("event=rate_adjusted endpoint={} rate={:.2f} was={:.2f} ceiling={:.2f} reason=\"throttled by the provider\"",
                    redacted, bucket.rate(), before, options.requests_per_second);
   }
   void served() {
+    if (in_flight_limit < static_cast<double>(options.max_in_flight) && ++served_since >= 20) {
+      served_since = 0;
+      in_flight_limit += 1;
+      freed.cancel();
+    }
     bool was_below = bucket.rate() < options.requests_per_second;
     bucket.on_success(TokenBucket::Clock::now());
     if (was_below && bucket.rate() >= options.requests_per_second)
@@ -172,6 +221,7 @@ HttpRpcClient::~HttpRpcClient() = default;
 const std::string& HttpRpcClient::endpoint() const { return impl_->redacted; }
 std::uint64_t HttpRpcClient::requests_sent() const { return impl_->sent; }
 std::uint64_t HttpRpcClient::calls_sent() const { return impl_->calls; }
+std::size_t HttpRpcClient::in_flight_limit() const { return impl_->allowed_in_flight(); }
 
 Task<std::string> HttpRpcClient::call(RpcRequest request) {
   std::uint64_t id = impl_->next_id++;

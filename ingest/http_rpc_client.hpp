@@ -15,7 +15,9 @@ namespace chainidx::ingest {
 
 /// JSON-RPC over HTTP(S) with a kept-alive connection, batch requests and a token bucket that
 /// counts every call, those inside a batch included.
-/// One request at a time (the caller awaits each); not thread-safe. Beast stays in the .cpp.
+/// Up to Options::max_in_flight requests at once, each on its own kept-alive connection (more
+/// wait for one); the limit halves when the provider throttles and grows back by one per 20
+/// served requests. Use from one thread (the executor's); not thread-safe. Beast stays in the .cpp.
 ///
 /// Note for callers (and this file): g++ 12 mis-handles temporaries with destructors inside a
 /// co_await expression (double frees seen here); build arguments into named locals first.
@@ -27,6 +29,7 @@ class HttpRpcClient {
     std::chrono::milliseconds timeout{15000};  ///< per request, connect included
     std::chrono::milliseconds retry_after_max{60000};  ///< a server's Retry-After is capped at this
     std::string name;  ///< how logs name the endpoint; empty: endpoint_label(url)
+    std::size_t max_in_flight = 1;  ///< requests (connections) at once
   };
   /// `url` must be a valid http:// or https:// URL (config validation guarantees it).
   HttpRpcClient(boost::asio::any_io_executor executor, std::string url, Options options);
@@ -44,6 +47,8 @@ class HttpRpcClient {
   std::uint64_t requests_sent() const;
   /// JSON-RPC calls sent (a batch counts each of its calls), as the token bucket counts them.
   std::uint64_t calls_sent() const;
+  /// Requests allowed in flight now (max_in_flight, lowered while the provider throttles).
+  std::size_t in_flight_limit() const;
 
  private:
   struct Impl;

@@ -78,4 +78,21 @@ inline bool says_method_unsupported(const RpcError& e) {
   return std::any_of(kPhrases.begin(), kPhrases.end(), [&](const char* p) { return text.find(p) != std::string::npos; });
 }
 
+/// Whether an answer means "this batch (or its answer) is too big for this provider": HTTP 413,
+/// or a JSON-RPC error about the batch or response size (geth's "batch too large" / "batch
+/// response exceeded", providers' "batch size limit", "response size exceeded", "too many
+/// requests in batch"). The caller sends smaller batches.
+inline bool says_batch_too_large(const RpcError& e) {
+  if (e.kind() == RpcError::Kind::kHttpStatus) return e.code() == 413;
+  if (e.kind() != RpcError::Kind::kRpc) return false;
+  std::string text(e.what());
+  std::transform(text.begin(), text.end(), text.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  const bool about_size = text.find("batch") != std::string::npos || text.find("response size") != std::string::npos ||
+                          text.find("response is too big") != std::string::npos;
+  if (!about_size) return false;
+  for (const char* p : {"too large", "too big", "exceed", "limit", "too many"})
+    if (text.find(p) != std::string::npos) return true;
+  return false;
+}
+
 }  // namespace chainidx::ingest

@@ -110,6 +110,7 @@ struct KafkaSink::Impl {
     set("enable.idempotence", "true");
     set("acks", "all");
     set("linger.ms", "5");
+    set("compression.codec", config.compression);
     // A message may wait for the broker as long as its transaction may stay open.
     set("message.timeout.ms", std::to_string(txn_timeout_ms()));
     set("log_level", "4");

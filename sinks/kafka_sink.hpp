@@ -16,6 +16,8 @@ struct KafkaSinkConfig {
   /// transaction.timeout.ms, and message.timeout.ms with it: how long one batch's transaction
   /// may stay open (and its messages wait for the broker) before it is aborted and sent again.
   int transaction_timeout_ms = 60000;
+  /// compression.codec for every topic: none, gzip, snappy, lz4 or zstd.
+  std::string compression = "lz4";
 };
 
 /// Publishes each confirmed block to <chain>.blocks, <chain>.transactions and <chain>.logs, one

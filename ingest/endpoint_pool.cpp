@@ -1,0 +1,60 @@
+#include "ingest/endpoint_pool.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+namespace chainidx::ingest {
+
+namespace asio = boost::asio;
+
+EndpointPool::Member::Member(asio::any_io_executor ex, const PoolEndpoint& e, const PoolSettings& s)
+    : rpc(ex, e.http, {e.requests_per_second, e.burst, s.http_timeout, s.retry_after_max, e.name, std::max<std::size_t>(1, e.max_in_flight)}),
+      fetcher(rpc, s.verify_block_hash),
+      max_in_flight(std::max<std::size_t>(1, e.max_in_flight)) {}
+
+EndpointPool::EndpointPool(asio::any_io_executor executor, PoolSettings settings)
+    : executor_(executor), settings_(std::move(settings)), sleeps_(executor) {
+  for (const auto& e : settings_.endpoints) members_.push_back(std::make_unique<Member>(executor_, e, settings_));
+}
+
+std::vector<std::string> EndpointPool::names() const {
+  std::vector<std::string> out;
+  for (const auto& m : members_) out.push_back(m->rpc.endpoint());
+  return out;
+}
+
+Task<void> EndpointPool::check_chain_id(std::size_t i) {
+  Member& m = *members_[i];
+  if (m.chain_id_checked) co_return;
+  std::uint64_t id = co_await m.fetcher.chain_id();
+  const std::uint64_t want = settings_.chain_id;
+  if (id != want)
+    throw PoolError(PoolError::Kind::kWrongChain,
+                    "chain id mismatch: config_chain_id=" + std::to_string(want) + " node_chain_id=" + std::to_string(id) +
+                        " endpoint=" + m.rpc.endpoint() + "; point chain.endpoints at a node of chain " + std::to_string(want) +
+                        " or set chain.chain_id = " + std::to_string(id));
+  m.chain_id_checked = true;
+}
+
+std::chrono::milliseconds EndpointPool::retry_delay(const RpcError& e, unsigned attempt) {
+  if (auto after = e.retry_after()) return *after;
+  return settings_.backoff.delay(attempt, std::uniform_real_distribution<double>(0, 1)(rng_));
+}
+
+Task<void> EndpointPool::sleep(std::chrono::milliseconds d) {
+  if (!stop_) co_await sleeps_.wait(d);
+}
+
+void EndpointPool::request_stop() {
+  stop_ = true;
+  sleeps_.wake_all();
+}
+
+void EndpointPool::log_retry(const char* what, unsigned attempt, std::size_t at, std::size_t next, std::chrono::milliseconds delay,
+                             const std::string& problem) const {
+  spdlog::warn("event=rpc_retry op={} attempt={} endpoint={} next_endpoint={} backoff_ms={} reason=\"{}\"", what, attempt + 1,
+               members_[at]->rpc.endpoint(), members_[next]->rpc.endpoint(), delay.count(), problem);
+}
+
+}  // namespace chainidx::ingest

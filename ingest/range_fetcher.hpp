@@ -1,0 +1,81 @@
+#pragma once
+// The range engine: fetches a range of confirmed-depth blocks from every endpoint of the pool at
+// once and hands them to a writer in block order, in batches, each linked to the one before.
+//
+//   RangePlanner ─► workers (per endpoint: max_in_flight, each one JSON-RPC batch of
+//     eth_getBlockByNumber(n, true) + eth_getBlockReceipts(n) per range) ─► decode workers
+//     (a thread pool) ─► ReorderWindow (order, parent links) ─► writer (the caller's Write)
+//
+// While the writer writes batch N, later ranges are fetched and decoded. What is fetched and not
+// yet written is bounded in bytes (RangeOptions::buffer_bytes), however long the range.
+
+#include <boost/asio/any_io_executor.hpp>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <vector>
+
+#include "ingest/endpoint_pool.hpp"
+#include "schema/block.hpp"
+
+namespace chainidx::ingest {
+
+struct RangeOptions {
+  std::uint64_t batch_blocks = 50;           ///< blocks per JSON-RPC batch (lowered for big answers or a refusing provider)
+  std::size_t target_answer_bytes = 8 << 20;  ///< a batch's answer above this halves the batch
+  std::size_t buffer_bytes = 64 << 20;        ///< fetched and not yet written, at most (about)
+  std::size_t write_blocks = 100;             ///< blocks per Write call, at most
+  std::chrono::milliseconds max_write_delay{2000};  ///< a fetched block waits at most this long for its batch to fill
+  std::size_t decode_threads = 0;             ///< 0: one per core
+  unsigned link_retries = 3;                  ///< refetches of a block that does not link before the node is asked
+};
+
+/// The node's chain no longer holds a block already handed to the writer (or the cursor): a
+/// reorg deeper than the confirmations.
+class RangeDeepReorg : public std::runtime_error {
+ public:
+  RangeDeepReorg(schema::BlockRef ours, schema::BlockRef nodes, const std::string& message)
+      : std::runtime_error(message), ours_(ours), nodes_(nodes) {}
+  const schema::BlockRef& ours() const { return ours_; }
+  const schema::BlockRef& nodes() const { return nodes_; }
+
+ private:
+  schema::BlockRef ours_;
+  schema::BlockRef nodes_;
+};
+
+class RangeFetcher {
+ public:
+  /// Stores a batch (ascending, linked) or throws; the range engine stops on a throw.
+  using Write = std::function<Task<void>(std::vector<schema::Block>)>;
+
+  RangeFetcher(boost::asio::any_io_executor executor, EndpointPool& pool, RangeOptions options);
+  ~RangeFetcher();
+
+  /// Fetches first..last and writes them in order, the first linked to `cursor` (when given).
+  /// Returns the last block written (or `cursor`), early when a stop was requested. Throws
+  /// PoolError, RangeDeepReorg, or what `write` throws.
+  Task<std::optional<schema::BlockRef>> run(std::uint64_t first, std::uint64_t last, std::optional<schema::BlockRef> cursor,
+                                            Write write);
+  /// Stops taking ranges; run() returns once the fetches and the write in progress end.
+  void request_stop();
+
+  struct Stats {
+    std::uint64_t blocks = 0;        ///< written
+    std::uint64_t logs = 0;
+    std::uint64_t transactions = 0;
+    std::uint64_t answer_bytes = 0;  ///< JSON received
+    std::uint64_t batches = 0;       ///< JSON-RPC batches answered
+    std::uint64_t refetches = 0;     ///< ranges fetched again (failures, link breaks)
+  };
+  const Stats& stats() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace chainidx::ingest

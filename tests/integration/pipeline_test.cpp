@@ -12,6 +12,7 @@
 #include <sstream>
 #include <thread>
 
+#include "fault_proxy.hpp"
 #include "harness.hpp"
 #include "schema/types.hpp"
 
@@ -451,6 +452,173 @@ TEST(Pipeline, ChainIdMismatchRefusesToStartSayingBothIds) {
   EXPECT_EQ(*code, 4);
   EXPECT_NE(indexer.log().find("config_chain_id=1 node_chain_id=31337"), std::string::npos) << indexer.log();
   EXPECT_FALSE(p.db.cursor()) << "nothing written";
+}
+
+// A backlog for the range engine: bursts of blocks with transfers between runs of empty blocks
+// (anvil_mine), so that a few thousand blocks take seconds to make.
+void mine_backlog(Anvil& anvil, int rounds, int empty_per_round, std::mt19937& rng) {
+  for (int r = 0; r < rounds; ++r) {
+    int n = 1 + static_cast<int>(rng() % 3);
+    for (int i = 0; i < n; ++i) anvil.send_transfer(static_cast<int>(rng() % 10), 1 + rng() % 1000000);
+    anvil.mine();
+    if (empty_per_round > 0) anvil.rpc("anvil_mine", "[" + hexnum(static_cast<std::uint64_t>(empty_per_round)) + "]");
+  }
+}
+
+std::size_t count_of(const std::string& text, const std::string& what) {
+  std::size_t n = 0;
+  for (auto at = text.find(what); at != std::string::npos; at = text.find(what, at + what.size())) ++n;
+  return n;
+}
+
+// A passthrough proxy that counts the range batches (requests asking for block receipts).
+struct CountingProxy {
+  std::atomic<int> range_batches{0};
+  FaultProxy proxy;
+  explicit CountingProxy(int port)
+      : proxy(port, [this](const std::string& request, std::uint64_t) -> std::optional<FaultProxy::Canned> {
+          if (request.find("eth_getBlockReceipts") != std::string::npos) ++range_batches;
+          return std::nullopt;
+        }) {}
+};
+
+TEST(Range, CatchUpOfThousandsOfBlocksFromTwoEndpointsEqualsTheNodeAndPublishesEachBlockOnce) {
+  Peers p("range_catch_up");
+  std::mt19937 rng(21);
+  mine_backlog(p.anvil, 100, 19, rng);  // ~2,000 blocks, a few hundred transfers
+  const std::uint64_t head = p.anvil.block_number();
+  ASSERT_GE(head, 2000u);
+  CountingProxy a(p.anvil.port()), b(p.anvil.port());
+  Indexer indexer(p.dir.path(), p.anvil, p.db_url, p.broker.bootstrap(),
+                  {.confirmations = 3, .batch_blocks = 100, .http_url = b.proxy.url(),
+                   .extra_endpoints_first = {{p.anvil.ws_url(), a.proxy.url()}}, .pipeline_extra = "range_batch_blocks = 25\n"});
+  indexer.start();
+  wait_for_cursor(p.db, head - 3, indexer);
+  EXPECT_EQ(indexer.stop(SIGTERM), 0) << indexer.log();
+  const std::string log = indexer.log();
+  EXPECT_NE(log.find("event=catch_up from=0 to=" + std::to_string(head - 3)), std::string::npos) << log;
+  EXPECT_NE(log.find("event=caught_up to=" + std::to_string(head - 3)), std::string::npos) << log;
+  // Both endpoints served ranges (at 25 blocks a batch, about 80 batches in all).
+  EXPECT_GT(a.range_batches.load(), 5) << "endpoint a served no share of the history";
+  EXPECT_GT(b.range_batches.load(), 5) << "endpoint b served no share of the history";
+  EXPECT_LT(a.range_batches.load() + b.range_batches.load(), 200) << "history was not fetched in batches";
+  expect_postgres_equals_anvil(p.db, p.anvil);
+  expect_topics_hold_postgres(p.db, p.broker, /*exactly_once_blocks=*/true);
+}
+
+TEST(Range, HandOverToLiveWithReorgsAtTheSeamLeavesNoGapDuplicateOrOrphan) {
+  Peers p("range_seam");
+  std::mt19937 rng(8);
+  const int confirmations = 5;
+  mine_backlog(p.anvil, 30, 19, rng);  // ~600 blocks behind when the indexer starts
+  Indexer indexer(p.dir.path(), p.anvil, p.db_url, p.broker.bootstrap(),
+                  {.confirmations = confirmations, .batch_blocks = 50, .pipeline_extra = "range_batch_blocks = 20\n"});
+  indexer.start();
+  // Blocks keep coming during the catch-up; once the range engine hands over, reorganise the
+  // blocks just above what it wrote (the buffer's first blocks), again and again.
+  ASSERT_TRUE(wait_until([&] { return indexer.log().find("event=caught_up") != std::string::npos; }, 90s)) << indexer.log();
+  std::set<std::string> orphans;
+  for (int round = 0; round < 4; ++round) {
+    for (int i = 0; i < 2; ++i) {  // blocks with transfers, so that the reorg changes their hashes
+      p.anvil.send_transfer(static_cast<int>(rng() % 10), 1 + rng() % 1000);
+      p.anvil.mine();
+    }
+    const int depth = 1 + static_cast<int>(rng() % (confirmations - 1));
+    const std::uint64_t top = p.anvil.block_number();
+    std::vector<std::string> old;
+    for (int i = 0; i < depth; ++i) old.push_back(p.anvil.block_hash(top - i));
+    p.anvil.reorg(depth);
+    for (int i = 0; i < depth; ++i)
+      if (p.anvil.block_hash(top - i) != old[i]) orphans.insert(old[i]);
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_FALSE(orphans.empty()) << "no reorg changed a block";
+  mine_with_transfers(p.anvil, confirmations + 1, rng);
+  const std::uint64_t head = p.anvil.block_number();
+  wait_for_cursor(p.db, head - confirmations, indexer);
+  EXPECT_EQ(indexer.stop(SIGTERM), 0) << indexer.log();
+  const std::string log = indexer.log();
+  EXPECT_TRUE(log.find("event=reorg") != std::string::npos || log.find("event=rollback") != std::string::npos)
+      << "the live follower saw none of the reorgs\n" << log;
+  for (const auto& r : p.db.query("SELECT '0x' || encode(hash, 'hex') FROM anvil.blocks"))
+    EXPECT_FALSE(orphans.contains(r[0].as<std::string>())) << "orphaned block in Postgres";
+  for (const auto& h : read_topics(p.broker).block_hashes_everywhere) EXPECT_FALSE(orphans.contains(h)) << "orphaned block in Kafka";
+  expect_postgres_equals_anvil(p.db, p.anvil);
+  expect_topics_hold_postgres(p.db, p.broker, /*exactly_once_blocks=*/true);
+}
+
+TEST(Range, AfterAnOutageTheBacklogIsFetchedAsRangesAgain) {
+  Peers p("range_outage");
+  std::mt19937 rng(4);
+  std::atomic<bool> down{false};
+  FaultProxy proxy(p.anvil.port(), [&](const std::string&, std::uint64_t) -> std::optional<FaultProxy::Canned> {
+    if (down) return FaultProxy::Canned{503, "unavailable"};
+    return std::nullopt;
+  });
+  Indexer indexer(p.dir.path(), p.anvil, p.db_url, p.broker.bootstrap(),
+                  {.confirmations = 3, .batch_blocks = 20, .http_url = proxy.url(), .chain_extra = "backoff_max_ms = 500\n"});
+  indexer.start();
+  mine_with_transfers(p.anvil, 8, rng);
+  wait_for_cursor(p.db, p.anvil.block_number() - 3, indexer);
+  const std::uint64_t before = p.db.cursor()->number;
+  down = true;
+  mine_backlog(p.anvil, 10, 29, rng);  // ~300 blocks while the HTTP endpoint is away
+  std::this_thread::sleep_for(1s);
+  down = false;
+  const std::uint64_t head = p.anvil.block_number();
+  wait_for_cursor(p.db, head - 3, indexer);
+  EXPECT_EQ(indexer.stop(SIGTERM), 0) << indexer.log();
+  // Too short a backlog for a catch-up at the start; the one after the outage is fetched as ranges.
+  EXPECT_EQ(indexer.log().find("event=catch_up from=0"), std::string::npos) << indexer.log();
+  EXPECT_GE(count_of(indexer.log(), "event=caught_up"), 1u)
+      << "the backlog after the outage (cursor " << before << ") did not go through the range engine\n" << indexer.log();
+  expect_postgres_equals_anvil(p.db, p.anvil);
+  expect_topics_hold_postgres(p.db, p.broker, /*exactly_once_blocks=*/true);
+}
+
+TEST(Range, Kill9DuringACatchUpThenRestartLeavesNoGapOrDuplicate) {
+  Peers p("range_kill");
+  std::mt19937 rng(17);
+  mine_backlog(p.anvil, 60, 24, rng);  // ~1,500 blocks
+  const std::uint64_t head = p.anvil.block_number();
+  Indexer indexer(p.dir.path(), p.anvil, p.db_url, p.broker.bootstrap(),
+                  {.confirmations = 3, .batch_blocks = 50, .pipeline_extra = "range_batch_blocks = 10\n"});
+  indexer.start();
+  wait_for_cursor(p.db, 200, indexer);
+  EXPECT_EQ(indexer.stop(SIGKILL), 128 + SIGKILL);
+  const std::uint64_t at_kill = p.db.cursor()->number;
+  EXPECT_LT(at_kill, head - 3) << "the kill came after the catch-up; make the backlog longer";
+  indexer.start();
+  wait_for_cursor(p.db, head - 3, indexer);
+  EXPECT_EQ(indexer.stop(SIGTERM), 0) << indexer.log();
+  EXPECT_NE(indexer.log().find("event=catch_up from=" + std::to_string(at_kill + 1)), std::string::npos) << indexer.log();
+  expect_postgres_equals_anvil(p.db, p.anvil);
+  expect_topics_hold_postgres(p.db, p.broker, /*exactly_once_blocks=*/false);
+}
+
+TEST(Range, AProviderThatRefusesBigBatchesGetsSmallerOnesAndTheCatchUpCompletes) {
+  Peers p("range_413");
+  std::mt19937 rng(5);
+  mine_backlog(p.anvil, 20, 19, rng);  // ~400 blocks
+  std::atomic<int> refused{0};
+  FaultProxy proxy(p.anvil.port(), [&](const std::string& request, std::uint64_t) -> std::optional<FaultProxy::Canned> {
+    // At most 16 calls in a batch, as some providers allow; more is 413.
+    if (count_of(request, "\"method\"") > 16) {
+      ++refused;
+      return FaultProxy::Canned{413, "Payload Too Large"};
+    }
+    return std::nullopt;
+  });
+  const std::uint64_t head = p.anvil.block_number();
+  Indexer indexer(p.dir.path(), p.anvil, p.db_url, p.broker.bootstrap(),
+                  {.confirmations = 3, .batch_blocks = 100, .http_url = proxy.url(), .pipeline_extra = "range_batch_blocks = 50\n"});
+  indexer.start();
+  wait_for_cursor(p.db, head - 3, indexer);
+  EXPECT_EQ(indexer.stop(SIGTERM), 0) << indexer.log();
+  EXPECT_GT(refused.load(), 0);
+  EXPECT_NE(indexer.log().find("event=range_batch_smaller"), std::string::npos) << indexer.log();
+  expect_postgres_equals_anvil(p.db, p.anvil);
+  expect_topics_hold_postgres(p.db, p.broker, /*exactly_once_blocks=*/true);
 }
 
 }  // namespace

@@ -195,6 +195,66 @@ TEST(Config, TimeoutsAndBackoffKeysParseWithDefaults) {
   EXPECT_NE(ping0.error().message.find("chain.ws_ping_interval_seconds"), std::string::npos) << ping0.error().message;
 }
 
+TEST(Config, EndpointPresetsSetTheProvidersLimitsAndExplicitKeysWin) {
+  auto env = env_with({{"API_KEY", "k"}});
+  const std::string bare = replace(kGood, "requests_per_second = 50\nburst = 100\n", "");
+  auto d = parse_config(bare, "f.toml", env);
+  ASSERT_TRUE(d.ok()) << d.error().message;
+  EXPECT_EQ(d->chain.endpoints[0].requests_per_second, 50);
+  EXPECT_EQ(d->chain.endpoints[0].burst, 100u);
+  EXPECT_EQ(d->chain.endpoints[0].max_in_flight, 4u);
+  struct Want {
+    const char* preset;
+    double rate;
+    std::uint32_t burst, in_flight;
+  };
+  for (const Want& w : {Want{"alchemy", 25, 100, 10}, Want{"infura", 10, 50, 5}, Want{"quicknode", 15, 60, 8}, Want{"public", 5, 10, 3}}) {
+    auto c = parse_config(replace(bare, "ws = ", std::string("preset = \"") + w.preset + "\"\nws = "), "f.toml", env);
+    ASSERT_TRUE(c.ok()) << w.preset << ": " << c.error().message;
+    const auto& e = c->chain.endpoints[0];
+    EXPECT_EQ(e.preset, w.preset);
+    EXPECT_EQ(e.requests_per_second, w.rate) << w.preset;
+    EXPECT_EQ(e.burst, w.burst) << w.preset;
+    EXPECT_EQ(e.max_in_flight, w.in_flight) << w.preset;
+  }
+  // A paid plan: the preset, with its own rate; the rest from the preset.
+  auto paid = parse_config(replace(bare, "ws = ", "preset = \"alchemy\"\nrequests_per_second = 300\nws = "), "f.toml", env);
+  ASSERT_TRUE(paid.ok()) << paid.error().message;
+  EXPECT_EQ(paid->chain.endpoints[0].requests_per_second, 300);
+  EXPECT_EQ(paid->chain.endpoints[0].burst, 100u);
+  EXPECT_EQ(paid->chain.endpoints[0].max_in_flight, 10u);
+  auto unknown = parse_config(replace(bare, "ws = ", "preset = \"alchemey\"\nws = "), "f.toml", env);
+  ASSERT_FALSE(unknown.ok());
+  for (const char* word : {"chain.endpoints[0].preset", "alchemey", "\"alchemy\"", "max_in_flight"})
+    EXPECT_NE(unknown.error().message.find(word), std::string::npos) << unknown.error().message;
+  auto zero = parse_config(replace(bare, "ws = ", "max_in_flight = 0\nws = "), "f.toml", env);
+  ASSERT_FALSE(zero.ok());
+  EXPECT_NE(zero.error().message.find("chain.endpoints[0].max_in_flight"), std::string::npos) << zero.error().message;
+}
+
+TEST(Config, HistoryAndCompressionKeysParseWithDefaults) {
+  auto env = env_with({{"API_KEY", "k"}});
+  auto d = parse_config(kGood, "f.toml", env);
+  ASSERT_TRUE(d.ok()) << d.error().message;
+  EXPECT_EQ(d->pipeline.range_batch_blocks, 50u);
+  EXPECT_EQ(d->pipeline.range_buffer_mb, 64u);
+  EXPECT_EQ(d->kafka.compression, "lz4");
+  auto c = parse_config(replace(kGood, "[kafka]\n", "[kafka]\ncompression = \"zstd\"\n") +
+                            "\n[pipeline]\nrange_batch_blocks = 20\nrange_buffer_mb = 16\n",
+                        "f.toml", env);
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  EXPECT_EQ(c->pipeline.range_batch_blocks, 20u);
+  EXPECT_EQ(c->pipeline.range_buffer_mb, 16u);
+  EXPECT_EQ(c->kafka.compression, "zstd");
+  auto bad = parse_config(replace(kGood, "[kafka]\n", "[kafka]\ncompression = \"lzma\"\n"), "f.toml", env);
+  ASSERT_FALSE(bad.ok());
+  for (const char* word : {"kafka.compression", "lzma", "\"lz4\""})
+    EXPECT_NE(bad.error().message.find(word), std::string::npos) << bad.error().message;
+  auto zero = parse_config(kGood + "\n[pipeline]\nrange_batch_blocks = 0\n", "f.toml", env);
+  ASSERT_FALSE(zero.ok());
+  EXPECT_NE(zero.error().message.find("pipeline.range_batch_blocks"), std::string::npos) << zero.error().message;
+}
+
 TEST(RedactPostgresUrl, HidesThePasswordAndQueryValuesKeepsTheDatabase) {
   using schema::redact_postgres_url;
   EXPECT_EQ(redact_postgres_url("postgresql://indexer:hunter2@db:5432/chainidx"), "postgresql://indexer:***@db:5432/chainidx");

@@ -1,0 +1,220 @@
+#!/usr/bin/env bash
+# The end-to-end history benchmark, in one run on one machine:
+#  1. makes a deterministic anvil chain (a contract of ours emitting Transfer logs) and saves it
+#     with --dump-state, so later runs only --load-state it;
+#  2. measures the node's own ceiling for exactly the batches chainidx sends (50 blocks of
+#     eth_getBlockByNumber(n,true) + eth_getBlockReceipts(n)), at 1 and at N in flight, with curl
+#     reading and discarding the answers;
+#  3. runs a first `chainidx run` from block 0 into a fresh Postgres and the dev broker (the range
+#     engine catches up), checks the row counts and the message counts (kcat, read_committed);
+#  4. prints blocks/s, logs/s, rows/s, the ratio to the node's ceiling, each process's CPU seconds
+#     and chainidx's peak RSS; with --record, appends them to bench/RESULTS.md.
+#
+#   bench/backfill.sh [--blocks 20000] [--txs 5] [--logs-per-tx 20] [--in-flight 4] [--record]
+set -euo pipefail
+top="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$top"
+
+blocks=20000 txs=5 logs_per_tx=20 in_flight=4 record=0 batch=50 confirmations=12
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --blocks) blocks="$2"; shift 2 ;;
+    --txs) txs="$2"; shift 2 ;;
+    --logs-per-tx) logs_per_tx="$2"; shift 2 ;;
+    --in-flight) in_flight="$2"; shift 2 ;;
+    --record) record=1; shift ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    *) echo "backfill.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+
+bash deploy/install-deps.sh >/dev/null
+echo "backfill: building (Release)"
+cmake -S . -B build-release -G Ninja -DCMAKE_BUILD_TYPE=Release -DCHAINIDX_BUILD_TESTS=OFF -DCHAINIDX_BUILD_BENCH=ON >/dev/null
+ninja -C build-release chainidx chain_gen >/dev/null
+chainidx="$top/build-release/app/chainidx"
+anvil="$top/.deps/bin/anvil"
+pg_bin=/usr/lib/postgresql/15/bin
+clk=$(getconf CLK_TCK)
+
+cache="$top/.run/bench"
+mkdir -p "$cache"
+state="$cache/chain-$blocks-$txs-$logs_per_tx.json"
+work="$(mktemp -d /tmp/chainidx-backfill.XXXXXX)"
+chmod 755 "$work"
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  [ -d "$work/pgrun/data" ] && runuser -u postgres -- "$pg_bin/pg_ctl" -D "$work/pgrun/data" -m immediate stop >/dev/null 2>&1 || true
+  if [ "${BACKFILL_KEEP:-0}" = 1 ]; then echo "backfill: kept $work"; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+
+free_port() {  # a loopback port nothing listens on
+  local p
+  while :; do
+    p=$(shuf -i 20000-60000 -n 1)
+    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
+  done
+}
+rpc() { curl -sf -H 'content-type: application/json' -d "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"$2\",\"params\":$3}" "$1"; }
+wait_rpc() { for _ in $(seq 100); do rpc "$1" eth_chainId '[]' >/dev/null && return 0; sleep 0.1; done; return 1; }
+cpu_of() { awk -v t="$clk" '{printf "%.1f", ($14 + $15) / t}' "/proc/$1/stat"; }
+
+# 1. The chain.
+if [ ! -s "$state" ]; then
+  echo "backfill: generating $blocks blocks x $txs transactions x $logs_per_tx logs (saved to $state)"
+  port=$(free_port)
+  "$anvil" --port "$port" --host 127.0.0.1 --no-mining --timestamp 1700000000 --silent --dump-state "$state.tmp" >"$work/anvil-gen.log" 2>&1 &
+  gen_pid=$!
+  wait_rpc "http://127.0.0.1:$port"
+  "$top/build-release/bench/chain_gen" "http://127.0.0.1:$port" "$blocks" "$txs" "$logs_per_tx" >/dev/null
+  kill -TERM "$gen_pid"; wait "$gen_pid" || true
+  mv "$state.tmp" "$state"
+fi
+anvil_port=$(free_port)
+"$anvil" --port "$anvil_port" --host 127.0.0.1 --no-mining --silent --load-state "$state" >"$work/anvil.log" 2>&1 &
+anvil_pid=$!
+pids+=($anvil_pid)
+node="http://127.0.0.1:$anvil_port"
+wait_rpc "$node" || { echo "backfill: anvil did not start: $(tail -3 "$work/anvil.log")" >&2; exit 1; }
+head=$(( $(rpc "$node" eth_blockNumber '[]' | sed 's/.*"result":"\(0x[0-9a-f]*\)".*/\1/') ))
+last=$((head - confirmations))
+echo "backfill: node at block $head; indexing 0..$last"
+
+# 2. The node's ceiling for the same batches: blocks 1..last, $batch a batch.
+mkdir -p "$work/batches"
+: >"$work/curl.cfg"
+n=0
+for ((first = 0; first <= last; first += batch)); do
+  end=$((first + batch - 1)); [ "$end" -gt "$last" ] && end=$last
+  body="["
+  for ((b = first; b <= end; b++)); do
+    h=$(printf '0x%x' "$b")
+    body+="{\"jsonrpc\":\"2.0\",\"id\":$((2 * b)),\"method\":\"eth_getBlockByNumber\",\"params\":[\"$h\",true]},"
+    body+="{\"jsonrpc\":\"2.0\",\"id\":$((2 * b + 1)),\"method\":\"eth_getBlockReceipts\",\"params\":[\"$h\"]},"
+  done
+  printf '%s]' "${body%,}" >"$work/batches/$n.json"
+  [ "$n" -gt 0 ] && echo next >>"$work/curl.cfg"
+  printf 'url = "%s"\ndata-binary = "@%s"\nheader = "content-type: application/json"\noutput = "/dev/null"\nsilent\nfail\n' \
+    "$node" "$work/batches/$n.json" >>"$work/curl.cfg"
+  n=$((n + 1))
+done
+ceiling() {  # in flight -> blocks/s
+  local t0 t1
+  t0=$(date +%s.%N)
+  curl -s --no-progress-meter --parallel --parallel-max "$1" -K "$work/curl.cfg" >/dev/null 2>"$work/curl.err" ||
+    { echo "backfill: curl failed: $(head -3 "$work/curl.err")" >&2; exit 1; }
+  t1=$(date +%s.%N)
+  awk -v b="$((last + 1))" -v a="$t0" -v z="$t1" 'BEGIN{printf "%.0f", b / (z - a)}'
+}
+ceiling "$in_flight" >/dev/null  # warm the node's caches as chainidx will find them warm
+ceil1=$(ceiling 1)
+ceiln=$(ceiling "$in_flight")
+echo "backfill: node ceiling for these batches: $ceil1 blocks/s at 1 in flight, $ceiln at $in_flight"
+
+# 3. A fresh Postgres and dev broker, and a first chainidx run.
+pg_port=$(free_port)
+mkdir -p "$work/pgrun"; chown postgres "$work/pgrun"
+runuser -u postgres -- "$pg_bin/initdb" -D "$work/pgrun/data" -A trust -U postgres >/dev/null
+runuser -u postgres -- "$pg_bin/pg_ctl" -D "$work/pgrun/data" -w -l "$work/pgrun/log" \
+  -o "-p $pg_port -k $work/pgrun -c listen_addresses=127.0.0.1" start >/dev/null
+psql -h 127.0.0.1 -p "$pg_port" -U postgres -qc "CREATE DATABASE chainidx"
+pg_pid=$(head -1 "$work/pgrun/data/postmaster.pid")
+"$chainidx" devbroker --bootstrap-file "$work/bootstrap" --topics anvil.blocks,anvil.transactions,anvil.logs --partitions 3 \
+  >"$work/devbroker.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 50); do [ -s "$work/bootstrap" ] && break; sleep 0.1; done
+bootstrap=$(cat "$work/bootstrap")
+cat >"$work/chainidx.toml" <<TOML
+[chain]
+name = "anvil"
+chain_id = 31337
+confirmations = $confirmations
+
+[[chain.endpoints]]
+ws = "ws://127.0.0.1:$anvil_port"
+http = "$node"
+requests_per_second = 1000000
+burst = 1000000
+max_in_flight = $in_flight
+
+[postgres]
+url = "postgresql://postgres@127.0.0.1:$pg_port/chainidx"
+
+[kafka]
+brokers = "$bootstrap"
+
+[pipeline]
+batch_blocks = 200
+range_batch_blocks = $batch
+TOML
+anvil_cpu0=$(cpu_of "$anvil_pid")
+CHAINIDX_LOG_LEVEL=info "$chainidx" run --config "$work/chainidx.toml" >"$work/chainidx.log" 2>&1 &
+idx_pid=$!
+pids+=($idx_pid)
+until grep -q "event=caught_up" "$work/chainidx.log"; do
+  kill -0 "$idx_pid" 2>/dev/null || { echo "backfill: chainidx exited: $(tail -5 "$work/chainidx.log")" >&2; exit 1; }
+  sleep 0.2
+done
+idx_cpu=$(cpu_of "$idx_pid")
+anvil_cpu=$(awk -v a="$(cpu_of "$anvil_pid")" -v b="$anvil_cpu0" 'BEGIN{printf "%.1f", a - b}')
+pg_cpu=$(for p in $pg_pid $(pgrep -P "$pg_pid"); do cat "/proc/$p/stat" 2>/dev/null; done |
+  awk -v t="$clk" '{s += $14 + $15} END {printf "%.1f", s / t}')
+rss_mb=$(awk '/VmHWM/ {printf "%.0f", $2 / 1024}' "/proc/$idx_pid/status")
+kill -TERM "$idx_pid"; wait "$idx_pid" || true
+line=$(grep "event=caught_up" "$work/chainidx.log" | head -1)
+secs=$(sed 's/.*seconds=\([0-9.]*\).*/\1/' <<<"$line")
+done_blocks=$(sed 's/.* blocks=\([0-9]*\).*/\1/' <<<"$line")
+logs=$(sed 's/.* logs=\([0-9]*\).*/\1/' <<<"$line")
+
+q() { psql -h 127.0.0.1 -p "$pg_port" -U postgres chainidx -tAc "$1"; }
+pg_blocks=$(q "SELECT count(*) FROM anvil.blocks")
+pg_txs=$(q "SELECT count(*) FROM anvil.transactions")
+pg_logs=$(q "SELECT count(*) FROM anvil.logs")
+want_logs=$(( (last - 1) * txs * logs_per_tx ))
+want_txs=$(( (last - 1) * txs + 1 ))
+# The dev broker (librdkafka's mock cluster) keeps only the newest 5 MiB of each partition, so a
+# long history cannot be counted back from the beginning there: each topic's retained messages
+# are checked to hold no duplicate and to reach the last block; on a real cluster count them all.
+topic_check() {  # topic, key fields -> "retained=N duplicates=D newest_block=B"
+  kcat -C -b "$bootstrap" -t "anvil.$1" -o beginning -e -q -X isolation.level=read_committed -f '%s\n' |
+    grep -o "$2" | awk -v F="$2" '{n++; if (seen[$0]++) d++; if (match($0, /"block_number":[0-9]+/)) {
+      b = substr($0, RSTART + 15, RLENGTH - 15) + 0; if (b > m) m = b } }
+      END {printf "retained=%d duplicates=%d newest_block=%d", n, d, m}'
+}
+k_blocks=$(topic_check blocks '"block_number":[0-9]*')
+k_txs=$(topic_check transactions '"block_number":[0-9]*,"block_hash":"0x[0-9a-f]*","transaction_index":[0-9]*')
+k_logs=$(topic_check logs '"block_number":[0-9]*,"block_hash":"0x[0-9a-f]*","log_index":[0-9]*')
+status=ok
+[ "$pg_blocks" = $((last + 1)) ] || status="BLOCK COUNT MISMATCH"
+[ "$pg_txs" = "$want_txs" ] || status="TRANSACTION COUNT MISMATCH"
+[ "$pg_logs" = "$want_logs" ] || status="LOG COUNT MISMATCH"
+for k in "$k_blocks" "$k_txs" "$k_logs"; do
+  case "$k" in *"duplicates=0 newest_block=$last") ;; *) status="KAFKA: $k" ;; esac
+done
+rates=$(awk -v b="$done_blocks" -v l="$logs" -v t="$pg_txs" -v s="$secs" -v c1="$ceil1" -v cn="$ceiln" 'BEGIN{
+  r = b / s; printf "%.0f %.0f %.0f %.2f %.2f", r, l / s, (b + l + t) / s, r / c1, r / cn }')
+read -r bps lps rps ratio1 ration <<<"$rates"
+report_text() {
+  echo "### $(date -u +%Y-%m-%d) backfill: $((last + 1)) blocks, $txs tx and $((txs * logs_per_tx)) logs a block"
+  echo
+  echo "\`bench/backfill.sh --blocks $blocks --txs $txs --logs-per-tx $logs_per_tx --in-flight $in_flight\`"
+  echo
+  echo "| measure | value |"
+  echo "|---|---|"
+  echo "| node ceiling, same batches ($batch blocks), 1 in flight | $ceil1 blocks/s |"
+  echo "| node ceiling, $in_flight in flight | $ceiln blocks/s |"
+  echo "| chainidx first run (range engine) into Postgres + Kafka | $bps blocks/s, $lps logs/s, $rps rows/s in $secs s |"
+  echo "| ratio to the node's ceiling at 1 / $in_flight in flight | $ratio1 / $ration |"
+  echo "| CPU seconds during the catch-up: chainidx / anvil / Postgres | $idx_cpu / $anvil_cpu / $pg_cpu |"
+  echo "| chainidx peak RSS | $rss_mb MB |"
+  echo "| rows in Postgres: blocks / transactions / logs (expected $((last + 1)) / $want_txs / $want_logs) | $pg_blocks / $pg_txs / $pg_logs |"
+  echo "| Kafka, what the dev broker retains (newest 5 MiB a partition): blocks; transactions; logs | $k_blocks; $k_txs; $k_logs |"
+  echo "| checks | $status |"
+}
+report=$(report_text)
+echo
+echo "$report"
+if [ "$record" = 1 ]; then printf '\n%s\n' "$report" >>"$top/bench/RESULTS.md"; fi
+[ "$status" = ok ]

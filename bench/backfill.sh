@@ -11,11 +11,12 @@
 #     and chainidx's peak RSS; with --record, appends them to bench/RESULTS.md.
 #
 #   bench/backfill.sh [--blocks 20000] [--txs 5] [--logs-per-tx 20] [--in-flight 4] [--record]
+#                     [--bin-dir BUILD_DIR]   (binaries built already, e.g. the tests' build; no Release build)
 set -euo pipefail
 top="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$top"
 
-blocks=20000 txs=5 logs_per_tx=20 in_flight=4 record=0 batch=50 confirmations=12
+blocks=20000 txs=5 logs_per_tx=20 in_flight=4 record=0 batch=50 confirmations=12 bin_dir=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --blocks) blocks="$2"; shift 2 ;;
@@ -23,16 +24,21 @@ while [ $# -gt 0 ]; do
     --logs-per-tx) logs_per_tx="$2"; shift 2 ;;
     --in-flight) in_flight="$2"; shift 2 ;;
     --record) record=1; shift ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    --bin-dir) bin_dir="$2"; shift 2 ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
     *) echo "backfill.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
 
-bash deploy/install-deps.sh >/dev/null
-echo "backfill: building (Release)"
-cmake -S . -B build-release -G Ninja -DCMAKE_BUILD_TYPE=Release -DCHAINIDX_BUILD_TESTS=OFF -DCHAINIDX_BUILD_BENCH=ON >/dev/null
-ninja -C build-release chainidx chain_gen >/dev/null
-chainidx="$top/build-release/app/chainidx"
+if [ -z "$bin_dir" ]; then
+  bash deploy/install-deps.sh >/dev/null
+  echo "backfill: building (Release)"
+  cmake -S . -B build-release -G Ninja -DCMAKE_BUILD_TYPE=Release -DCHAINIDX_BUILD_TESTS=OFF -DCHAINIDX_BUILD_BENCH=ON >/dev/null
+  ninja -C build-release chainidx chain_gen >/dev/null
+  bin_dir="$top/build-release"
+fi
+chainidx="$bin_dir/app/chainidx"
+chain_gen="$bin_dir/bench/chain_gen"
 anvil="$top/.deps/bin/anvil"
 pg_bin=/usr/lib/postgresql/15/bin
 clk=$(getconf CLK_TCK)
@@ -58,7 +64,14 @@ free_port() {  # a loopback port nothing listens on
   done
 }
 rpc() { curl -sf -H 'content-type: application/json' -d "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"$2\",\"params\":$3}" "$1"; }
-wait_rpc() { for _ in $(seq 100); do rpc "$1" eth_chainId '[]' >/dev/null && return 0; sleep 0.1; done; return 1; }
+wait_rpc() {  # url, pid: until the node answers (loading a long chain's state takes a while) or exits
+  for _ in $(seq 6000); do
+    rpc "$1" eth_chainId '[]' >/dev/null && return 0
+    kill -0 "$2" 2>/dev/null || return 1
+    sleep 0.1
+  done
+  return 1
+}
 cpu_of() { awk -v t="$clk" '{printf "%.1f", ($14 + $15) / t}' "/proc/$1/stat"; }
 
 # 1. The chain.
@@ -67,8 +80,8 @@ if [ ! -s "$state" ]; then
   port=$(free_port)
   "$anvil" --port "$port" --host 127.0.0.1 --no-mining --timestamp 1700000000 --silent --dump-state "$state.tmp" >"$work/anvil-gen.log" 2>&1 &
   gen_pid=$!
-  wait_rpc "http://127.0.0.1:$port"
-  "$top/build-release/bench/chain_gen" "http://127.0.0.1:$port" "$blocks" "$txs" "$logs_per_tx" >/dev/null
+  wait_rpc "http://127.0.0.1:$port" "$gen_pid"
+  "$chain_gen" "http://127.0.0.1:$port" "$blocks" "$txs" "$logs_per_tx" >/dev/null
   kill -TERM "$gen_pid"; wait "$gen_pid" || true
   mv "$state.tmp" "$state"
 fi
@@ -77,7 +90,7 @@ anvil_port=$(free_port)
 anvil_pid=$!
 pids+=($anvil_pid)
 node="http://127.0.0.1:$anvil_port"
-wait_rpc "$node" || { echo "backfill: anvil did not start: $(tail -3 "$work/anvil.log")" >&2; exit 1; }
+wait_rpc "$node" "$anvil_pid" || { echo "backfill: anvil did not start: $(tail -3 "$work/anvil.log")" >&2; exit 1; }
 head=$(( $(rpc "$node" eth_blockNumber '[]' | sed 's/.*"result":"\(0x[0-9a-f]*\)".*/\1/') ))
 last=$((head - confirmations))
 echo "backfill: node at block $head; indexing 0..$last"

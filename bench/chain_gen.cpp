@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <iostream>
 #include <string>
+#include <vector>
 
 #include "ingest/http_rpc_client.hpp"
 
@@ -20,14 +21,6 @@ namespace asio = boost::asio;
 using chainidx::ingest::HttpRpcClient;
 using chainidx::ingest::RpcRequest;
 using chainidx::ingest::Task;
-
-// anvil's first ten dev accounts (the default mnemonic).
-const char* kAccounts[] = {
-    "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266", "0x70997970c51812dc3a010c7d01b50e0d17dc79c8",
-    "0x3c44cdddb6a900fa2b585dd299e03d12fa4293bc", "0x90f79bf6eb2c4f870365e785982e1f101e93b906",
-    "0x15d34aaf54267db7d7c367839aaf71a00a2c6a65", "0x9965507d1a55bcc2695c58ba16fb37d819b0a4dc",
-    "0x976ea74026e726554db657fa54763abd0c3a0aa9", "0x14dc79964da2c08b23698b3d3cc7ca32193d9955",
-    "0x23618e81e3f5cdf7f54c3d65f7fbc0abf5b21e8f", "0xa0ee7a142d267c1f36714e4a8f75612f20a79720"};
 
 // Init code: copy the 65-byte runtime that follows these 12 bytes to memory and return it.
 const char* kInitPrefix = "0x6041600c60003960416000f3";
@@ -69,10 +62,20 @@ Task<int> generate(HttpRpcClient& rpc, std::uint64_t blocks, unsigned txs, unsig
     std::cerr << "chain_gen: runtime is " << runtime.size() / 2 << " bytes, the init code copies 65\n";
     co_return 1;
   }
+  // anvil's unlocked dev accounts (its default mnemonic: the same on every run).
+  RpcRequest list{"eth_accounts", "[]"};
+  const std::string listed = co_await rpc.call(std::move(list));
+  std::vector<std::string> accounts;
+  for (auto at = listed.find("0x"); at != std::string::npos && accounts.size() < 10; at = listed.find("0x", at + 42))
+    accounts.push_back(listed.substr(at, 42));
+  if (accounts.size() < 10) {
+    std::cerr << "chain_gen: the node lists fewer than 10 unlocked accounts: " << listed << "\n";
+    co_return 1;
+  }
   std::uint64_t ts = 1700000000;
   std::uint64_t nonce[10] = {};
   const std::string gas_price = "\"gasPrice\":\"0x3b9aca00\"";
-  RpcRequest deploy{"eth_sendTransaction", "[{\"from\":\"" + std::string(kAccounts[0]) + "\",\"nonce\":\"" + hex(nonce[0]++) +
+  RpcRequest deploy{"eth_sendTransaction", "[{\"from\":\"" + accounts[0] + "\",\"nonce\":\"" + hex(nonce[0]++) +
                                                "\",\"gas\":\"0x100000\"," + gas_price + ",\"data\":\"" + init + "\"}]"};
   std::string tx = co_await rpc.call(std::move(deploy));
   RpcRequest mine{"evm_mine", "[" + std::to_string(ts += 12) + "]"};
@@ -90,7 +93,7 @@ Task<int> generate(HttpRpcClient& rpc, std::uint64_t blocks, unsigned txs, unsig
     std::vector<RpcRequest> calls;
     for (unsigned t = 0; t < txs; ++t) {
       const unsigned a = t % 10;
-      calls.push_back({"eth_sendTransaction", "[{\"from\":\"" + std::string(kAccounts[a]) + "\",\"to\":\"" + contract +
+      calls.push_back({"eth_sendTransaction", "[{\"from\":\"" + accounts[a] + "\",\"to\":\"" + contract +
                                                   "\",\"nonce\":\"" + hex(nonce[a]++) + "\",\"gas\":\"" + gas + "\"," + gas_price +
                                                   ",\"data\":\"" + data + "\"}]"});
     }

@@ -1,4 +1,5 @@
 #include "reorg/block_buffer.hpp"
+#include "test_blocks.hpp"
 
 #include <gtest/gtest.h>
 
@@ -13,22 +14,8 @@ using schema::BlockRef;
 using schema::Hash32;
 using Kind = AddResult::Kind;
 
-// Blocks whose hash encodes (number, branch) so that tests can name them.
-Hash32 hash_of(std::uint64_t number, std::uint32_t branch) {
-  Hash32 h;
-  for (int i = 0; i < 8; ++i) h.bytes[i] = static_cast<std::uint8_t>(number >> (56 - 8 * i));
-  for (int i = 0; i < 4; ++i) h.bytes[8 + i] = static_cast<std::uint8_t>(branch >> (24 - 8 * i));
-  h.bytes[31] = 0xAA;
-  return h;
-}
-
-Block make_block(std::uint64_t number, std::uint32_t branch, std::uint32_t parent_branch) {
-  Block b;
-  b.number = number;
-  b.hash = hash_of(number, branch);
-  b.parent_hash = number == 0 ? Hash32{} : hash_of(number - 1, parent_branch);
-  return b;
-}
+using test_blocks::hash_of;
+using test_blocks::make_block;
 
 FetchRequest by_number(std::uint64_t n) { return {FetchRequest::Kind::kByNumber, n, {}}; }
 FetchRequest by_hash(std::uint64_t n, std::uint32_t branch) { return {FetchRequest::Kind::kByHash, n, hash_of(n, branch)}; }

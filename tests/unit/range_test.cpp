@@ -6,6 +6,7 @@
 #include "ingest/failure_tally.hpp"
 #include "ingest/range_plan.hpp"
 #include "ingest/rpc_error.hpp"
+#include "test_blocks.hpp"
 
 namespace chainidx::ingest {
 namespace {
@@ -13,21 +14,8 @@ namespace {
 using schema::Block;
 using schema::Hash32;
 
-Hash32 hash_of(std::uint64_t number, std::uint32_t branch) {
-  Hash32 h;
-  for (int i = 0; i < 8; ++i) h.bytes[i] = static_cast<std::uint8_t>(number >> (56 - 8 * i));
-  for (int i = 0; i < 4; ++i) h.bytes[8 + i] = static_cast<std::uint8_t>(branch >> (24 - 8 * i));
-  h.bytes[31] = 0xBB;
-  return h;
-}
-
-Block make_block(std::uint64_t number, std::uint32_t branch = 0, std::uint32_t parent_branch = 0) {
-  Block b;
-  b.number = number;
-  b.hash = hash_of(number, branch);
-  b.parent_hash = hash_of(number - 1, parent_branch);
-  return b;
-}
+using test_blocks::hash_of;
+using test_blocks::make_block;
 
 // Blocks first..last of one branch.
 std::vector<Block> chain(std::uint64_t first, std::uint64_t last, std::uint32_t branch = 0) {

@@ -35,6 +35,10 @@ constexpr const char* kUsage = R"(chainidx: an event-streaming indexer for EVM c
 
 usage:
   chainidx run --config FILE            follow the chain and index confirmed blocks
+  chainidx replay --config FILE --from N --to M [--sinks postgres,kafka] [--topic-prefix P]
+                  [--worker NAME] [--chunk-blocks 1000] [--lease-seconds 60]
+                                        re-index blocks N..M (idempotent, resumable; several
+                                        processes given the same range share the work)
   chainidx check-config --config FILE   validate a config file and exit (0 when valid)
   chainidx devbroker [--bootstrap-file FILE] [--brokers N] [--topics A,B,C --partitions N]
                                         run a local Kafka-protocol broker for development
@@ -50,7 +54,20 @@ struct Args {
   int brokers = 1;
   std::vector<std::string> topics;
   int partitions = 3;
+  // replay
+  std::optional<std::uint64_t> from, to;
+  bool to_postgres = true, to_kafka = true;
+  std::string topic_prefix;
+  std::string worker;
+  std::uint64_t chunk_blocks = 1000;
+  int lease_seconds = 60;
 };
+
+// A whole decimal number, or nullopt.
+std::optional<std::uint64_t> number_arg(const std::string& text) {
+  if (text.empty() || text.size() > 19 || text.find_first_not_of("0123456789") != std::string::npos) return std::nullopt;
+  return std::stoull(text);
+}
 
 std::optional<Args> parse_args(int argc, char** argv) {
   if (argc < 2) return std::nullopt;
@@ -74,6 +91,42 @@ std::optional<Args> parse_args(int argc, char** argv) {
       std::stringstream ss(*v);
       std::string t;
       while (std::getline(ss, t, ',')) a.topics.push_back(t);
+    } else if (arg == "--from" || arg == "--to" || arg == "--chunk-blocks" || arg == "--lease-seconds") {
+      auto v = value();
+      auto n = v ? number_arg(*v) : std::nullopt;
+      if (!n || ((arg == "--chunk-blocks" || arg == "--lease-seconds") && (*n == 0 || *n > 1000000))) {
+        std::cerr << "chainidx: " << arg << " needs a whole number" << (arg == "--chunk-blocks" || arg == "--lease-seconds" ? " from 1 to 1000000" : "")
+                  << (v ? ", got \"" + *v + "\"" : std::string()) << "\n";
+        return std::nullopt;
+      }
+      if (arg == "--from") a.from = n;
+      else if (arg == "--to") a.to = n;
+      else if (arg == "--chunk-blocks") a.chunk_blocks = *n;
+      else a.lease_seconds = static_cast<int>(*n);
+    } else if (arg == "--sinks") {
+      auto v = value();
+      a.to_postgres = a.to_kafka = false;
+      std::stringstream ss(v.value_or(""));
+      std::string one;
+      while (std::getline(ss, one, ',')) {
+        if (one == "postgres") a.to_postgres = true;
+        else if (one == "kafka") a.to_kafka = true;
+        else {
+          std::cerr << "chainidx: --sinks takes postgres, kafka or postgres,kafka; got \"" << one << "\"\n";
+          return std::nullopt;
+        }
+      }
+      if (!a.to_postgres && !a.to_kafka) {
+        std::cerr << "chainidx: --sinks needs postgres, kafka or both\n";
+        return std::nullopt;
+      }
+    } else if (arg == "--topic-prefix" || arg == "--worker") {
+      auto v = value();
+      if (!v || v->empty() || v->find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != std::string::npos) {
+        std::cerr << "chainidx: " << arg << " needs letters, digits, '.', '_' or '-'\n";
+        return std::nullopt;
+      }
+      (arg == "--worker" ? a.worker : a.topic_prefix) = *v;
     } else {
       std::cerr << "chainidx: unknown argument " << arg << "\n";
       return std::nullopt;
@@ -284,6 +337,86 @@ int run(const Args& args) {
   }
 }
 
+int replay(const Args& args) {
+  if (!args.from || !args.to) {
+    std::cerr << "chainidx replay: --from N and --to M are required (the blocks to re-index, both included)\n";
+    return app::kExitConfig;
+  }
+  if (*args.from > *args.to) {
+    std::cerr << "chainidx replay: --from " << *args.from << " is above --to " << *args.to << "\n";
+    return app::kExitConfig;
+  }
+  auto config = load_or_report(args.config);
+  if (!config) return app::kExitConfig;
+  if (!setup_logging()) return app::kExitConfig;
+  std::signal(SIGINT, on_startup_signal);
+  std::signal(SIGTERM, on_startup_signal);
+  app::ReplayRequest request;
+  request.first = *args.from;
+  request.last = *args.to;
+  request.chunk_blocks = args.chunk_blocks;
+  request.lease_seconds = args.lease_seconds;
+  request.worker = args.worker.empty() ? host_name() + "-" + instance_id() : args.worker;
+  request.write_postgres = args.to_postgres;
+  std::string brokers = config->kafka.brokers;
+  std::optional<sinks::DevBroker> embedded;
+  if (args.to_kafka && brokers == "embedded") {
+    embedded.emplace(1);
+    brokers = embedded->bootstrap_servers();
+  }
+  spdlog::info("event=replay_command chain={} from={} to={} sinks={}{}{} worker={} postgres={}", config->chain.name, request.first,
+               request.last, args.to_postgres ? "postgres" : "", args.to_postgres && args.to_kafka ? "," : "",
+               args.to_kafka ? "kafka" : "", request.worker, schema::redact_postgres_url(config->postgres.url));
+  try {
+    if (!config->chain.tls_ca_file.empty()) ingest::trust_ca_file(config->chain.tls_ca_file);
+    bool stopped = false;
+    sinks::PostgresSink postgres(config->postgres.url, config->chain.name);
+    if (auto code = until_done("postgres", [&] { postgres.migrate(); }, stopped)) return *code;
+    if (stopped) return app::kExitOk;
+    std::optional<sinks::KafkaSink> kafka;
+    std::vector<sinks::Sink*> sinks;
+    if (args.to_kafka) {
+      sinks::KafkaSinkConfig kc{brokers, config->chain.name, config->chain.chain_id, config->kafka.partitions,
+                                config->kafka.replication_factor, static_cast<int>(config->kafka.transaction_timeout_seconds * 1000),
+                                config->kafka.compression};
+      kc.topic_prefix = args.topic_prefix;
+      kc.replay_job = request.job() + "-" + request.worker;
+      kafka.emplace(kc);
+      if (auto code = until_done("kafka", [&] {
+            kafka->ensure_topics();
+            kafka->start();
+          }, stopped))
+        return *code;
+      if (stopped) return app::kExitOk;
+      sinks.push_back(&*kafka);
+    }
+    boost::asio::io_context io(1);
+    app::Pipeline pipeline(io, *config, sinks, postgres);
+    boost::asio::signal_set signals(io, SIGINT, SIGTERM);
+    signals.async_wait([&](const boost::system::error_code& ec, int sig) {
+      if (ec) return;
+      spdlog::info("event=signal signal={} action=\"finish the batch in flight; the same replay continues where it stopped\"", sig);
+      pipeline.request_stop();
+    });
+    if (g_stop_requested) pipeline.request_stop();
+    int exit_code = app::kExitFatal;
+    boost::asio::co_spawn(io, pipeline.replay(request, postgres), [&](std::exception_ptr e, int code) {
+      signals.cancel();
+      exit_code = e ? app::kExitFatal : code;
+      if (e) try {
+          std::rethrow_exception(e);
+        } catch (const std::exception& ex) {
+          spdlog::critical("event=crash message=\"{}\"", ex.what());
+        }
+    });
+    io.run();
+    return exit_code;
+  } catch (const std::exception& e) {
+    spdlog::error("event=startup_failed message=\"{}\"", e.what());
+    return app::kExitFatal;
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -301,6 +434,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (args->command == "run") return run(*args);
+  if (args->command == "replay") return replay(*args);
   if (args->command == "check-config") return check_config(*args);
   if (args->command == "devbroker") return devbroker(*args);
   std::cerr << "chainidx: unknown command " << args->command << "\n" << kUsage;

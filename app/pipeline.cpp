@@ -45,6 +45,7 @@ struct Pipeline::Impl {
   asio::steady_timer wake;                      // cancelled when a head arrives or a stop is requested
   asio::steady_timer backoff_timer;             // retry waits: cut short by a stop, never by a head
   bool stop = false;
+  bool live = true;  // the live writer checks its writer claim before each batch; a replay has none
   std::vector<schema::Block> unwritten;  // confirmed, not yet in every sink
   std::chrono::steady_clock::time_point unwritten_since;  // when the oldest of them was confirmed
   std::mt19937 rng{std::random_device{}()};
@@ -95,6 +96,26 @@ struct Pipeline::Impl {
     }, use_awaitable);
   }
 
+  // A call to a sink outside the batch writes (cursor, replay chunks): database trouble is waited
+  // out with backoff and logged; a refusal or a fence ends the run. False when a stop came first.
+  template <class F>
+  Task<bool> with_sink(const char* what, F f) {
+    for (unsigned attempt = 0;; ++attempt) {
+      std::string problem;
+      try {
+        co_await blocking(f);
+        co_return true;
+      } catch (const sinks::SinkError& e) {
+        if (!e.retryable()) throw Fatal{e.kind() == sinks::SinkError::Kind::kFenced ? kExitFenced : kExitSinkRefused, e.what()};
+        problem = e.what();
+      }
+      if (stop) co_return false;
+      auto delay = sink_backoff.delay(attempt, std::uniform_real_distribution<double>(0, 1)(rng));
+      spdlog::warn("event=sink_retry op={} attempt={} backoff_ms={} reason=\"{}\"", what, attempt + 1, delay.count(), problem);
+      co_await sleep(delay);
+    }
+  }
+
   // Writes `unwritten` to every sink in order, retrying only the sink that failed, with a
   // growing backoff and a log line per attempt, for as long as it takes: no new batch is taken
   // meanwhile (back-pressure), so memory stays flat however long a sink is away. First the
@@ -107,7 +128,7 @@ struct Pipeline::Impl {
       std::string failed = "postgres";
       std::string problem;
       try {
-        if (!writer_checked) {
+        if (!writer_checked && live) {
           co_await blocking([&] { checkpoints.check_writer(); });
           writer_checked = true;
         }
@@ -284,9 +305,15 @@ struct Pipeline::Impl {
   }
 
   Task<int> run() {
+    Task<int> body = run_checked();
+    co_return co_await halting(std::move(body));
+  }
+
+  // Runs `body`; a halt it raises is logged and becomes its exit code.
+  Task<int> halting(Task<int> body) {
     Fatal fatal{kExitFatal, ""};
     try {
-      co_return co_await run_checked();
+      co_return co_await std::move(body);
     } catch (const Fatal& f) {
       fatal = f;
     } catch (const ingest::PoolError& e) {
@@ -298,25 +325,131 @@ struct Pipeline::Impl {
     co_return fatal.code;
   }
 
+  // --- replay -----------------------------------------------------------------------------
+
+  // The Postgres part of a replay's sinks: the idempotent range write under the chunk's lease.
+  struct RangeWrite final : sinks::Sink {
+    sinks::PostgresSink* postgres = nullptr;
+    std::optional<sinks::PostgresSink::Lease> lease;
+    bool rows = true;
+    std::string_view name() const override { return "postgres"; }
+    void write(std::span<const schema::Block> blocks) override {
+      if (rows) postgres->write_range(blocks, lease ? &*lease : nullptr);
+    }
+  };
+  RangeWrite range_write;
+
+  Task<std::optional<schema::BlockRef>> node_header(std::uint64_t n) {
+    auto op = [n](ingest::BlockFetcher& f) { return f.header_by_number(n); };
+    std::string subject = "block " + std::to_string(n);
+    auto h = co_await pool.run<std::optional<schema::BlockRef>>("header", op, std::move(subject));
+    co_return h ? *h : std::nullopt;
+  }
+
+  Task<int> replay(ReplayRequest r, sinks::PostgresSink& pg) {
+    Task<int> body = replay_checked(std::move(r), pg);
+    co_return co_await halting(std::move(body));
+  }
+
+  Task<int> replay_checked(ReplayRequest r, sinks::PostgresSink& pg) {
+    live = false;
+    range_write.postgres = &pg;
+    range_write.rows = r.write_postgres;
+    sinks.push_back(&range_write);
+    const std::string job = r.job();
+    auto head = co_await http_head();
+    if (!head) co_return kExitOk;
+    const std::uint64_t conf = config.chain.confirmations;
+    if (head->number < conf || r.last > head->number - conf)
+      throw Fatal{kExitReplayRefused, "blocks above head - confirmations (" +
+                                          (head->number < conf ? std::string("none yet") : std::to_string(head->number - conf)) +
+                                          ") are not final: replay up to it at most; `chainidx run` indexes the rest as they confirm"};
+    std::optional<schema::BlockRef> cursor;
+    if (!co_await with_sink("load_cursor", [&] { cursor = pg.load_cursor(); })) co_return kExitOk;
+    if (cursor && r.last > cursor->number)
+      throw Fatal{kExitReplayRefused, "blocks above the cursor (block " + std::to_string(cursor->number) +
+                                          ") are `chainidx run`'s to write: replay up to block " + std::to_string(cursor->number) +
+                                          " at most"};
+    if (r.write_postgres) co_await check_top_links(r, cursor, pg);
+    if (!co_await with_sink("plan_replay", [&] { pg.plan_replay(job, r.first, r.last, r.chunk_blocks); })) co_return kExitOk;
+    spdlog::info("event=replay_start job={} worker={} from={} to={} chunk_blocks={}", job, r.worker, r.first, r.last, r.chunk_blocks);
+    const auto started = std::chrono::steady_clock::now();
+    std::uint64_t mine = 0;
+    while (!stop) {
+      std::optional<sinks::PostgresSink::Lease> lease;
+      if (!co_await with_sink("claim_chunk", [&] { lease = pg.claim_chunk(job, r.worker, r.lease_seconds); })) break;
+      if (!lease) {
+        std::pair<std::uint64_t, std::uint64_t> progress;
+        if (!co_await with_sink("replay_progress", [&] { progress = pg.replay_progress(job); })) break;
+        if (progress.first == progress.second) {
+          const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+          spdlog::info("event=replay_done job={} chunks={} blocks_by_this_worker={} seconds={:.1f}", job, progress.second, mine, secs);
+          co_return kExitOk;
+        }
+        // The rest is leased by other workers: wait for them, or for a lease to expire.
+        co_await sleep(std::chrono::milliseconds(std::max(500, r.lease_seconds * 250)));
+        continue;
+      }
+      range_write.lease = lease;
+      std::optional<schema::BlockRef> parent;
+      if (r.write_postgres && lease->first_block == r.first && r.first > 0) {
+        std::uint64_t below = r.first - 1;
+        if (!co_await with_sink("stored_block", [&] { parent = pg.stored_block(below); })) break;
+      }
+      spdlog::info("event=replay_chunk job={} blocks={}-{} worker={}", job, lease->first_block, lease->last_block, r.worker);
+      ingest::RangeFetcher::Write write = [this](std::vector<schema::Block> batch) -> Task<void> {
+        unwritten = std::move(batch);
+        co_await write_unwritten();
+      };
+      try {
+        auto written = co_await range.run(lease->first_block, lease->last_block, parent, std::move(write));
+        if (stop || !written || written->number != lease->last_block) break;
+      } catch (const ingest::RangeDeepReorg& d) {
+        if (parent && d.ours().number == parent->number)
+          throw Fatal{kExitReplayRefused, "the stored block " + std::to_string(parent->number) + " (" + schema::to_hex(parent->hash) +
+                                              ") is not the parent of the node's block " + std::to_string(r.first) +
+                                              ": the stored rows below the range are of another branch; start the replay lower"};
+        throw Fatal{kExitDeepReorg, std::string("deep reorg during the replay: ") + d.what()};
+      }
+      if (!co_await with_sink("finish_chunk", [&] { pg.finish_chunk(*lease); })) break;
+      mine += lease->last_block - lease->first_block + 1;
+    }
+    spdlog::info("event=replay_stopped job={} worker={} reason=\"stop requested; run the same replay again to continue\"", job, r.worker);
+    co_return kExitOk;
+  }
+
+  // A range whose top does not link to the stored block above it would leave the stored chain
+  // broken there: refuse it, naming how far the range must reach (the stored rows above it that
+  // differ from the node's chain).
+  Task<void> check_top_links(const ReplayRequest& r, const std::optional<schema::BlockRef>& cursor, sinks::PostgresSink& pg) {
+    std::optional<schema::BlockRef> above;
+    const std::uint64_t next = r.last + 1;
+    if (!co_await with_sink("stored_block", [&] { above = pg.stored_block(next); })) co_return;
+    if (!above) co_return;
+    auto top = co_await node_header(r.last);
+    if (!top || above->parent_hash == top->hash) co_return;
+    std::uint64_t reach = next;
+    const std::uint64_t limit = cursor ? cursor->number : next;
+    for (std::uint64_t n = next + 1; n <= limit && n < next + 10000 && !stop; ++n) {
+      std::optional<schema::BlockRef> stored;
+      if (!co_await with_sink("stored_block", [&] { stored = pg.stored_block(n); })) co_return;
+      auto node = co_await node_header(n);
+      if (stored && node && stored->hash == node->hash) break;
+      reach = n;
+    }
+    throw Fatal{kExitReplayRefused, "the node's block " + std::to_string(r.last) + " is not the parent of the stored block " +
+                                        std::to_string(next) + ": the stored rows above the range differ from the node's chain up to block " +
+                                        std::to_string(reach) + "; replay " + std::to_string(r.first) + ".." + std::to_string(reach) +
+                                        " instead"};
+  }
+
   Task<int> run_checked() {
     // The first endpoint that answers has its chain id checked here; the others when first used.
     auto nothing = [](ingest::BlockFetcher&) -> Task<bool> { co_return true; };
     auto checked = co_await pool.run<bool>("eth_chainId", nothing);
     if (!checked) co_return kExitOk;
     std::optional<schema::BlockRef> cursor;
-    for (unsigned attempt = 0;; ++attempt) {
-      std::string problem;
-      try {
-        co_await blocking([&] { cursor = checkpoints.load_cursor(); });
-        break;
-      } catch (const sinks::SinkError& e) {
-        if (!e.retryable()) throw Fatal{e.kind() == sinks::SinkError::Kind::kFenced ? kExitFenced : kExitSinkRefused, e.what()};
-        problem = e.what();
-      }
-      if (stop) co_return kExitOk;
-      spdlog::warn("event=cursor_retry reason=\"{}\"", problem);
-      co_await sleep(backoff.delay(attempt, 0.5));
-    }
+    if (!co_await with_sink("load_cursor", [&] { cursor = checkpoints.load_cursor(); })) co_return kExitOk;
     if (cursor) {
       spdlog::info("event=resume cursor_block={} cursor_hash={}", cursor->number, schema::to_hex(cursor->hash));
       auto op = [n = cursor->number](ingest::BlockFetcher& f) { return f.header_by_number(n); };
@@ -375,6 +508,8 @@ Pipeline::Pipeline(asio::io_context& io, Config config, std::vector<sinks::Sink*
 Pipeline::~Pipeline() { impl_->workers.join(); }
 
 Task<int> Pipeline::run() { return impl_->run(); }
+
+Task<int> Pipeline::replay(ReplayRequest request, sinks::PostgresSink& postgres) { return impl_->replay(std::move(request), postgres); }
 
 void Pipeline::request_stop() {
   impl_->stop = true;

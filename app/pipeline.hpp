@@ -7,6 +7,7 @@
 
 #include "app/config.hpp"
 #include "ingest/task.hpp"
+#include "sinks/postgres_sink.hpp"
 #include "sinks/sink.hpp"
 
 namespace chainidx::app {
@@ -33,6 +34,21 @@ enum ExitCode : int {
   /// A block failed validation on every endpoint, chain.undecodable_after_rounds times: the log
   /// names the block, each endpoint's answer and the field. The block is never skipped.
   kExitUndecodable = 9,
+  /// `chainidx replay` refused the range as asked: above head - confirmations or above the live
+  /// cursor, or it would not link to the stored blocks around it. The message names the range to
+  /// ask for instead. Nothing was written.
+  kExitReplayRefused = 10,
+};
+
+/// One `chainidx replay` process's part of a replay job.
+struct ReplayRequest {
+  std::uint64_t first = 0;
+  std::uint64_t last = 0;
+  std::uint64_t chunk_blocks = 1000;  ///< the unit of work sharing and of resuming
+  int lease_seconds = 60;             ///< a chunk whose worker stopped renewing goes to another after this
+  std::string worker;                 ///< this process's name in the chunk table
+  bool write_postgres = true;         ///< rows too (chunks and progress are kept in Postgres either way)
+  std::string job() const { return std::to_string(first) + "-" + std::to_string(last); }
 };
 
 /// heads → fetcher → BlockBuffer → sinks, for one chain. Runs on one io_context thread; sink
@@ -46,6 +62,13 @@ class Pipeline {
 
   /// Runs until request_stop() or a fatal condition; returns an ExitCode.
   ingest::Task<int> run();
+
+  /// Replays request.first..last through the range engine: claims the job's chunks from
+  /// `postgres` one after another (sharing them with other replay processes), writes each to the
+  /// sinks given at construction and then, with write_postgres, to `postgres`'s idempotent range
+  /// write. Never writes above the live cursor; moves the cursor's hash when a chunk holds it
+  /// (repair after a deep-reorg halt). Returns an ExitCode.
+  ingest::Task<int> replay(ReplayRequest request, sinks::PostgresSink& postgres);
 
   /// Stop taking heads, finish the batch in flight, return. Call on the io thread.
   void request_stop();

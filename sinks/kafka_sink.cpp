@@ -83,7 +83,9 @@ struct KafkaSink::Impl {
   // published again (after a crash between Kafka's commit and Postgres').
   std::optional<std::pair<std::uint64_t, schema::Hash32>> published_tip;
 
-  std::string transactional_id() const { return "chainidx-" + config.chain_name; }
+  std::string transactional_id() const {
+    return "chainidx-" + config.chain_name + (config.replay_job.empty() ? "" : "-replay-" + config.replay_job);
+  }
   int txn_timeout_ms() const { return config.transaction_timeout_ms; }
   // How long one transactional call may block before it returns a retriable timeout and the
   // caller logs, waits and calls again (resuming it). librdkafka 2.0's commit with -1 (the
@@ -205,11 +207,21 @@ struct KafkaSink::Impl {
     for (const auto& block : blocks) {
       for (auto& m : encode_block(block, config.chain_id, config.chain_name)) {
         for (;;) {
-          rd_kafka_resp_err_t e = rd_kafka_producev(
-              rk, RD_KAFKA_V_TOPIC(topics[static_cast<int>(m.topic)].c_str()), RD_KAFKA_V_KEY(m.key.data(), m.key.size()),
-              RD_KAFKA_V_VALUE(m.value.data(), m.value.size()), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-              RD_KAFKA_V_HEADER("chain_id", chain_id_header.data(), static_cast<ssize_t>(chain_id_header.size())),
-              RD_KAFKA_V_END);
+          // A replayed message carries one header more, naming its replay job.
+          const std::string& replay = config.replay_job;
+          rd_kafka_resp_err_t e =
+              replay.empty()
+                  ? rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topics[static_cast<int>(m.topic)].c_str()),
+                                      RD_KAFKA_V_KEY(m.key.data(), m.key.size()), RD_KAFKA_V_VALUE(m.value.data(), m.value.size()),
+                                      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                      RD_KAFKA_V_HEADER("chain_id", chain_id_header.data(), static_cast<ssize_t>(chain_id_header.size())),
+                                      RD_KAFKA_V_END)
+                  : rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topics[static_cast<int>(m.topic)].c_str()),
+                                      RD_KAFKA_V_KEY(m.key.data(), m.key.size()), RD_KAFKA_V_VALUE(m.value.data(), m.value.size()),
+                                      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                      RD_KAFKA_V_HEADER("chain_id", chain_id_header.data(), static_cast<ssize_t>(chain_id_header.size())),
+                                      RD_KAFKA_V_HEADER("chainidx_replay", replay.data(), static_cast<ssize_t>(replay.size())),
+                                      RD_KAFKA_V_END);
           if (e == RD_KAFKA_RESP_ERR_NO_ERROR) break;
           if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
             rd_kafka_poll(rk, 50);  // the broker is slow or away: wait for room, or for the messages to time out
@@ -255,7 +267,8 @@ struct KafkaSink::Impl {
 
 KafkaSink::KafkaSink(KafkaSinkConfig config) : impl_(std::make_unique<Impl>()) {
   impl_->config = std::move(config);
-  for (int i = 0; i < 3; ++i) impl_->topics[i] = impl_->config.chain_name + "." + kTopicSuffixes[i];
+  const std::string& prefix = impl_->config.topic_prefix.empty() ? impl_->config.chain_name : impl_->config.topic_prefix;
+  for (int i = 0; i < 3; ++i) impl_->topics[i] = prefix + "." + kTopicSuffixes[i];
   impl_->chain_id_header = std::to_string(impl_->config.chain_id);
   impl_->create();
 }
@@ -365,9 +378,10 @@ void KafkaSink::ensure_topics() {
 
 void KafkaSink::write(std::span<const schema::Block> blocks) {
   Impl& s = *impl_;
-  // Leave out what an earlier run committed to Kafka but not to Postgres before it died.
+  // Leave out what an earlier run committed to Kafka but not to Postgres before it died (a
+  // replay publishes what it is given).
   std::size_t first = 0;
-  if (s.published_tip) {
+  if (s.published_tip && s.config.replay_job.empty()) {
     while (first < blocks.size() && blocks[first].number <= s.published_tip->first) {
       if (blocks[first].number == s.published_tip->first && blocks[first].hash != s.published_tip->second) {
         spdlog::warn("event=kafka_tip_not_canonical block={} published_hash={} canonical_hash={}", blocks[first].number,

@@ -18,6 +18,12 @@ struct KafkaSinkConfig {
   int transaction_timeout_ms = 60000;
   /// compression.codec for every topic: none, gzip, snappy, lz4 or zstd.
   std::string compression = "lz4";
+  /// Topics are <topic_prefix>.blocks, ... (empty: the chain name).
+  std::string topic_prefix;
+  /// A replay's producer: its own transactional.id suffix (never fencing the live writer's),
+  /// every message marked with a `chainidx_replay` header holding this value, and no block left
+  /// out for having been published before. Empty: the live writer.
+  std::string replay_job;
 };
 
 /// Publishes each confirmed block to <chain>.blocks, <chain>.transactions and <chain>.logs, one

@@ -275,6 +275,32 @@ struct PostgresSink::Impl {
 
   // The writer row, locked for share: a newer claim waits until this transaction ends, and a
   // transaction that sees another instance's claim writes nothing.
+  // One COPY per table; each line remembers its block, so a refused line can be named.
+  void copy_rows(pqxx::work& tx, const std::string& q, std::span<const Block> blocks) {
+    tx.exec0("SET LOCAL search_path TO " + q);
+    CopyPosition& at = copying;
+    auto copy = [&](const char* table, const std::vector<std::string>& columns, auto&& lines_of) {
+      at = {table, {}};
+      Copy s(tx, table, columns);
+      for (const auto& b : blocks)
+        lines_of(b, [&](const std::string& line) {
+          at.line_blocks.push_back(b.number);
+          s.write_raw_line(line);
+        });
+      s.complete();
+    };
+    copy("blocks", kBlockColumns, [](const Block& b, auto&& emit) { emit(block_line(b)); });
+    copy("transactions", kTransactionColumns, [](const Block& b, auto&& emit) {
+      for (const auto& t : b.transactions) emit(transaction_line(t));
+    });
+    copy("logs", kLogColumns, [](const Block& b, auto&& emit) {
+      for (const auto& g : b.logs) emit(log_line(g));
+    });
+    copy("withdrawals", kWithdrawalColumns, [](const Block& b, auto&& emit) {
+      for (const auto& w : b.withdrawals) emit(withdrawal_line(b.number, w));
+    });
+  }
+
   void require_writer(pqxx::transaction_base& tx, const std::string& q, bool lock) {
     if (instance.empty()) return;
     auto r = tx.exec("SELECT instance, host, pid, claimed_at::text FROM " + q + ".writer" + (lock ? " FOR SHARE" : ""));
@@ -287,6 +313,19 @@ struct PostgresSink::Impl {
                     SinkError::Kind::kFenced);
   }
 };
+
+namespace {
+
+// Both kinds of write take a batch that is linked inside itself.
+void require_linked(std::span<const Block> blocks, const char* what) {
+  for (std::size_t i = 1; i < blocks.size(); ++i)
+    if (blocks[i].number != blocks[i - 1].number + 1 || blocks[i].parent_hash != blocks[i - 1].hash)
+      throw std::logic_error(std::string(what) + ": batch is not a linked sequence at block " + std::to_string(blocks[i].number));
+}
+
+std::string bytea_literal(const schema::Hash32& h) { return "'\\x" + schema::to_hex(h).substr(2) + "'::bytea"; }
+
+}  // namespace
 
 PostgresSink::PostgresSink(std::string url, std::string schema_name) : impl_(std::make_unique<Impl>()) {
   impl_->url = std::move(url);
@@ -374,40 +413,118 @@ void PostgresSink::write(std::span<const Block> blocks) {
         throw std::logic_error("postgres write: block " + std::to_string(blocks.front().number) +
                                " does not continue the cursor at block " + std::to_string(n));
     }
-    for (std::size_t i = 1; i < blocks.size(); ++i)
-      if (blocks[i].number != blocks[i - 1].number + 1 || blocks[i].parent_hash != blocks[i - 1].hash)
-        throw std::logic_error("postgres write: batch is not a linked sequence at block " + std::to_string(blocks[i].number));
+    require_linked(blocks, "postgres write");
 
-    tx.exec0("SET LOCAL search_path TO " + q);
+    impl_->copy_rows(tx, q, blocks);
     CopyPosition& at = impl_->copying;
-    // One COPY per table; each line remembers its block, so a refused line can be named.
-    auto copy = [&](const char* table, const std::vector<std::string>& columns, auto&& lines_of) {
-      at = {table, {}};
-      Copy s(tx, table, columns);
-      for (const auto& b : blocks)
-        lines_of(b, [&](const std::string& line) {
-          at.line_blocks.push_back(b.number);
-          s.write_raw_line(line);
-        });
-      s.complete();
-    };
-    copy("blocks", kBlockColumns, [](const Block& b, auto&& emit) { emit(block_line(b)); });
-    copy("transactions", kTransactionColumns, [](const Block& b, auto&& emit) {
-      for (const auto& t : b.transactions) emit(transaction_line(t));
-    });
-    copy("logs", kLogColumns, [](const Block& b, auto&& emit) {
-      for (const auto& g : b.logs) emit(log_line(g));
-    });
-    copy("withdrawals", kWithdrawalColumns, [](const Block& b, auto&& emit) {
-      for (const auto& w : b.withdrawals) emit(withdrawal_line(b.number, w));
-    });
     at = {"cursor", {}};
     const Block& last = blocks.back();
     tx.exec0("INSERT INTO cursor (id, block_number, block_hash, updated_at) VALUES (true, " + std::to_string(last.number) +
-             ", '\\x" + schema::to_hex(last.hash).substr(2) + "'::bytea, now()) ON CONFLICT (id) DO UPDATE SET "
+             ", " + bytea_literal(last.hash) + ", now()) ON CONFLICT (id) DO UPDATE SET "
              "block_number = excluded.block_number, block_hash = excluded.block_hash, updated_at = now()");
     at = {};
     tx.commit();
+  });
+}
+
+void PostgresSink::write_range(std::span<const Block> blocks, const Lease* lease) {
+  if (blocks.empty()) return;
+  require_linked(blocks, "postgres range write");
+  impl_->copying = {};
+  impl_->guarded("range write", [&] {
+    pqxx::connection& c = impl_->connection();
+    const std::string q = c.quote_name(impl_->schema);
+    pqxx::work tx(c);
+    if (lease) {
+      auto renewed = tx.exec("UPDATE " + q + ".replay_chunks SET lease_until = now() + interval '" + std::to_string(lease->seconds) +
+                             " seconds' WHERE job = " + tx.quote(lease->job) + " AND first_block = " +
+                             std::to_string(lease->first_block) + " AND worker = " + tx.quote(lease->worker) + " AND NOT done");
+      if (renewed.affected_rows() != 1)
+        throw SinkError("postgres: replay chunk " + std::to_string(lease->first_block) + "-" + std::to_string(lease->last_block) +
+                            " of job " + lease->job + " was taken over by another worker (its lease expired)",
+                        SinkError::Kind::kFenced);
+    }
+    // The live writer's cursor: locked for this one transaction, so that a running `run` waits
+    // at most one batch; replay never writes above it.
+    auto cur = tx.exec("SELECT block_number FROM " + q + ".cursor FOR UPDATE");
+    std::optional<std::uint64_t> cursor;
+    if (!cur.empty()) cursor = cur[0][0].as<std::uint64_t>();
+    if (cursor && blocks.back().number > *cursor)
+      throw SinkError("postgres: blocks " + std::to_string(blocks.front().number) + "-" + std::to_string(blocks.back().number) +
+                          " reach above the cursor at block " + std::to_string(*cursor) + ", which only `chainidx run` writes",
+                      SinkError::Kind::kRefused);
+    const std::string range = std::to_string(blocks.front().number) + " AND " + std::to_string(blocks.back().number);
+    // Transactions, logs and withdrawals go with their blocks (ON DELETE CASCADE).
+    tx.exec0("DELETE FROM " + q + ".blocks WHERE number BETWEEN " + range);
+    impl_->copy_rows(tx, q, blocks);
+    impl_->copying = {"cursor", {}};
+    if (cursor && *cursor >= blocks.front().number && *cursor <= blocks.back().number) {
+      const Block& at = blocks[*cursor - blocks.front().number];
+      tx.exec0("UPDATE " + q + ".cursor SET block_hash = " + bytea_literal(at.hash) + ", updated_at = now()");
+    }
+    impl_->copying = {};
+    tx.commit();
+  });
+}
+
+std::optional<schema::BlockRef> PostgresSink::stored_block(std::uint64_t number) {
+  return impl_->guarded("read block", [&]() -> std::optional<schema::BlockRef> {
+    pqxx::connection& c = impl_->connection();
+    pqxx::read_transaction tx(c);
+    auto r = tx.exec("SELECT hash, parent_hash FROM " + c.quote_name(impl_->schema) + ".blocks WHERE number = " + std::to_string(number));
+    if (r.empty()) return std::nullopt;
+    return schema::BlockRef{number, hash_from_bytea(r[0][0]), hash_from_bytea(r[0][1])};
+  });
+}
+
+void PostgresSink::plan_replay(const std::string& job, std::uint64_t first, std::uint64_t last, std::uint64_t chunk_blocks) {
+  impl_->guarded("plan replay", [&] {
+    pqxx::connection& c = impl_->connection();
+    pqxx::work tx(c);
+    tx.exec0("INSERT INTO " + c.quote_name(impl_->schema) + ".replay_chunks (job, first_block, last_block) SELECT " + tx.quote(job) +
+             ", f, least(f + " + std::to_string(chunk_blocks - 1) + ", " + std::to_string(last) + ") FROM generate_series(" +
+             std::to_string(first) + "::bigint, " + std::to_string(last) + "::bigint, " + std::to_string(chunk_blocks) +
+             "::bigint) AS f ON CONFLICT DO NOTHING");
+    tx.commit();
+  });
+}
+
+std::optional<PostgresSink::Lease> PostgresSink::claim_chunk(const std::string& job, const std::string& worker, int lease_seconds) {
+  return impl_->guarded("claim replay chunk", [&]() -> std::optional<Lease> {
+    pqxx::connection& c = impl_->connection();
+    const std::string q = c.quote_name(impl_->schema);
+    pqxx::work tx(c);
+    auto r = tx.exec("UPDATE " + q + ".replay_chunks SET worker = " + tx.quote(worker) + ", lease_until = now() + interval '" +
+                     std::to_string(lease_seconds) + " seconds' WHERE (job, first_block) = (SELECT job, first_block FROM " + q +
+                     ".replay_chunks WHERE job = " + tx.quote(job) + " AND NOT done AND (lease_until IS NULL OR lease_until < now()) "
+                     "ORDER BY first_block LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING first_block, last_block");
+    tx.commit();
+    if (r.empty()) return std::nullopt;
+    return Lease{job, r[0][0].as<std::uint64_t>(), r[0][1].as<std::uint64_t>(), worker, lease_seconds};
+  });
+}
+
+void PostgresSink::finish_chunk(const Lease& lease) {
+  impl_->guarded("finish replay chunk", [&] {
+    pqxx::connection& c = impl_->connection();
+    pqxx::work tx(c);
+    auto r = tx.exec("UPDATE " + c.quote_name(impl_->schema) + ".replay_chunks SET done = true, done_at = now() WHERE job = " +
+                     tx.quote(lease.job) + " AND first_block = " + std::to_string(lease.first_block) + " AND worker = " +
+                     tx.quote(lease.worker));
+    if (r.affected_rows() != 1)
+      throw SinkError("postgres: replay chunk " + std::to_string(lease.first_block) + " of job " + lease.job + " was taken over",
+                      SinkError::Kind::kFenced);
+    tx.commit();
+  });
+}
+
+std::pair<std::uint64_t, std::uint64_t> PostgresSink::replay_progress(const std::string& job) {
+  return impl_->guarded("replay progress", [&]() -> std::pair<std::uint64_t, std::uint64_t> {
+    pqxx::connection& c = impl_->connection();
+    pqxx::read_transaction tx(c);
+    auto r = tx.exec1("SELECT count(*) FILTER (WHERE done), count(*) FROM " + c.quote_name(impl_->schema) +
+                      ".replay_chunks WHERE job = " + tx.quote(job));
+    return {r[0].as<std::uint64_t>(), r[1].as<std::uint64_t>()};
   });
 }
 

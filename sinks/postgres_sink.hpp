@@ -33,6 +33,31 @@ class PostgresSink final : public Sink, public CheckpointStore {
   void write(std::span<const schema::Block> blocks) override;
   std::optional<schema::BlockRef> load_cursor() override;
 
+  /// A replay's claim on a chunk of its range, renewed by every write_range() of the chunk.
+  struct Lease {
+    std::string job;
+    std::uint64_t first_block = 0;
+    std::uint64_t last_block = 0;
+    std::string worker;
+    int seconds = 60;
+  };
+  /// Replaces blocks (ascending, linked) and their rows, whatever is stored for those numbers,
+  /// in one transaction: a replay of indexed history changes nothing, a replay of a gap fills it,
+  /// a replay over rows of another branch rewrites them. Never writes above the cursor (kRefused);
+  /// when the batch holds the cursor's number, the cursor moves to this batch's block there. With
+  /// `lease`, renews it in the same transaction and fails with kFenced when it was lost.
+  void write_range(std::span<const schema::Block> blocks, const Lease* lease);
+  /// The stored block `number` (hash and parent), if any.
+  std::optional<schema::BlockRef> stored_block(std::uint64_t number);
+  /// Creates the chunks of job first..last (chunk_blocks each) unless they exist; idempotent.
+  void plan_replay(const std::string& job, std::uint64_t first, std::uint64_t last, std::uint64_t chunk_blocks);
+  /// Claims the lowest chunk of `job` that is not done and not leased (FOR UPDATE SKIP LOCKED).
+  std::optional<Lease> claim_chunk(const std::string& job, const std::string& worker, int lease_seconds);
+  /// Marks a claimed chunk done (kFenced when the lease was lost).
+  void finish_chunk(const Lease& lease);
+  /// Chunks of `job`: done and in all.
+  std::pair<std::uint64_t, std::uint64_t> replay_progress(const std::string& job);
+
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;

@@ -621,5 +621,207 @@ TEST(Range, AProviderThatRefusesBigBatchesGetsSmallerOnesAndTheCatchUpCompletes)
   expect_topics_hold_postgres(p.db, p.broker, /*exactly_once_blocks=*/true);
 }
 
+// --- chainidx replay ------------------------------------------------------------------------
+
+// Runs `chainidx replay` to completion; its exit code, and its output in `out`.
+int replay(const Indexer& indexer, std::uint64_t from, std::uint64_t to, std::vector<std::string> extra, std::string* out = nullptr) {
+  std::vector<std::string> argv = {chainidx_binary(), "replay", "--config", indexer.config_path(), "--from", std::to_string(from),
+                                   "--to", std::to_string(to)};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  int code = -1;
+  std::string text = run_capture(argv, &code, 180s);
+  if (out) *out = text;
+  return code;
+}
+
+// A fingerprint of every row of the four tables, so that "the same rows" can be compared.
+std::string rows_fingerprint(Db& db) {
+  auto r = db.query(
+      "SELECT (SELECT md5(coalesce(string_agg(b::text, ',' ORDER BY number), '')) FROM anvil.blocks b) || "
+      "(SELECT md5(coalesce(string_agg(t::text, ',' ORDER BY block_number, transaction_index), '')) FROM anvil.transactions t) || "
+      "(SELECT md5(coalesce(string_agg(l::text, ',' ORDER BY block_number, log_index), '')) FROM anvil.logs l) || "
+      "(SELECT count(*) FROM anvil.withdrawals)::text");
+  return r[0][0].as<std::string>();
+}
+
+// (header, block number) of every message on the blocks topic.
+std::vector<std::pair<std::string, std::uint64_t>> block_messages_with_headers(const DevBroker& broker) {
+  int code = -1;
+  std::string out = run_capture({"kcat", "-C", "-b", broker.bootstrap(), "-t", "anvil.blocks", "-o", "beginning", "-e", "-q", "-X",
+                                 "isolation.level=read_committed", "-f", "%h|%s\n"},
+                                &code, 60s);
+  std::vector<std::pair<std::string, std::uint64_t>> out_rows;
+  std::stringstream ss(out);
+  std::string line;
+  simdjson::dom::parser parser;
+  while (std::getline(ss, line)) {
+    auto bar = line.find('|');
+    if (bar == std::string::npos) continue;
+    simdjson::dom::element e = parser.parse(line.substr(bar + 1));
+    out_rows.push_back({line.substr(0, bar), e["block_number"].get_uint64().value()});
+  }
+  return out_rows;
+}
+
+TEST(Replay, TwiceOverIndexedHistoryLeavesTheSameRowsAndMarksItsMessages) {
+  Peers p("replay_twice");
+  std::mt19937 rng(31);
+  Indexer indexer(p.dir.path(), p.anvil, p.db_url, p.broker.bootstrap(), {.confirmations = 3});
+  index_then_stop(p, indexer, 40, rng);
+  const std::string before = rows_fingerprint(p.db);
+  const auto cursor = p.db.cursor();
+  std::string out;
+  ASSERT_EQ(replay(indexer, 5, 30, {"--worker", "w1", "--chunk-blocks", "10"}, &out), 0) << out;
+  EXPECT_NE(out.find("event=replay_done job=5-30 chunks=3"), std::string::npos) << out;
+  EXPECT_EQ(rows_fingerprint(p.db), before) << "a replay of indexed history changed rows";
+  ASSERT_EQ(replay(indexer, 5, 30, {"--worker", "w2"}, &out), 0) << out;  // the same job again: already done
+  EXPECT_NE(out.find("event=replay_done job=5-30"), std::string::npos) << out;
+  ASSERT_EQ(replay(indexer, 0, 36, {"--worker", "w3"}, &out), 0) << out;  // another job, up to the cursor
+  EXPECT_EQ(rows_fingerprint(p.db), before);
+  EXPECT_EQ(p.db.cursor()->hash, cursor->hash) << out;
+  EXPECT_EQ(p.db.cursor()->number, cursor->number);
+  // Replayed messages go to the same topic, each marked with its job; the live writer's are not.
+  std::map<std::uint64_t, int> live, replayed;
+  for (const auto& [headers, number] : block_messages_with_headers(p.broker)) {
+    if (headers.find("chainidx_replay=5-30-w1") != std::string::npos) ++replayed[number];
+    else if (headers.find("chainidx_replay=") == std::string::npos) ++live[number];
+  }
+  EXPECT_EQ(replayed.size(), 26u);
+  EXPECT_EQ(replayed.begin()->first, 5u);
+  EXPECT_EQ(replayed.rbegin()->first, 30u);
+  EXPECT_EQ(live.size(), cursor->number + 1);
+  for (const auto& [n, count] : live) EXPECT_EQ(count, 1) << "block " << n;
+}
+
+TEST(Replay, RefusesRangesAboveTheCursorOrTheConfirmedHeadNamingWhatToAsk) {
+  Peers p("replay_refuse");
+  std::mt19937 rng(32);
+  Indexer indexer(p.dir.path(), p.anvil, p.db_url, p.broker.bootstrap(), {.confirmations = 3});
+  index_then_stop(p, indexer, 12, rng);
+  p.anvil.mine(5);  // the chain moves on while `run` is stopped: blocks above the cursor are final
+  const std::uint64_t cursor = p.db.cursor()->number;
+  const std::string before = rows_fingerprint(p.db);
+  std::string out;
+  EXPECT_EQ(replay(indexer, 2, cursor + 1, {}, &out), 10) << out;
+  EXPECT_NE(out.find("replay up to block " + std::to_string(cursor)), std::string::npos) << out;
+  const std::uint64_t head = p.anvil.block_number();
+  EXPECT_EQ(replay(indexer, 2, head, {}, &out), 10) << out;
+  EXPECT_NE(out.find("are not final"), std::string::npos) << out;
+  EXPECT_EQ(replay(indexer, 9, 3, {}, &out), 2) << out;
+  EXPECT_NE(out.find("--from 9 is above --to 3"), std::string::npos) << out;
+  EXPECT_EQ(replay(indexer, 1, 3, {"--sinks", "postgres,mysql"}, &out), 2) << out;
+  EXPECT_NE(out.find("--sinks"), std::string::npos) << out;
+  EXPECT_EQ(rows_fingerprint(p.db), before) << "a refused replay wrote something";
+}
+
+TEST(Replay, AlongsideARunningIndexerFillsRowsDeletedByHandWithoutMovingTheCursorBack) {
+  Peers p("replay_alongside");
+  std::mt19937 rng(33);
+  Indexer indexer(p.dir.path(), p.anvil, p.db_url, p.broker.bootstrap(), {.confirmations = 3, .batch_blocks = 5});
+  indexer.start();
+  mine_with_transfers(p.anvil, 30, rng);
+  wait_for_cursor(p.db, p.anvil.block_number() - 3, indexer);
+  // Rows damaged by hand: a whole stretch of blocks (and their transactions and logs) deleted.
+  {
+    pqxx::connection c(p.db_url);
+    pqxx::work tx(c);
+    tx.exec0("DELETE FROM anvil.blocks WHERE number BETWEEN 10 AND 19");
+    tx.commit();
+  }
+  std::atomic<bool> mining{true};
+  std::thread miner([&] {
+    std::mt19937 r2(77);
+    while (mining) mine_with_transfers(p.anvil, 1, r2);
+  });
+  const std::uint64_t cursor_before = p.db.cursor()->number;
+  std::string out;
+  const int code = replay(indexer, 0, cursor_before, {"--chunk-blocks", "7"}, &out);
+  mining = false;
+  miner.join();
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_GE(p.db.cursor()->number, cursor_before) << "the replay moved the cursor back";
+  const std::uint64_t head = p.anvil.block_number();
+  wait_for_cursor(p.db, head - 3, indexer);
+  EXPECT_EQ(indexer.stop(SIGTERM), 0) << indexer.log();
+  expect_postgres_equals_anvil(p.db, p.anvil);
+}
+
+TEST(Replay, RepairsTheRowsAfterADeepReorgHaltSoThatRunResumes) {
+  Peers p("replay_repair");
+  std::mt19937 rng(34);
+  Indexer indexer(p.dir.path(), p.anvil, p.db_url, p.broker.bootstrap(), {.confirmations = 2, .batch_blocks = 1});
+  indexer.start();
+  mine_with_transfers(p.anvil, 12, rng);
+  std::uint64_t head = p.anvil.block_number();
+  wait_for_cursor(p.db, head - 2, indexer);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  const auto good = p.db.cursor();
+  // Make sure the blocks that will be replaced hold transactions, so that their hashes change.
+  p.anvil.reorg(6);  // replaces blocks head-5..head: four of them confirmed
+  p.anvil.mine();
+  auto code = indexer.wait(60s);
+  ASSERT_TRUE(code) << indexer.log();
+  ASSERT_EQ(*code, 3) << indexer.log();
+  const std::uint64_t fork = head - 5;  // the lowest replaced block
+  std::string out;
+  // A range that stops below the cursor inside the replaced blocks would leave the stored chain
+  // broken above it: refused, naming how far it must reach.
+  EXPECT_EQ(replay(indexer, fork - 2, fork, {}, &out), 10) << out;
+  EXPECT_NE(out.find("replay " + std::to_string(fork - 2) + ".." + std::to_string(good->number) + " instead"), std::string::npos) << out;
+  // From below the fork up to the cursor: the rows and the cursor become the node's.
+  ASSERT_EQ(replay(indexer, fork - 2, good->number, {}, &out), 0) << out;
+  EXPECT_NE(p.db.cursor()->hash, good->hash);
+  EXPECT_EQ(p.db.cursor()->number, good->number);
+  EXPECT_EQ(p.db.cursor()->hash, p.anvil.block_hash(good->number));
+  indexer.start();
+  mine_with_transfers(p.anvil, 4, rng);
+  head = p.anvil.block_number();
+  wait_for_cursor(p.db, head - 2, indexer);
+  EXPECT_EQ(indexer.stop(SIGTERM), 0) << indexer.log();
+  expect_postgres_equals_anvil(p.db, p.anvil);
+}
+
+TEST(Replay, ThreeWorkersShareTheRangeAndAKilledOnesChunkIsFinishedByTheOthers) {
+  Peers p("replay_workers");
+  std::mt19937 rng(35);
+  mine_backlog(p.anvil, 30, 19, rng);  // ~600 blocks, never indexed by `run`: no cursor
+  const std::uint64_t last = p.anvil.block_number() - 3;
+  Indexer indexer(p.dir.path(), p.anvil, p.db_url, p.broker.bootstrap(),
+                  {.confirmations = 3, .batch_blocks = 10, .pipeline_extra = "range_batch_blocks = 10\n"});
+  auto start = [&](const std::string& worker) {
+    return std::make_unique<Process>(std::vector<std::string>{chainidx_binary(), "replay", "--config", indexer.config_path(), "--from", "0",
+                                                              "--to", std::to_string(last), "--chunk-blocks", "40", "--lease-seconds",
+                                                              "3", "--worker", worker},
+                                     p.dir.path() + "/replay-" + worker + ".log");
+  };
+  // The first worker alone, killed -9 in the middle of the job.
+  auto w1 = start("w1");
+  ASSERT_TRUE(wait_until([&] { return count_of(w1->log(), "event=replay_chunk") >= 4; }, 90s)) << w1->log();
+  w1->signal(SIGKILL);
+  w1->wait(10s);
+  const std::size_t by_w1 = count_of(w1->log(), "event=replay_chunk");
+  auto w2 = start("w2");
+  auto w3 = start("w3");
+  auto c2 = w2->wait(180s), c3 = w3->wait(180s);
+  ASSERT_TRUE(c2 && c3);
+  EXPECT_EQ(*c2, 0) << w2->log();
+  EXPECT_EQ(*c3, 0) << w3->log();
+  const std::size_t chunks = (last + 1 + 39) / 40;
+  const std::size_t by_others = count_of(w2->log(), "event=replay_chunk") + count_of(w3->log(), "event=replay_chunk");
+  // Resumed: the chunks w1 finished were not done again; the one it held was (after its lease).
+  EXPECT_LT(by_others, chunks) << "the chunks done before the kill were replayed again";
+  EXPECT_GE(by_w1 + by_others, chunks);
+  EXPECT_GT(count_of(w2->log(), "event=replay_chunk"), 0u) << "w2 got no share";
+  EXPECT_GT(count_of(w3->log(), "event=replay_chunk"), 0u) << "w3 got no share";
+  auto done = p.db.query("SELECT count(*) FILTER (WHERE done), count(*) FROM anvil.replay_chunks");
+  EXPECT_EQ(done[0][0].as<std::size_t>(), chunks);
+  EXPECT_EQ(done[0][1].as<std::size_t>(), chunks);
+  auto blocks = p.db.query("SELECT number, '0x' || encode(hash, 'hex') FROM anvil.blocks ORDER BY number");
+  ASSERT_EQ(blocks.size(), last + 1);
+  for (std::size_t n = 0; n < blocks.size(); n += 7) EXPECT_EQ(blocks[n][1].as<std::string>(), p.anvil.block_hash(n)) << "block " << n;
+  EXPECT_EQ(p.db.query("SELECT count(*) FROM anvil.logs")[0][0].as<std::size_t>(),
+            p.db.query("SELECT coalesce(sum(log_count), 0) FROM anvil.transactions")[0][0].as<std::size_t>());
+}
+
 }  // namespace
 }  // namespace chainidx::testing

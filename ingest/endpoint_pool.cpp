@@ -11,7 +11,8 @@ namespace asio = boost::asio;
 EndpointPool::Member::Member(asio::any_io_executor ex, const PoolEndpoint& e, const PoolSettings& s)
     : rpc(ex, e.http, {e.requests_per_second, e.burst, s.http_timeout, s.retry_after_max, e.name, std::max<std::size_t>(1, e.max_in_flight)}),
       fetcher(rpc, s.verify_block_hash),
-      max_in_flight(std::max<std::size_t>(1, e.max_in_flight)) {}
+      max_in_flight(std::max<std::size_t>(1, e.max_in_flight)),
+      burst(e.burst) {}
 
 EndpointPool::EndpointPool(asio::any_io_executor executor, PoolSettings settings)
     : executor_(executor), settings_(std::move(settings)), sleeps_(executor) {

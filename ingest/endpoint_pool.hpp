@@ -63,6 +63,7 @@ class EndpointPool {
     HttpRpcClient rpc;
     BlockFetcher fetcher;
     std::size_t max_in_flight;
+    double burst;  ///< the token bucket's burst: a batch never holds more calls than this
     bool chain_id_checked = false;
     unsigned failures = 0;  ///< consecutive failed requests (reset by a success)
     std::size_t batch_blocks = 0;  ///< blocks per range batch, adapted to answers (0: not yet set)

@@ -200,14 +200,14 @@ struct HttpRpcClient::Impl {
       spdlog::warn("event=rate_adjusted endpoint={} rate={:.2f} was={:.2f} ceiling={:.2f} reason=\"throttled by the provider\"",
                    redacted, bucket.rate(), before, options.requests_per_second);
   }
-  void served() {
+  void served(std::size_t calls = 1) {
     if (in_flight_limit < static_cast<double>(options.max_in_flight) && ++served_since >= 20) {
       served_since = 0;
       in_flight_limit += 1;
       freed.cancel();
     }
     bool was_below = bucket.rate() < options.requests_per_second;
-    bucket.on_success(TokenBucket::Clock::now());
+    bucket.on_success(TokenBucket::Clock::now(), calls);
     if (was_below && bucket.rate() >= options.requests_per_second)
       spdlog::info("event=rate_adjusted endpoint={} rate={:.2f} reason=\"back at the configured rate\"", redacted, bucket.rate());
   }
@@ -263,7 +263,7 @@ Task<std::vector<RpcReply>> HttpRpcClient::batch(std::vector<RpcRequest> request
   bool limited = false;
   for (const auto& r : ordered) limited |= r.error_code && says_rate_limited(*r.error_code, r.error_message);
   if (limited) impl_->throttled();
-  else impl_->served();
+  else impl_->served(requests.size());
   co_return ordered;
 }
 

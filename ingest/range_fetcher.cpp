@@ -156,7 +156,9 @@ struct RangeFetcher::Impl {
     while (!stopping) {
       // When the buffer is full, only the range the writer waits for may be fetched.
       const std::uint64_t start_limit = buffer_full() ? window->next() : std::numeric_limits<std::uint64_t>::max();
-      std::optional<BlockRange> range = planner->next(m.batch_blocks, start_limit);
+      // A batch's calls all go at once: never more than the endpoint's burst (two calls a block).
+      const std::uint64_t burst_blocks = std::max<std::uint64_t>(1, static_cast<std::uint64_t>(m.burst / 2));
+      std::optional<BlockRange> range = planner->next(std::min(m.batch_blocks, burst_blocks), start_limit);
       if (range) {
         auto t = tallies.find(range->first);
         if (t != tallies.end() && t->second.refused(at)) {  // this endpoint refused it: leave it to the others
@@ -207,7 +209,10 @@ struct RangeFetcher::Impl {
             break;
         }
         problem = e.what();
-        if (e.retryable()) delay = pool.retry_delay(e, m.failures - 1);
+        // A 429 has paused the endpoint's token bucket already (for Retry-After, or a second):
+        // waiting here as well would only idle this worker once the bucket lets calls go again.
+        const bool throttled = e.kind() == RpcError::Kind::kHttpStatus && e.code() == 429;
+        if (e.retryable() && !throttled) delay = pool.retry_delay(e, m.failures - 1);
       }
       spdlog::warn("event=rpc_retry op=fetch_range blocks={}-{} attempt={} endpoint={} backoff_ms={} reason=\"{}\"", range->first,
                    range->last, m.failures, m.rpc.endpoint(), delay.count(), problem);

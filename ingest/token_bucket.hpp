@@ -1,11 +1,12 @@
 #pragma once
 // A token bucket: `rate` tokens per second, at most `burst` saved up, with an adaptive rate
 // (AIMD): a throttling answer halves the rate (at most once a second, down to a twentieth of the
-// configured one), each success gives back a hundredth of the configured rate, never above it.
+// configured one), each served call gives back a hundredth of the configured rate, never above it.
 // Pure: time is passed in, so tests step it with a fake clock. Not thread-safe.
 
 #include <algorithm>
 #include <chrono>
+#include <cstddef>
 #include <optional>
 
 namespace chainidx::ingest {
@@ -29,11 +30,11 @@ class TokenBucket {
     return true;
   }
 
-  /// A served call: give back a hundredth of the configured rate, up to it.
-  void on_success(Clock::time_point now) {
+  /// `calls` served calls: give back a hundredth of the configured rate for each, up to it.
+  void on_success(Clock::time_point now, std::size_t calls = 1) {
     if (rate_ >= ceiling_) return;
     refill(now);
-    rate_ = std::min(ceiling_, rate_ + ceiling_ / 100.0);
+    rate_ = std::min(ceiling_, rate_ + static_cast<double>(calls) * ceiling_ / 100.0);
   }
 
   /// The current rate, in tokens per second.

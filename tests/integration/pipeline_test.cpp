@@ -7,6 +7,7 @@
 
 #include <csignal>
 #include <fstream>
+#include <mutex>
 #include <random>
 #include <set>
 #include <sstream>
@@ -821,6 +822,39 @@ TEST(Replay, ThreeWorkersShareTheRangeAndAKilledOnesChunkIsFinishedByTheOthers) 
   for (std::size_t n = 0; n < blocks.size(); n += 7) EXPECT_EQ(blocks[n][1].as<std::string>(), p.anvil.block_hash(n)) << "block " << n;
   EXPECT_EQ(p.db.query("SELECT count(*) FROM anvil.logs")[0][0].as<std::size_t>(),
             p.db.query("SELECT coalesce(sum(log_count), 0) FROM anvil.transactions")[0][0].as<std::size_t>());
+}
+
+TEST(Replay, A429StormKeepsTheCallRateWithinRatePlusBurstAndTheReplayFinishes) {
+  Peers p("replay_storm");
+  std::mt19937 rng(36);
+  mine_backlog(p.anvil, 3, 19, rng);  // ~60 blocks
+  const std::uint64_t last = p.anvil.block_number() - 3;
+  std::mutex m;
+  std::vector<std::pair<std::chrono::steady_clock::time_point, std::size_t>> sent;  // (when, calls)
+  std::atomic<int> throttled{0};
+  FaultProxy proxy(p.anvil.port(), [&](const std::string& request, std::uint64_t n) -> std::optional<FaultProxy::Canned> {
+    {
+      std::lock_guard lock(m);
+      sent.push_back({std::chrono::steady_clock::now(), count_of(request, "\"method\"")});
+    }
+    if (n % 2 == 1) return std::nullopt;
+    ++throttled;
+    return FaultProxy::Canned{429, "rate limited", "1"};
+  });
+  const double rate = 20;
+  Indexer indexer(p.dir.path(), p.anvil, p.db_url, p.broker.bootstrap(),
+                  {.confirmations = 3, .batch_blocks = 20, .http_url = proxy.url(), .requests_per_second = rate});
+  std::string out;
+  ASSERT_EQ(replay(indexer, 0, last, {}, &out), 0) << out;
+  EXPECT_GT(throttled.load(), 5);
+  EXPECT_EQ(p.db.query("SELECT count(*) FROM anvil.blocks")[0][0].as<std::uint64_t>(), last + 1);
+  // Every call the proxy saw, in any one-second window: at most rate + burst (the burst is the rate here).
+  std::lock_guard lock(m);
+  for (std::size_t i = 0; i < sent.size(); ++i) {
+    std::size_t calls = 0;
+    for (std::size_t j = i; j < sent.size() && sent[j].first - sent[i].first < 1s; ++j) calls += sent[j].second;
+    EXPECT_LE(calls, static_cast<std::size_t>(2 * rate)) << "calls in the second after request " << i;
+  }
 }
 
 }  // namespace

@@ -50,6 +50,8 @@ TEST(TokenBucket, ThrottlingHalvesTheRateOnceASecondAndSuccessesEarnItBack) {
   EXPECT_DOUBLE_EQ(bucket.rate(), 2.0) << "never below a twentieth of the configured rate";
   for (int i = 0; i < 10; ++i) bucket.on_success(t0 + 20s);
   EXPECT_NEAR(bucket.rate(), 6.0, 1e-9) << "each success gives back a hundredth of the configured rate";
+  bucket.on_success(t0 + 20s, 25);  // a batch of 25 served calls counts as 25 successes
+  EXPECT_NEAR(bucket.rate(), 16.0, 1e-9) << "each call of a served batch gives back its hundredth";
   for (int i = 0; i < 1000; ++i) bucket.on_success(t0 + 20s);
   EXPECT_DOUBLE_EQ(bucket.rate(), 40.0) << "never above the configured rate";
   // At the lower rate, tokens come more slowly: 2/s means 500 ms per token once the burst is gone.

@@ -60,6 +60,7 @@ schema::Status attach_receipts(schema::Block& block, std::vector<Receipt> receip
     tx.effective_gas_price = r.effective_gas_price;
     tx.contract_address = r.contract_address;
     tx.log_count = static_cast<std::uint32_t>(r.logs.size());
+    tx.logs_bloom = r.logs_bloom;
   }
   block.transactions = std::move(txs);
   block.logs = std::move(logs);

@@ -160,6 +160,45 @@ schema::Log decode_log_object(od::object obj) {
   return log;
 }
 
+std::vector<schema::AccessListEntry> decode_access_list(od::value v) {
+  static constexpr std::array<std::string_view, 2> kRequired = {"address", "storageKeys"};
+  std::vector<schema::AccessListEntry> out;
+  for (auto item : as_array(v, "transaction.accessList")) {
+    Fields f("transaction.accessList[]", kRequired);
+    schema::AccessListEntry e;
+    for_each_field(as_object(od::value(item.value()), "transaction.accessList[]"), f, [&](std::string_view key, od::value fv) {
+      if (key == "address") e.address = f.address(fv, key);
+      else if (key == "storageKeys")
+        for (auto k : as_array(fv, "transaction.accessList[].storageKeys")) e.storage_keys.push_back(f.hash(od::value(k.value()), key));
+    });
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
+std::vector<schema::Authorization> decode_authorization_list(od::value v) {
+  static constexpr std::array<std::string_view, 5> kRequired = {"chainId", "address", "nonce", "r", "s"};
+  std::vector<schema::Authorization> out;
+  for (auto item : as_array(v, "transaction.authorizationList")) {
+    Fields f("transaction.authorizationList[]", kRequired);
+    schema::Authorization a;
+    bool parity = false;
+    for_each_field(as_object(od::value(item.value()), "transaction.authorizationList[]"), f, [&](std::string_view key, od::value fv) {
+      if (key == "chainId") a.chain_id = f.u256(fv, key);
+      else if (key == "address") a.address = f.address(fv, key);
+      else if (key == "nonce") a.nonce = f.u64(fv, key);
+      else if (key == "yParity" || key == "v") {
+        a.y_parity = f.u8(fv, key);
+        parity = true;
+      } else if (key == "r") a.r = f.u256(fv, key);
+      else if (key == "s") a.s = f.u256(fv, key);
+    });
+    if (!parity) throw DecodeFailure{"transaction.authorizationList[]: yParity: missing"};
+    out.push_back(a);
+  }
+  return out;
+}
+
 schema::Transaction decode_transaction_object(od::object obj) {
   static constexpr std::array<std::string_view, 9> kTransactionRequired = {"hash", "blockHash", "blockNumber", "transactionIndex", "from", "value", "gas", "input",
                            "nonce"};
@@ -180,6 +219,17 @@ schema::Transaction decode_transaction_object(od::object obj) {
     else if (key == "input") tx.input = f.data(v, key);
     else if (key == "nonce") tx.nonce = f.u64(v, key);
     else if (key == "type") tx.type = f.u8(v, key);
+    else if (key == "v") tx.v = f.u256(v, key);
+    else if (key == "r") tx.r = f.u256(v, key);
+    else if (key == "s") tx.s = f.u256(v, key);
+    else if (key == "yParity") tx.y_parity = f.u8(v, key);
+    else if (key == "chainId") {
+      if (!f.is_null(v)) tx.chain_id = f.u64(v, key);
+    } else if (key == "accessList") tx.access_list = decode_access_list(v);
+    else if (key == "maxFeePerBlobGas") tx.max_fee_per_blob_gas = f.u256(v, key);
+    else if (key == "blobVersionedHashes") {
+      for (auto h : as_array(v, "transaction.blobVersionedHashes")) tx.blob_versioned_hashes.push_back(f.hash(od::value(h.value()), key));
+    } else if (key == "authorizationList") tx.authorization_list = decode_authorization_list(v);
   });
   return tx;
 }

@@ -2,57 +2,9 @@
 
 #include <cryptopp/keccak.h>
 
+#include "ingest/rlp.hpp"
+
 namespace chainidx::ingest {
-namespace {
-
-// Recursive-length-prefix encoding, just the parts a header needs: byte strings and one list.
-class Rlp {
- public:
-  void bytes(const std::uint8_t* data, std::size_t size) {
-    if (size == 1 && data[0] < 0x80) {
-      out_.push_back(data[0]);
-      return;
-    }
-    prefix(0x80, size);
-    out_.insert(out_.end(), data, data + size);
-  }
-  template <std::size_t N>
-  void bytes(const schema::FixedBytes<N>& v) { bytes(v.data(), N); }
-  void bytes(const schema::Bytes& v) { bytes(v.data(), v.size()); }
-  /// Integers are big-endian without leading zeros; zero is the empty string.
-  void uint(std::uint64_t v) { uint(schema::U256::from_u64(v)); }
-  void uint(const schema::U256& v) {
-    std::uint8_t be[32];
-    for (int i = 0; i < 32; ++i) be[i] = static_cast<std::uint8_t>(v.limbs[3 - i / 8] >> (8 * (7 - i % 8)));
-    std::size_t skip = 0;
-    while (skip < 32 && be[skip] == 0) ++skip;
-    bytes(be + skip, 32 - skip);
-  }
-  /// The items written so far, wrapped as one list.
-  std::vector<std::uint8_t> as_list() const {
-    Rlp l;
-    l.prefix(0xc0, out_.size());
-    l.out_.insert(l.out_.end(), out_.begin(), out_.end());
-    return l.out_;
-  }
-
- private:
-  void prefix(std::uint8_t base, std::size_t size) {
-    if (size <= 55) {
-      out_.push_back(static_cast<std::uint8_t>(base + size));
-      return;
-    }
-    std::uint8_t len[8];
-    int n = 0;
-    for (std::size_t s = size; s != 0; s >>= 8) len[n++] = static_cast<std::uint8_t>(s);
-    out_.push_back(static_cast<std::uint8_t>(base + 55 + n));
-    while (n > 0) out_.push_back(len[--n]);
-  }
-  std::vector<std::uint8_t> out_;
-};
-
-}  // namespace
-
 schema::Hash32 header_hash(const schema::Block& b) {
   Rlp r;
   r.bytes(b.parent_hash);
@@ -81,6 +33,97 @@ schema::Hash32 header_hash(const schema::Block& b) {
   schema::Hash32 h;
   CryptoPP::Keccak_256().CalculateDigest(h.data(), encoded.data(), encoded.size());
   return h;
+}
+
+namespace {
+
+schema::Hash32 keccak(const std::vector<std::uint8_t>& data) {
+  schema::Hash32 h;
+  CryptoPP::Keccak_256().CalculateDigest(h.data(), data.data(), data.size());
+  return h;
+}
+
+void access_list(Rlp& out, const std::optional<std::vector<schema::AccessListEntry>>& list) {
+  Rlp entries;
+  if (list)
+    for (const auto& e : *list) {
+      Rlp entry, keys;
+      entry.bytes(e.address);
+      for (const auto& k : e.storage_keys) keys.bytes(k);
+      entry.list(keys);
+      entries.list(entry);
+    }
+  out.list(entries);
+}
+
+}  // namespace
+
+std::optional<schema::Hash32> transaction_hash(const schema::Transaction& t) {
+  if (!t.r || !t.s) return std::nullopt;
+  auto to = [&](Rlp& r) {
+    if (t.to_address) r.bytes(*t.to_address);
+    else r.empty();
+  };
+  Rlp r;
+  if (t.type == 0) {
+    if (!t.v || !t.gas_price) return std::nullopt;
+    r.uint(t.nonce);
+    r.uint(*t.gas_price);
+    r.uint(t.gas);
+    to(r);
+    r.uint(t.value);
+    r.bytes(t.input);
+    r.uint(*t.v);
+    r.uint(*t.r);
+    r.uint(*t.s);
+    return keccak(r.as_list());
+  }
+  if (t.type > 4 || !t.chain_id) return std::nullopt;
+  // y_parity, or v where only v is given (it is 0 or 1 for typed transactions).
+  std::uint64_t parity = t.y_parity ? *t.y_parity : (t.v ? t.v->limbs[0] : 0);
+  r.uint(*t.chain_id);
+  r.uint(t.nonce);
+  if (t.type == 1) {
+    if (!t.gas_price) return std::nullopt;
+    r.uint(*t.gas_price);
+  } else {
+    if (!t.max_priority_fee_per_gas || !t.max_fee_per_gas) return std::nullopt;
+    r.uint(*t.max_priority_fee_per_gas);
+    r.uint(*t.max_fee_per_gas);
+  }
+  r.uint(t.gas);
+  to(r);
+  r.uint(t.value);
+  r.bytes(t.input);
+  access_list(r, t.access_list);
+  if (t.type == 3) {
+    if (!t.max_fee_per_blob_gas) return std::nullopt;
+    r.uint(*t.max_fee_per_blob_gas);
+    Rlp hashes;
+    for (const auto& h : t.blob_versioned_hashes) hashes.bytes(h);
+    r.list(hashes);
+  }
+  if (t.type == 4) {
+    Rlp auths;
+    if (t.authorization_list)
+      for (const auto& a : *t.authorization_list) {
+        Rlp item;
+        item.uint(a.chain_id);
+        item.bytes(a.address);
+        item.uint(a.nonce);
+        item.uint(a.y_parity);
+        item.uint(a.r);
+        item.uint(a.s);
+        auths.list(item);
+      }
+    r.list(auths);
+  }
+  r.uint(parity);
+  r.uint(*t.r);
+  r.uint(*t.s);
+  std::vector<std::uint8_t> payload = r.as_list();
+  payload.insert(payload.begin(), t.type);
+  return keccak(payload);
 }
 
 }  // namespace chainidx::ingest

@@ -23,6 +23,24 @@ struct Log {
   bool operator==(const Log&) const = default;
 };
 
+/// An EIP-2930 access list entry.
+struct AccessListEntry {
+  Address address;
+  std::vector<Hash32> storage_keys;
+  bool operator==(const AccessListEntry&) const = default;
+};
+
+/// An EIP-7702 authorization (a set-code transaction's list item).
+struct Authorization {
+  U256 chain_id;
+  Address address;
+  std::uint64_t nonce = 0;
+  std::uint8_t y_parity = 0;
+  U256 r;
+  U256 s;
+  bool operator==(const Authorization&) const = default;
+};
+
 struct Transaction {
   // From the block body.
   Hash32 hash;
@@ -39,6 +57,17 @@ struct Transaction {
   Bytes input;
   std::uint64_t nonce = 0;
   std::uint8_t type = 0;
+  // The signature and the typed-transaction fields, as the node returns them (absent where the
+  // transaction type has none), so that the transaction's hash can be recomputed from them.
+  std::optional<U256> v;
+  std::optional<U256> r;
+  std::optional<U256> s;
+  std::optional<std::uint8_t> y_parity;          ///< typed transactions
+  std::optional<std::uint64_t> chain_id;         ///< EIP-155 / typed transactions
+  std::optional<std::vector<AccessListEntry>> access_list;  ///< types 1-4
+  std::optional<U256> max_fee_per_blob_gas;      ///< type 3 (EIP-4844)
+  std::vector<Hash32> blob_versioned_hashes;     ///< type 3
+  std::optional<std::vector<Authorization>> authorization_list;  ///< type 4 (EIP-7702)
   // From the receipt.
   std::optional<std::uint8_t> status;  ///< absent (or null) before Byzantium: root instead
   std::optional<Hash32> root;          ///< pre-Byzantium receipts: the intermediate state root
@@ -47,6 +76,7 @@ struct Transaction {
   std::optional<U256> effective_gas_price;
   std::optional<Address> contract_address;
   std::uint32_t log_count = 0;
+  std::optional<Bloom> logs_bloom;  ///< the receipt's bloom of this transaction's logs
 
   bool operator==(const Transaction&) const = default;
 };

@@ -1,5 +1,7 @@
 #include "sinks/kafka_message.hpp"
 
+#include "schema/tx_json.hpp"
+
 namespace chainidx::sinks {
 namespace {
 
@@ -80,6 +82,18 @@ std::vector<KafkaMessage> encode_block(const schema::Block& b, std::uint64_t cha
                        .dec("gas_used", t.gas_used)
                        .opt_u256("effective_gas_price", t.effective_gas_price)
                        .opt_hex("contract_address", t.contract_address)
+                       .opt_u256("v", t.v)
+                       .opt_u256("r", t.r)
+                       .opt_u256("s", t.s)
+                       .opt_num("y_parity", t.y_parity)
+                       .opt_num("tx_chain_id", t.chain_id)
+                       .raw("access_list", t.access_list ? schema::access_list_json(*t.access_list) : "null")
+                       .opt_u256("max_fee_per_blob_gas", t.max_fee_per_blob_gas)
+                       .raw("blob_versioned_hashes", t.type == 3 || !t.blob_versioned_hashes.empty()
+                                                         ? schema::hashes_json(t.blob_versioned_hashes)
+                                                         : "null")
+                       .raw("authorization_list", t.authorization_list ? schema::authorization_list_json(*t.authorization_list) : "null")
+                       .opt_hex("logs_bloom", t.logs_bloom)
                        .done()});
   }
   for (const auto& g : b.logs) {

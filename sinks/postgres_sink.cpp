@@ -1,5 +1,7 @@
 #include "sinks/postgres_sink.hpp"
 
+#include "schema/tx_json.hpp"
+
 #include <pqxx/pqxx>
 #include <pqxx/tablewriter>
 
@@ -45,6 +47,12 @@ class CopyLine {
     return *this;
   }
   CopyLine& opt_u256(const std::optional<schema::U256>& v) { return v ? u256(*v) : null(); }
+  /// Text that needs no escaping (our JSON: hex, digits, punctuation).
+  CopyLine& raw(const std::string& text) {
+    sep();
+    line_ += text;
+    return *this;
+  }
   CopyLine& null() {
     sep();
     line_ += "\\N";
@@ -69,7 +77,9 @@ const std::vector<std::string> kBlockColumns = {
 const std::vector<std::string> kTransactionColumns = {
     "block_number", "transaction_index", "hash", "block_hash", "from_address", "to_address", "value", "gas",
     "gas_price", "max_fee_per_gas", "max_priority_fee_per_gas", "input", "nonce", "type", "status", "gas_used",
-    "cumulative_gas_used", "effective_gas_price", "contract_address", "log_count", "root"};
+    "cumulative_gas_used", "effective_gas_price", "contract_address", "log_count", "root",
+    "v", "r", "s", "y_parity", "chain_id", "access_list", "max_fee_per_blob_gas", "blob_versioned_hashes",
+    "authorization_list", "logs_bloom"};
 const std::vector<std::string> kWithdrawalColumns = {"block_number", "withdrawal_index", "validator_index", "address", "amount_gwei"};
 const std::vector<std::string> kLogColumns = {
     "block_number", "log_index", "block_hash", "transaction_hash", "transaction_index", "address",
@@ -92,7 +102,15 @@ std::string transaction_line(const schema::Transaction& t) {
       .opt_bytes(t.to_address).u256(t.value).num(t.gas).opt_u256(t.gas_price).opt_u256(t.max_fee_per_gas)
       .opt_u256(t.max_priority_fee_per_gas).bytes(t.input).num(t.nonce).num(t.type).opt_num(t.status).num(t.gas_used)
       .num(t.cumulative_gas_used).opt_u256(t.effective_gas_price).opt_bytes(t.contract_address).num(t.log_count)
-      .opt_bytes(t.root);
+      .opt_bytes(t.root).opt_u256(t.v).opt_u256(t.r).opt_u256(t.s).opt_num(t.y_parity).opt_num(t.chain_id);
+  if (t.access_list) l.raw(schema::access_list_json(*t.access_list));
+  else l.null();
+  l.opt_u256(t.max_fee_per_blob_gas);
+  if (t.type == 3 || !t.blob_versioned_hashes.empty()) l.raw(schema::hashes_json(t.blob_versioned_hashes));
+  else l.null();
+  if (t.authorization_list) l.raw(schema::authorization_list_json(*t.authorization_list));
+  else l.null();
+  l.opt_bytes(t.logs_bloom);
   return l.str();
 }
 

@@ -15,6 +15,7 @@
 
 #include "fault_proxy.hpp"
 #include "harness.hpp"
+#include "ingest/header_hash.hpp"
 #include "schema/types.hpp"
 
 namespace chainidx::testing {
@@ -855,6 +856,89 @@ TEST(Replay, A429StormKeepsTheCallRateWithinRatePlusBurstAndTheReplayFinishes) {
     for (std::size_t j = i; j < sent.size() && sent[j].first - sent[i].first < 1s; ++j) calls += sent[j].second;
     EXPECT_LE(calls, static_cast<std::size_t>(2 * rate)) << "calls in the second after request " << i;
   }
+}
+
+// --- every transaction field ------------------------------------------------------------------
+
+schema::U256 u256_of_decimal(const std::string& text) {
+  schema::U256 v;
+  for (char c : text) {
+    unsigned __int128 carry = static_cast<unsigned>(c - '0');
+    for (int i = 0; i < 4; ++i) {  // limbs[0] is the least significant
+      unsigned __int128 x = static_cast<unsigned __int128>(v.limbs[i]) * 10 + carry;
+      v.limbs[i] = static_cast<std::uint64_t>(x);
+      carry = x >> 64;
+    }
+  }
+  return v;
+}
+
+template <std::size_t N>
+schema::FixedBytes<N> fixed_of(const std::string& hex) {
+  schema::FixedBytes<N> out;
+  EXPECT_TRUE(schema::parse_fixed(hex, out)) << hex;
+  return out;
+}
+
+TEST(Pipeline, EveryTransactionFieldIsKeptSoThatEachHashRecomputesFromItsRow) {
+  Peers p("tx_fields");
+  std::string accounts = p.anvil.rpc("eth_accounts", "[]");
+  std::vector<std::string> from;
+  for (auto at = accounts.find("0x"); at != std::string::npos && from.size() < 4; at = accounts.find("0x", at + 42))
+    from.push_back(accounts.substr(at, 42));
+  ASSERT_EQ(from.size(), 4u) << accounts;
+  const std::string to = "0x00000000000000000000000000000000000beef1";
+  // A legacy (EIP-155) transaction, an EIP-2930 one with an access list, an EIP-1559 one.
+  p.anvil.rpc("eth_sendTransaction", "[{\"from\":\"" + from[1] + "\",\"to\":\"" + to + "\",\"value\":\"0x1\",\"gasPrice\":\"0x77359400\"}]");
+  p.anvil.rpc("eth_sendTransaction", "[{\"from\":\"" + from[2] + "\",\"to\":\"" + to + "\",\"value\":\"0x2\",\"gasPrice\":\"0x77359400\","
+              "\"gas\":\"0x10000\",\"accessList\":[{\"address\":\"" + to + "\",\"storageKeys\":[\"0x" + std::string(63, '0') + "1\"]}]}]");
+  p.anvil.rpc("eth_sendTransaction", "[{\"from\":\"" + from[3] + "\",\"to\":\"" + to + "\",\"value\":\"0x3\",\"maxFeePerGas\":\"0x77359400\","
+              "\"maxPriorityFeePerGas\":\"0x1\"}]");
+  p.anvil.mine();
+  p.anvil.mine(4);
+  Indexer indexer(p.dir.path(), p.anvil, p.db_url, p.broker.bootstrap(), {.confirmations = 3});
+  indexer.start();
+  wait_for_cursor(p.db, p.anvil.block_number() - 3, indexer);
+  EXPECT_EQ(indexer.stop(SIGTERM), 0) << indexer.log();
+  auto rows = p.db.query(
+      "SELECT '0x' || encode(hash, 'hex'), type, nonce, gas_price::text, max_fee_per_gas::text, max_priority_fee_per_gas::text, gas, "
+      "'0x' || encode(to_address, 'hex'), value::text, '0x' || encode(input, 'hex'), v::text, r::text, s::text, y_parity, "
+      "chain_id, access_list::text, logs_bloom IS NOT NULL FROM anvil.transactions ORDER BY block_number, transaction_index");
+  std::set<int> types;
+  simdjson::dom::parser parser;
+  for (const auto& row : rows) {
+    schema::Transaction t;
+    t.type = static_cast<std::uint8_t>(row[1].as<int>());
+    types.insert(t.type);
+    t.nonce = row[2].as<std::uint64_t>();
+    if (!row[3].is_null()) t.gas_price = u256_of_decimal(row[3].as<std::string>());
+    if (!row[4].is_null()) t.max_fee_per_gas = u256_of_decimal(row[4].as<std::string>());
+    if (!row[5].is_null()) t.max_priority_fee_per_gas = u256_of_decimal(row[5].as<std::string>());
+    t.gas = row[6].as<std::uint64_t>();
+    if (!row[7].is_null()) t.to_address = fixed_of<20>(row[7].as<std::string>());
+    t.value = u256_of_decimal(row[8].as<std::string>());
+    EXPECT_TRUE(schema::parse_data(row[9].as<std::string>(), t.input));
+    ASSERT_FALSE(row[11].is_null()) << "signature r missing";
+    if (!row[10].is_null()) t.v = u256_of_decimal(row[10].as<std::string>());
+    t.r = u256_of_decimal(row[11].as<std::string>());
+    t.s = u256_of_decimal(row[12].as<std::string>());
+    if (!row[13].is_null()) t.y_parity = static_cast<std::uint8_t>(row[13].as<int>());
+    if (!row[14].is_null()) t.chain_id = row[14].as<std::uint64_t>();
+    if (!row[15].is_null()) {
+      t.access_list.emplace();
+      for (simdjson::dom::element e : parser.parse(row[15].as<std::string>()).get_array()) {
+        schema::AccessListEntry entry;
+        entry.address = fixed_of<20>(std::string(e["address"].get_string().value()));
+        for (simdjson::dom::element k : e["storage_keys"].get_array()) entry.storage_keys.push_back(fixed_of<32>(std::string(k.get_string().value())));
+        t.access_list->push_back(entry);
+      }
+    }
+    EXPECT_TRUE(row[16].as<bool>()) << "the receipt's logs bloom is missing";
+    auto h = ingest::transaction_hash(t);
+    ASSERT_TRUE(h) << "type " << int(t.type);
+    EXPECT_EQ(schema::to_hex(*h), row[0].as<std::string>()) << "the row of a type " << int(t.type) << " transaction does not hash to its hash";
+  }
+  EXPECT_TRUE(types.contains(0) && types.contains(1) && types.contains(2)) << "anvil did not make all three types";
 }
 
 }  // namespace

@@ -329,6 +329,71 @@ TEST(DecodeHomestead, PreByzantiumReceiptsKeepTheirRootAndHaveNoStatus) {
   EXPECT_EQ(b.total_difficulty->to_decimal(), "30078063397065281661") << "above 2^64, kept exactly";
 }
 
+TEST(DecodeHomestead, EveryTransactionFieldIsKeptAndTheHashesRecomputeFromThem) {
+  schema::Block b = homestead_block({homestead("receipt_0x2e3dcd05.json"), homestead("receipt_0x9a5437ec.json")});
+  ASSERT_EQ(b.transactions.size(), 2u);
+  for (const auto& t : b.transactions) {
+    ASSERT_TRUE(t.v && t.r && t.s) << "the signature is kept";
+    EXPECT_TRUE(t.v->to_decimal() == "27" || t.v->to_decimal() == "28") << "pre-EIP-155: v is 27 or 28";
+    EXPECT_FALSE(t.chain_id) << "pre-EIP-155 transactions sign no chain id";
+    EXPECT_FALSE(t.access_list);
+    ASSERT_TRUE(t.logs_bloom) << "the receipt's bloom is kept";
+    auto h = transaction_hash(t);
+    ASSERT_TRUE(h);
+    EXPECT_EQ(*h, t.hash) << "transaction " << t.transaction_index << " does not hash to its hash";
+    // The hash depends on every signed field: change one and it no longer matches.
+    schema::Transaction changed = t;
+    changed.nonce += 1;
+    EXPECT_NE(*transaction_hash(changed), t.hash);
+    changed = t;
+    changed.r = schema::U256::from_u64(1);
+    EXPECT_NE(*transaction_hash(changed), t.hash);
+  }
+}
+
+TEST(Decode, TypedTransactionFieldsAccessListsBlobsAndAuthorizationsAreKept) {
+  const std::string tx = R"({"hash":"0x)" + std::string(64, '1') + R"(","blockHash":"0x)" + std::string(64, '2') +
+                         R"(","blockNumber":"0x10","transactionIndex":"0x0","from":"0x)" + std::string(40, 'a') +
+                         R"(","to":"0x)" + std::string(40, 'b') +
+                         R"(","value":"0x0","gas":"0x5208","input":"0x","nonce":"0x7","type":"0x4","chainId":"0x1",
+      "maxFeePerGas":"0x10","maxPriorityFeePerGas":"0x1","maxFeePerBlobGas":"0x3",
+      "accessList":[{"address":"0x)" + std::string(40, 'c') + R"(","storageKeys":["0x)" + std::string(64, '3') + R"("]}],
+      "blobVersionedHashes":["0x01)" + std::string(62, '4') + R"("],
+      "authorizationList":[{"chainId":"0x1","address":"0x)" + std::string(40, 'd') +
+                         R"(","nonce":"0x2","yParity":"0x1","r":"0x5","s":"0x6"}],
+      "v":"0x1","r":"0x1234","s":"0x5678","yParity":"0x1"})";
+  const std::string block = R"({"number":"0x10","hash":"0x)" + std::string(64, '2') + R"(","parentHash":"0x)" + std::string(64, '0') +
+                            R"(","timestamp":"0x1","miner":"0x)" + std::string(40, '0') +
+                            R"(","gasLimit":"0x1","gasUsed":"0x0","sha3Uncles":"0x)" + std::string(64, '0') + R"(","mixHash":"0x)" +
+                            std::string(64, '0') + R"(","nonce":"0x0000000000000000","stateRoot":"0x)" + std::string(64, '0') +
+                            R"(","transactionsRoot":"0x)" + std::string(64, '0') + R"(","receiptsRoot":"0x)" + std::string(64, '0') +
+                            R"(","logsBloom":"0x)" + std::string(512, '0') + R"(","extraData":"0x","size":"0x1","difficulty":"0x0",
+      "transactions":[)" + tx + "]}";
+  auto decoded = decode_block(block);
+  ASSERT_TRUE(decoded.ok()) << decoded.error().message;
+  ASSERT_EQ((*decoded)->transactions.size(), 1u);
+  const schema::Transaction& t = (*decoded)->transactions[0];
+  EXPECT_EQ(t.type, 4);
+  EXPECT_EQ(t.chain_id, 1u);
+  EXPECT_EQ(t.y_parity, 1);
+  EXPECT_EQ(t.r->to_decimal(), "4660");
+  ASSERT_TRUE(t.access_list);
+  ASSERT_EQ(t.access_list->size(), 1u);
+  EXPECT_EQ(schema::to_hex((*t.access_list)[0].address), "0x" + std::string(40, 'c'));
+  ASSERT_EQ((*t.access_list)[0].storage_keys.size(), 1u);
+  ASSERT_EQ(t.blob_versioned_hashes.size(), 1u);
+  EXPECT_EQ(t.max_fee_per_blob_gas->to_decimal(), "3");
+  ASSERT_TRUE(t.authorization_list);
+  ASSERT_EQ(t.authorization_list->size(), 1u);
+  EXPECT_EQ((*t.authorization_list)[0].nonce, 2u);
+  EXPECT_EQ((*t.authorization_list)[0].y_parity, 1);
+  EXPECT_TRUE(transaction_hash(t)) << "a type-4 transaction has a hash to rebuild";
+  // A malformed list is refused with its field named.
+  auto bad = decode_block(replaced(block, R"("storageKeys":[)", R"("storageKeys":["0x12",)"));
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().message.find("storageKeys"), std::string::npos) << bad.error().message;
+}
+
 // Parity / OpenEthereum before Byzantium: "status": null beside the root.
 TEST(DecodeHomestead, NullStatusOfParityNodesIsAbsent) {
   std::string parity = replaced(homestead("receipt_0x9a5437ec.json"), "\"root\":", "\"status\":null,\"root\":");

@@ -1,0 +1,34 @@
+#include "schema/tx_json.hpp"
+
+namespace chainidx::schema {
+
+namespace {
+std::string quoted(const std::string& s) { return "\"" + s + "\""; }
+}  // namespace
+
+std::string hashes_json(const std::vector<Hash32>& hashes) {
+  std::string out = "[";
+  for (std::size_t i = 0; i < hashes.size(); ++i) out += (i ? "," : "") + quoted(to_hex(hashes[i]));
+  return out + "]";
+}
+
+std::string access_list_json(const std::vector<AccessListEntry>& list) {
+  std::string out = "[";
+  for (std::size_t i = 0; i < list.size(); ++i)
+    out += std::string(i ? "," : "") + "{\"address\":" + quoted(to_hex(list[i].address)) +
+           ",\"storage_keys\":" + hashes_json(list[i].storage_keys) + "}";
+  return out + "]";
+}
+
+std::string authorization_list_json(const std::vector<Authorization>& list) {
+  std::string out = "[";
+  for (std::size_t i = 0; i < list.size(); ++i) {
+    const Authorization& a = list[i];
+    out += std::string(i ? "," : "") + "{\"chain_id\":" + quoted(a.chain_id.to_decimal()) + ",\"address\":" + quoted(to_hex(a.address)) +
+           ",\"nonce\":" + quoted(std::to_string(a.nonce)) + ",\"y_parity\":" + std::to_string(a.y_parity) +
+           ",\"r\":" + quoted(a.r.to_decimal()) + ",\"s\":" + quoted(a.s.to_decimal()) + "}";
+  }
+  return out + "]";
+}
+
+}  // namespace chainidx::schema

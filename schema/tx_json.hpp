@@ -1,0 +1,20 @@
+#pragma once
+// The list-valued transaction fields as JSON text, the same for Postgres (jsonb) and Kafka: hashes
+// and addresses as 0x-hex, integers past 2^53 as decimal strings. Only hex, digits and JSON
+// punctuation appear, so the text needs no escaping in COPY's text format either.
+
+#include <string>
+#include <vector>
+
+#include "schema/block.hpp"
+
+namespace chainidx::schema {
+
+/// [{"address":"0x..","storage_keys":["0x..",...]},...]
+std::string access_list_json(const std::vector<AccessListEntry>& list);
+/// [{"chain_id":"1","address":"0x..","nonce":"5","y_parity":1,"r":"0x..","s":"0x.."},...]
+std::string authorization_list_json(const std::vector<Authorization>& list);
+/// ["0x..",...]
+std::string hashes_json(const std::vector<Hash32>& hashes);
+
+}  // namespace chainidx::schema

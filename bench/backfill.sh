@@ -56,10 +56,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() {  # a loopback port nothing listens on
+free_port() {  # a loopback port nothing listens on, below the ephemeral range (32768-)
   local p
   while :; do
-    p=$(shuf -i 20000-60000 -n 1)
+    p=$(shuf -i 20000-32000 -n 1)
     (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
   done
 }
@@ -77,20 +77,31 @@ cpu_of() { awk -v t="$clk" '{printf "%.1f", ($14 + $15) / t}' "/proc/$1/stat"; }
 # 1. The chain.
 if [ ! -s "$state" ]; then
   echo "backfill: generating $blocks blocks x $txs transactions x $logs_per_tx logs (saved to $state)"
-  port=$(free_port)
-  "$anvil" --port "$port" --host 127.0.0.1 --no-mining --timestamp 1700000000 --silent --dump-state "$state.tmp" >"$work/anvil-gen.log" 2>&1 &
-  gen_pid=$!
-  wait_rpc "http://127.0.0.1:$port" "$gen_pid"
+  for attempt in 1 2 3 4 5; do
+    port=$(free_port)
+    "$anvil" --port "$port" --host 127.0.0.1 --no-mining --timestamp 1700000000 --silent --dump-state "$state.tmp" >"$work/anvil-gen.log" 2>&1 &
+    gen_pid=$!
+    wait_rpc "http://127.0.0.1:$port" "$gen_pid" && break
+    grep -q "already in use" "$work/anvil-gen.log" && [ "$attempt" -lt 5 ] && continue
+    echo "backfill: anvil did not start: $(tail -3 "$work/anvil-gen.log")" >&2
+    exit 1
+  done
   "$chain_gen" "http://127.0.0.1:$port" "$blocks" "$txs" "$logs_per_tx" >/dev/null
   kill -TERM "$gen_pid"; wait "$gen_pid" || true
   mv "$state.tmp" "$state"
 fi
-anvil_port=$(free_port)
-"$anvil" --port "$anvil_port" --host 127.0.0.1 --no-mining --silent --load-state "$state" >"$work/anvil.log" 2>&1 &
-anvil_pid=$!
+# Another program can take the port between the probe and anvil's bind: then try another.
+for attempt in 1 2 3 4 5; do
+  anvil_port=$(free_port)
+  "$anvil" --port "$anvil_port" --host 127.0.0.1 --no-mining --silent --load-state "$state" >"$work/anvil.log" 2>&1 &
+  anvil_pid=$!
+  node="http://127.0.0.1:$anvil_port"
+  wait_rpc "$node" "$anvil_pid" && break
+  grep -q "already in use" "$work/anvil.log" && [ "$attempt" -lt 5 ] && continue
+  echo "backfill: anvil did not start: $(tail -3 "$work/anvil.log")" >&2
+  exit 1
+done
 pids+=($anvil_pid)
-node="http://127.0.0.1:$anvil_port"
-wait_rpc "$node" "$anvil_pid" || { echo "backfill: anvil did not start: $(tail -3 "$work/anvil.log")" >&2; exit 1; }
 head=$(( $(rpc "$node" eth_blockNumber '[]' | sed 's/.*"result":"\(0x[0-9a-f]*\)".*/\1/') ))
 last=$((head - confirmations))
 echo "backfill: node at block $head; indexing 0..$last"
@@ -127,11 +138,14 @@ ceiln=$(ceiling "$in_flight")
 echo "backfill: node ceiling for these batches: $ceil1 blocks/s at 1 in flight, $ceiln at $in_flight"
 
 # 3. A fresh Postgres and dev broker, and a first chainidx run.
-pg_port=$(free_port)
 mkdir -p "$work/pgrun"; chown postgres "$work/pgrun"
 runuser -u postgres -- "$pg_bin/initdb" -D "$work/pgrun/data" -A trust -U postgres >/dev/null
-runuser -u postgres -- "$pg_bin/pg_ctl" -D "$work/pgrun/data" -w -l "$work/pgrun/log" \
-  -o "-p $pg_port -k $work/pgrun -c listen_addresses=127.0.0.1" start >/dev/null
+for attempt in 1 2 3 4 5; do
+  pg_port=$(free_port)
+  runuser -u postgres -- "$pg_bin/pg_ctl" -D "$work/pgrun/data" -w -l "$work/pgrun/log" \
+    -o "-p $pg_port -k $work/pgrun -c listen_addresses=127.0.0.1" start >/dev/null && break
+  [ "$attempt" -lt 5 ] || { echo "backfill: Postgres did not start: $(tail -3 "$work/pgrun/log")" >&2; exit 1; }
+done
 psql -h 127.0.0.1 -p "$pg_port" -U postgres -qc "CREATE DATABASE chainidx"
 pg_pid=$(head -1 "$work/pgrun/data/postmaster.pid")
 "$chainidx" devbroker --bootstrap-file "$work/bootstrap" --topics anvil.blocks,anvil.transactions,anvil.logs --partitions 3 \

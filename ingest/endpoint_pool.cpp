@@ -15,7 +15,8 @@ EndpointPool::Member::Member(asio::any_io_executor ex, const PoolEndpoint& e, co
       burst(e.burst) {}
 
 EndpointPool::EndpointPool(asio::any_io_executor executor, PoolSettings settings)
-    : executor_(executor), settings_(std::move(settings)), sleeps_(executor) {
+    : executor_(executor), settings_(std::move(settings)), sleeps_(executor),
+      budget_(settings_.retry_ratio, settings_.retry_floor_per_second, settings_.retry_burst, std::chrono::steady_clock::now()) {
   for (const auto& e : settings_.endpoints) members_.push_back(std::make_unique<Member>(executor_, e, settings_));
 }
 
@@ -41,6 +42,25 @@ Task<void> EndpointPool::check_chain_id(std::size_t i) {
 std::chrono::milliseconds EndpointPool::retry_delay(const RpcError& e, unsigned attempt) {
   if (auto after = e.retry_after()) return *after;
   return settings_.backoff.delay(attempt, std::uniform_real_distribution<double>(0, 1)(rng_));
+}
+
+void EndpointPool::first_attempt() { budget_.on_attempt(std::chrono::steady_clock::now()); }
+
+Task<void> EndpointPool::retry_allowed() {
+  for (;;) {
+    const auto now = std::chrono::steady_clock::now();
+    const auto wait = budget_.try_retry(now);
+    if (wait == std::chrono::steady_clock::duration::zero() || stop_) co_return;
+    ++retries_delayed_;
+    if (now - budget_logged_ >= std::chrono::seconds(5)) {
+      budget_logged_ = now;
+      spdlog::warn("event=retry_budget_exhausted retries_delayed={} wait_ms={} reason=\"retries are limited to {:.0f}% of requests "
+                   "(at least {:.0f}/s) so that an outage does not become a retry storm\"",
+                   retries_delayed_, std::chrono::duration_cast<std::chrono::milliseconds>(wait).count(), settings_.retry_ratio * 100,
+                   settings_.retry_floor_per_second);
+    }
+    co_await sleep(std::chrono::duration_cast<std::chrono::milliseconds>(wait) + std::chrono::milliseconds(1));
+  }
 }
 
 Task<void> EndpointPool::sleep(std::chrono::milliseconds d) {

@@ -18,6 +18,7 @@
 #include "ingest/block_fetcher.hpp"
 #include "ingest/failure_tally.hpp"
 #include "ingest/http_rpc_client.hpp"
+#include "ingest/retry_budget.hpp"
 #include "ingest/waker.hpp"
 
 namespace chainidx::ingest {
@@ -53,6 +54,11 @@ struct PoolSettings {
   std::chrono::milliseconds retry_after_max{60000};
   BackoffPolicy backoff{};
   unsigned undecodable_after_rounds = 5;
+  /// The process-wide retry budget (see RetryBudget): retries may add this share of the first
+  /// attempts, at least `retry_floor_per_second`, with `retry_burst` saved up.
+  double retry_ratio = 0.2;
+  double retry_floor_per_second = 2;
+  double retry_burst = 50;
 };
 
 class EndpointPool {
@@ -90,6 +96,11 @@ class EndpointPool {
 
   /// The wait before retrying after `e`, the `attempt`-th failure in a row.
   std::chrono::milliseconds retry_delay(const RpcError& e, unsigned attempt);
+  /// Every request's first attempt is counted here (it grows the retry budget).
+  void first_attempt();
+  /// Waits until the process-wide retry budget has a token for one retry, and takes it.
+  Task<void> retry_allowed();
+  std::uint64_t retries_delayed() const { return retries_delayed_; }
   /// Sleeps; cut short by request_stop().
   Task<void> sleep(std::chrono::milliseconds d);
   void request_stop();
@@ -106,6 +117,9 @@ class EndpointPool {
   std::size_t current_ = 0;
   bool stop_ = false;
   Waker sleeps_;
+  RetryBudget budget_;
+  std::uint64_t retries_delayed_ = 0;
+  std::chrono::steady_clock::time_point budget_logged_{};
   std::mt19937 rng_{std::random_device{}()};
 };
 
@@ -117,6 +131,8 @@ Task<std::optional<T>> EndpointPool::run(const char* what, Op op, std::string su
     std::string problem;
     std::chrono::milliseconds delay{0};
     const std::size_t at = current_;
+    if (attempt == 0) first_attempt();
+    else co_await retry_allowed();
     try {
       co_await check_chain_id(at);
       T result = co_await op(members_[at]->fetcher);

@@ -170,6 +170,16 @@ struct RangeFetcher::Impl {
         co_await changed.wait();
         continue;
       }
+      // A range fetched again is a retry: it needs the process-wide retry budget.
+      if (tallies.contains(range->first) || breaks.contains(range->first)) {
+        co_await pool.retry_allowed();
+        if (stopping) {
+          planner->give_back(*range);
+          break;
+        }
+      } else {
+        pool.first_attempt();
+      }
       const std::size_t estimated = estimate(*range);
       in_flight_bytes += estimated;
       std::size_t answer_bytes = 0;

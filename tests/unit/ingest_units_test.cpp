@@ -6,6 +6,7 @@
 #include "ingest/json_rpc.hpp"
 #include "ingest/retry_after.hpp"
 #include "ingest/rpc_error.hpp"
+#include "ingest/retry_budget.hpp"
 #include "ingest/token_bucket.hpp"
 
 namespace chainidx::ingest {
@@ -172,6 +173,36 @@ TEST(RpcError, UnsupportedMethodAnswersOfTheNodeFamiliesAreRecognised) {
   EXPECT_FALSE(says_method_unsupported(RpcError(K::kRpc, "e: eth_getBlockReceipts: internal error", -32603)));
   EXPECT_FALSE(says_method_unsupported(RpcError(K::kHttpStatus, "e: HTTP 405 Method Not Allowed", 405)));
   EXPECT_FALSE(says_method_unsupported(RpcError(K::kTransport, "e: method not found")));
+}
+
+}  // namespace
+}  // namespace chainidx::ingest
+
+namespace chainidx::ingest {
+namespace {
+
+TEST(RetryBudget, RetriesAreLimitedToAShareOfFirstAttemptsPlusAFloor) {
+  using namespace std::chrono_literals;
+  RetryBudget::Clock::time_point t0{};
+  RetryBudget budget(0.2, 2.0, 10.0, t0);
+  // Saved-up tokens first: ten retries at once, then the budget is empty.
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(budget.try_retry(t0), RetryBudget::Clock::duration::zero()) << i;
+  auto wait = budget.try_retry(t0);
+  EXPECT_GT(wait, 490ms) << "at the floor of 2/s the next token is half a second away";
+  EXPECT_LE(wait, 500ms);
+  // Five first attempts earn one retry (ratio 0.2).
+  for (int i = 0; i < 5; ++i) budget.on_attempt(t0);
+  EXPECT_EQ(budget.try_retry(t0), RetryBudget::Clock::duration::zero());
+  EXPECT_GT(budget.try_retry(t0), 0ms);
+  // An outage: nothing but retries for 10 s lets through about the floor's 20, not thousands.
+  int allowed = 0;
+  for (auto t = t0; t < t0 + 10s; t += 10ms)
+    if (budget.try_retry(t) == RetryBudget::Clock::duration::zero()) ++allowed;
+  EXPECT_GE(allowed, 19);
+  EXPECT_LE(allowed, 21);
+  // Never more than the burst saved up.
+  for (int i = 0; i < 1000; ++i) budget.on_attempt(t0 + 20s);
+  EXPECT_DOUBLE_EQ(budget.tokens(t0 + 20s), 10.0);
 }
 
 }  // namespace

@@ -31,4 +31,15 @@ std::string authorization_list_json(const std::vector<Authorization>& list) {
   return out + "]";
 }
 
+std::string withdrawals_json(const std::vector<Withdrawal>& list) {
+  std::string out = "[";
+  for (std::size_t i = 0; i < list.size(); ++i) {
+    const Withdrawal& w = list[i];
+    out += std::string(i ? "," : "") + "{\"index\":" + quoted(std::to_string(w.index)) +
+           ",\"validator_index\":" + quoted(std::to_string(w.validator_index)) + ",\"address\":" + quoted(to_hex(w.address)) +
+           ",\"amount_gwei\":" + quoted(std::to_string(w.amount_gwei)) + "}";
+  }
+  return out + "]";
+}
+
 }  // namespace chainidx::schema

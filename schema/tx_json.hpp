@@ -16,5 +16,8 @@ std::string access_list_json(const std::vector<AccessListEntry>& list);
 std::string authorization_list_json(const std::vector<Authorization>& list);
 /// ["0x..",...]
 std::string hashes_json(const std::vector<Hash32>& hashes);
+/// [{"index":"N","validator_index":"N","address":"0x..","amount_gwei":"N"},...] (64-bit integers
+/// as decimal strings, as the other 64-bit fields of the messages)
+std::string withdrawals_json(const std::vector<Withdrawal>& list);
 
 }  // namespace chainidx::schema

@@ -60,6 +60,7 @@ std::vector<KafkaMessage> encode_block(const schema::Block& b, std::uint64_t cha
                      .opt_u256("total_difficulty", b.total_difficulty)
                      .num("transaction_count", b.transaction_count)
                      .num("log_count", b.logs.size())
+                     .raw("withdrawals", schema::withdrawals_json(b.withdrawals))
                      .done()});
   for (const auto& t : b.transactions) {
     out.push_back({Topic::kTransactions, schema::to_hex(t.from_address),

@@ -32,6 +32,7 @@ schema::Block sample_block() {
   l.topics = {schema::hash_from_hex("0x" + std::string(64, 'd'))};
   l.data = {0x01, 0x02};
   b.logs.push_back(l);
+  b.withdrawals.push_back({~std::uint64_t{0}, 12, schema::address_from_hex("0x" + std::string(40, '9')), 32000000000});
   return b;
 }
 
@@ -47,6 +48,12 @@ TEST(KafkaMessage, OneMessagePerBlockTransactionAndLogWithTheContractFields) {
   EXPECT_EQ(b["block_number"].get_uint64().value(), 42u);
   EXPECT_EQ(std::string(b["block_hash"].get_string().value()), "0x" + std::string(62, '0') + "aa");
   EXPECT_EQ(std::string(b["base_fee_per_gas"].get_string().value()), "7");
+  ASSERT_EQ(b["withdrawals"].get_array().size(), 1u) << "the block's validator withdrawals ride with it";
+  simdjson::dom::element w = b["withdrawals"].get_array().at(0);
+  EXPECT_EQ(std::string(w["index"].get_string().value()), "18446744073709551615");
+  EXPECT_EQ(std::string(w["validator_index"].get_string().value()), "12");
+  EXPECT_EQ(std::string(w["address"].get_string().value()), "0x" + std::string(40, '9'));
+  EXPECT_EQ(std::string(w["amount_gwei"].get_string().value()), "32000000000");
 
   EXPECT_EQ(msgs[1].topic, Topic::kTransactions);
   EXPECT_EQ(msgs[1].key, "0x" + std::string(40, 'f')) << "keyed by sender";

@@ -2,26 +2,45 @@
 
 #include <cryptopp/keccak.h>
 
+#include <array>
+#include <unordered_map>
+
 namespace chainidx::ingest {
 namespace {
 
-void add_to_bloom(schema::Bloom& bloom, const std::uint8_t* data, std::size_t size) {
+// The three bloom bits of one value (an address or a topic): from its Keccak-256.
+using Bits = std::array<std::uint16_t, 3>;
+
+Bits bloom_bits(const std::uint8_t* data, std::size_t size) {
   std::uint8_t digest[32];
   CryptoPP::Keccak_256 keccak;
   keccak.CalculateDigest(digest, data, size);
-  for (int i = 0; i < 6; i += 2) {
-    unsigned bit = ((static_cast<unsigned>(digest[i]) << 8) | digest[i + 1]) & 2047u;
-    bloom.bytes[255 - bit / 8] |= static_cast<std::uint8_t>(1u << (bit % 8));
-  }
+  Bits bits;
+  for (int i = 0; i < 3; ++i) bits[i] = static_cast<std::uint16_t>(((static_cast<unsigned>(digest[2 * i]) << 8) | digest[2 * i + 1]) & 2047u);
+  return bits;
+}
+
+void set(schema::Bloom& bloom, const Bits& bits) {
+  for (std::uint16_t bit : bits) bloom.bytes[255 - bit / 8] |= static_cast<std::uint8_t>(1u << (bit % 8));
 }
 
 }  // namespace
 
 schema::Bloom logs_bloom(std::span<const schema::Log> logs) {
+  // A block's logs repeat their values (an event's topic0, a token's address, the same senders):
+  // each distinct value is hashed once.
+  std::unordered_map<schema::Address, Bits, schema::FixedBytesHash> addresses;
+  std::unordered_map<schema::Hash32, Bits, schema::FixedBytesHash> topics;
   schema::Bloom bloom;
   for (const auto& log : logs) {
-    add_to_bloom(bloom, log.address.data(), log.address.size());
-    for (const auto& topic : log.topics) add_to_bloom(bloom, topic.data(), topic.size());
+    auto [a, fresh] = addresses.try_emplace(log.address);
+    if (fresh) a->second = bloom_bits(log.address.data(), log.address.size());
+    set(bloom, a->second);
+    for (const auto& topic : log.topics) {
+      auto [t, new_topic] = topics.try_emplace(topic);
+      if (new_topic) t->second = bloom_bits(topic.data(), topic.size());
+      set(bloom, t->second);
+    }
   }
   return bloom;
 }

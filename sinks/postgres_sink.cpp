@@ -22,10 +22,16 @@ class CopyLine {
   CopyLine& bytes(const std::uint8_t* data, std::size_t size) {
     sep();
     static constexpr char kHex[] = "0123456789abcdef";
-    line_ += "\\\\x";
+    const std::size_t at = line_.size();
+    line_.resize(at + 3 + 2 * size);
+    char* out = line_.data() + at;
+    out[0] = '\\';
+    out[1] = '\\';
+    out[2] = 'x';
+    out += 3;
     for (std::size_t i = 0; i < size; ++i) {
-      line_.push_back(kHex[data[i] >> 4]);
-      line_.push_back(kHex[data[i] & 0xf]);
+      out[2 * i] = kHex[data[i] >> 4];
+      out[2 * i + 1] = kHex[data[i] & 0xf];
     }
     return *this;
   }

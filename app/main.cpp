@@ -3,6 +3,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include <unistd.h>
@@ -141,6 +142,8 @@ bool setup_logging() {
   // One line per event: time, level, key=value pairs. Nothing printed carries a secret:
   // endpoints are named by their configured name or a masked label, the Postgres URL without
   // its password.
+  // On standard error, as the README says: standard output stays free for what a command prints.
+  spdlog::set_default_logger(spdlog::stderr_logger_mt("chainidx"));
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%eZ level=%l %v", spdlog::pattern_time_type::utc);
   const char* level = std::getenv("CHAINIDX_LOG_LEVEL");
   if (!level || !*level) return true;

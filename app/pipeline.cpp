@@ -10,6 +10,8 @@
 
 #include <random>
 
+#include <unistd.h>
+
 #include "ingest/endpoint_pool.hpp"
 #include "ingest/head_subscriber.hpp"
 #include "ingest/range_fetcher.hpp"
@@ -353,6 +355,8 @@ struct Pipeline::Impl {
 
   Task<int> replay_checked(ReplayRequest r, sinks::PostgresSink& pg) {
     live = false;
+    // On a terminal, a progress line redrawn every second; elsewhere a log line every 5 s.
+    range.set_terminal_progress(isatty(STDERR_FILENO) == 1);
     range_write.postgres = &pg;
     range_write.rows = r.write_postgres;
     sinks.push_back(&range_write);

@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <exception>
 #include <map>
 #include <thread>
@@ -49,6 +50,7 @@ struct RangeFetcher::Impl {
   std::size_t in_flight_bytes = 0;                // estimated answers of ranges being fetched
   double bytes_per_block = 0;                     // moving average of answer bytes
   bool stopping = false;
+  bool progress_drawn = false;  // a terminal progress line is on screen: end it with a newline
   std::exception_ptr error;
   std::size_t alive = 0;
 
@@ -274,7 +276,8 @@ struct RangeFetcher::Impl {
   Task<void> writer(const Write& write) {
     std::optional<Clock::time_point> deadline;
     const auto started = Clock::now();
-    auto reported = started;
+    // On a terminal the line is drawn after the first batch already, then every second.
+    auto reported = options.terminal_progress ? started - std::chrono::seconds(1) : started;
     const std::uint64_t first = window->next();
     const std::uint64_t done_before = stats.blocks, logs_before = stats.logs;
     while (!stopping && window->next() <= last) {
@@ -300,11 +303,23 @@ struct RangeFetcher::Impl {
           LinkBreak b = *taken.broken;
           co_await on_break(b);
         }
-        if (Clock::now() - reported >= std::chrono::seconds(5)) {
+        if (Clock::now() - reported >= std::chrono::seconds(options.terminal_progress ? 1 : 5)) {
           reported = Clock::now();
           const double secs = std::chrono::duration<double>(reported - started).count();
           const double rate = static_cast<double>(stats.blocks - done_before) / std::max(secs, 1e-3);
           const std::uint64_t left = last + 1 - window->next();
+          if (options.terminal_progress) {
+            const std::uint64_t done = window->next() - first, total = last + 1 - first;
+            std::fprintf(stderr, "\r\033[Kblocks %llu-%llu: %llu/%llu (%.0f%%), %.0f blocks/s, %.0f logs/s, ETA %.0f s",
+                         static_cast<unsigned long long>(first), static_cast<unsigned long long>(last),
+                         static_cast<unsigned long long>(done), static_cast<unsigned long long>(total),
+                         100.0 * static_cast<double>(done) / static_cast<double>(total), rate,
+                         static_cast<double>(stats.logs - logs_before) / std::max(secs, 1e-3),
+                         rate > 0 ? static_cast<double>(left) / rate : 0.0);
+            std::fflush(stderr);
+            progress_drawn = true;
+            continue;
+          }
           spdlog::info("event=range_progress done={} total={} next={} blocks_per_s={:.0f} logs_per_s={:.0f} eta_s={:.0f}",
                        window->next() - first, last + 1 - first, window->next(), rate,
                        static_cast<double>(stats.logs - logs_before) / std::max(secs, 1e-3),
@@ -347,6 +362,10 @@ struct RangeFetcher::Impl {
     }
     stop();
     while (alive > 0) co_await changed.wait();
+    if (progress_drawn) {
+      std::fputc('\n', stderr);
+      progress_drawn = false;
+    }
     if (error) std::rethrow_exception(error);
     co_return window->parent();
   }
@@ -362,6 +381,8 @@ Task<std::optional<schema::BlockRef>> RangeFetcher::run(std::uint64_t first, std
 }
 
 void RangeFetcher::request_stop() { impl_->stop(); }
+
+void RangeFetcher::set_terminal_progress(bool on) { impl_->options.terminal_progress = on; }
 
 const RangeFetcher::Stats& RangeFetcher::stats() const { return impl_->stats; }
 

@@ -31,6 +31,7 @@ struct RangeOptions {
   std::chrono::milliseconds max_write_delay{2000};  ///< a fetched block waits at most this long for its batch to fill
   std::size_t decode_threads = 0;             ///< 0: one per core
   unsigned link_retries = 3;                  ///< refetches of a block that does not link before the node is asked
+  bool terminal_progress = false;             ///< a progress line on standard error (a terminal), redrawn every second
 };
 
 /// The node's chain no longer holds a block already handed to the writer (or the cursor): a
@@ -62,6 +63,8 @@ class RangeFetcher {
                                             Write write);
   /// Stops taking ranges; run() returns once the fetches and the write in progress end.
   void request_stop();
+  /// See RangeOptions::terminal_progress.
+  void set_terminal_progress(bool on);
 
   struct Stats {
     std::uint64_t blocks = 0;        ///< written

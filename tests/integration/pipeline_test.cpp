@@ -941,5 +941,27 @@ TEST(Pipeline, EveryTransactionFieldIsKeptSoThatEachHashRecomputesFromItsRow) {
   EXPECT_TRUE(types.contains(0) && types.contains(1) && types.contains(2)) << "anvil did not make all three types";
 }
 
+TEST(Replay, OnATerminalDrawsAProgressLineWithRateAndEta) {
+  Peers p("replay_tty");
+  std::mt19937 rng(37);
+  mine_backlog(p.anvil, 20, 19, rng);  // ~400 blocks
+  const std::uint64_t last = p.anvil.block_number() - 3;
+  Indexer indexer(p.dir.path(), p.anvil, p.db_url, p.broker.bootstrap(),
+                  {.confirmations = 3, .batch_blocks = 5, .pipeline_extra = "range_batch_blocks = 5\n"});
+  const std::string command = chainidx_binary() + " replay --config " + indexer.config_path() + " --from 0 --to " + std::to_string(last);
+  // script(1) gives the command a terminal, as a user's shell would.
+  int code = -1;
+  const std::string on_tty = run_capture({"script", "-qec", command, "/dev/null"}, &code, 180s);
+  EXPECT_EQ(code, 0) << on_tty;
+  EXPECT_NE(on_tty.find("\r\033[Kblocks 0-" + std::to_string(last) + ": "), std::string::npos) << on_tty;
+  EXPECT_NE(on_tty.find(" blocks/s, "), std::string::npos) << on_tty;
+  EXPECT_NE(on_tty.find(" logs/s, ETA "), std::string::npos) << on_tty;
+  EXPECT_EQ(on_tty.find("event=range_progress"), std::string::npos) << "on a terminal the line replaces the log lines";
+  // Not on a terminal: log lines only, nothing redrawn.
+  std::string out;
+  ASSERT_EQ(replay(indexer, 0, last, {"--worker", "again", "--chunk-blocks", "100"}, &out), 0) << out;
+  EXPECT_EQ(out.find('\r'), std::string::npos) << out;
+}
+
 }  // namespace
 }  // namespace chainidx::testing

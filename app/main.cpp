@@ -261,6 +261,30 @@ std::optional<int> until_done(const char* component, const std::function<void()>
   }
 }
 
+// Runs `task` on `io` until it ends; SIGINT/SIGTERM ask the pipeline to stop (`action` says what
+// that means in the log). Its exit code, or kExitFatal when it threw.
+int drive(boost::asio::io_context& io, app::Pipeline& pipeline, ingest::Task<int> task, const char* action) {
+  boost::asio::signal_set signals(io, SIGINT, SIGTERM);
+  signals.async_wait([&](const boost::system::error_code& ec, int sig) {
+    if (ec) return;
+    spdlog::info("event=signal signal={} action=\"{}\"", sig, action);
+    pipeline.request_stop();
+  });
+  if (g_stop_requested) pipeline.request_stop();
+  int exit_code = app::kExitFatal;
+  boost::asio::co_spawn(io, std::move(task), [&](std::exception_ptr e, int code) {
+    signals.cancel();
+    exit_code = e ? app::kExitFatal : code;
+    if (e) try {
+        std::rethrow_exception(e);
+      } catch (const std::exception& ex) {
+        spdlog::critical("event=crash message=\"{}\"", ex.what());
+      }
+  });
+  io.run();
+  return exit_code;
+}
+
 int run(const Args& args) {
   auto config = load_or_report(args.config);
   if (!config) return app::kExitConfig;
@@ -308,29 +332,7 @@ int run(const Args& args) {
 
     boost::asio::io_context io(1);
     app::Pipeline pipeline(io, *config, {&kafka, &postgres}, postgres);
-    boost::asio::signal_set signals(io, SIGINT, SIGTERM);
-    signals.async_wait([&](const boost::system::error_code& ec, int sig) {
-      if (ec) return;
-      spdlog::info("event=signal signal={} action=\"stop taking heads, finish the batch in flight\"", sig);
-      pipeline.request_stop();
-    });
-    if (g_stop_requested) pipeline.request_stop();
-    int exit_code = app::kExitFatal;
-    boost::asio::co_spawn(io, pipeline.run(), [&](std::exception_ptr e, int code) {
-      signals.cancel();
-      if (e) {
-        try {
-          std::rethrow_exception(e);
-        } catch (const std::exception& ex) {
-          spdlog::critical("event=crash message=\"{}\"", ex.what());
-        }
-        exit_code = app::kExitFatal;
-      } else {
-        exit_code = code;
-      }
-    });
-    io.run();
-    return exit_code;
+    return drive(io, pipeline, pipeline.run(), "stop taking heads, finish the batch in flight");
   } catch (const sinks::SinkError& e) {
     spdlog::error("event=startup_failed message=\"{}\"", e.what());
     return app::kExitFatal;
@@ -395,25 +397,8 @@ int replay(const Args& args) {
     }
     boost::asio::io_context io(1);
     app::Pipeline pipeline(io, *config, sinks, postgres);
-    boost::asio::signal_set signals(io, SIGINT, SIGTERM);
-    signals.async_wait([&](const boost::system::error_code& ec, int sig) {
-      if (ec) return;
-      spdlog::info("event=signal signal={} action=\"finish the batch in flight; the same replay continues where it stopped\"", sig);
-      pipeline.request_stop();
-    });
-    if (g_stop_requested) pipeline.request_stop();
-    int exit_code = app::kExitFatal;
-    boost::asio::co_spawn(io, pipeline.replay(request, postgres), [&](std::exception_ptr e, int code) {
-      signals.cancel();
-      exit_code = e ? app::kExitFatal : code;
-      if (e) try {
-          std::rethrow_exception(e);
-        } catch (const std::exception& ex) {
-          spdlog::critical("event=crash message=\"{}\"", ex.what());
-        }
-    });
-    io.run();
-    return exit_code;
+    return drive(io, pipeline, pipeline.replay(request, postgres),
+                 "finish the batch in flight; the same replay continues where it stopped");
   } catch (const std::exception& e) {
     spdlog::error("event=startup_failed message=\"{}\"", e.what());
     return app::kExitFatal;

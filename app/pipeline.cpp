@@ -165,6 +165,14 @@ struct Pipeline::Impl {
     unwritten.clear();
   }
 
+  // The range engine's writer: each batch goes through write_unwritten (retries, back-pressure).
+  ingest::RangeFetcher::Write to_sinks() {
+    return [this](std::vector<schema::Block> batch) -> Task<void> {
+      unwritten = std::move(batch);
+      co_await write_unwritten();
+    };
+  }
+
   Task<std::optional<schema::Block>> fetch(const reorg::FetchRequest& req) {
     using ingest::BlockFetcher;
     std::optional<std::optional<schema::Block>> r;
@@ -208,10 +216,7 @@ struct Pipeline::Impl {
     const auto started = std::chrono::steady_clock::now();
     std::optional<schema::BlockRef> written;
     try {
-      ingest::RangeFetcher::Write write = [this](std::vector<schema::Block> batch) -> Task<void> {
-        unwritten = std::move(batch);
-        co_await write_unwritten();
-      };
+      ingest::RangeFetcher::Write write = to_sinks();
       written = co_await range.run(from, top, cursor, std::move(write));
     } catch (const ingest::RangeDeepReorg& d) {
       throw Fatal{kExitDeepReorg, std::string("deep reorg: ") + d.what() + ". Policy 'halt': stopping with the cursor at " +
@@ -401,10 +406,7 @@ struct Pipeline::Impl {
         if (!co_await with_sink("stored_block", [&] { parent = pg.stored_block(below); })) break;
       }
       spdlog::info("event=replay_chunk job={} blocks={}-{} worker={}", job, lease->first_block, lease->last_block, r.worker);
-      ingest::RangeFetcher::Write write = [this](std::vector<schema::Block> batch) -> Task<void> {
-        unwritten = std::move(batch);
-        co_await write_unwritten();
-      };
+      ingest::RangeFetcher::Write write = to_sinks();
       try {
         auto written = co_await range.run(lease->first_block, lease->last_block, parent, std::move(write));
         if (stop || !written || written->number != lease->last_block) break;

@@ -6,51 +6,29 @@
 // saved up. When the budget is empty a retry waits until a token is there. Pure: time is passed
 // in, so tests step it by hand. Not thread-safe (the network thread owns it).
 
-#include <algorithm>
-#include <chrono>
+#include "ingest/token_bucket.hpp"
 
 namespace chainidx::ingest {
 
 class RetryBudget {
  public:
-  using Clock = std::chrono::steady_clock;
+  using Clock = TokenBucket::Clock;
 
   RetryBudget(double ratio, double min_per_second, double max_tokens, Clock::time_point now)
-      : ratio_(ratio), min_per_second_(min_per_second), max_(max_tokens), tokens_(max_tokens), last_(now) {}
+      : ratio_(ratio), bucket_(min_per_second, max_tokens, now) {}
 
   /// A first attempt (not a retry) went out: the budget grows by `ratio`.
-  void on_attempt(Clock::time_point now) {
-    refill(now);
-    tokens_ = std::min(max_, tokens_ + ratio_);
-  }
+  void on_attempt(Clock::time_point now) { bucket_.deposit(ratio_, now); }
 
   /// Takes a token for a retry if there is one; otherwise how long until there will be one
   /// (at the floor rate), and takes nothing.
-  Clock::duration try_retry(Clock::time_point now) {
-    refill(now);
-    if (tokens_ >= 1.0) {
-      tokens_ -= 1.0;
-      return Clock::duration::zero();
-    }
-    return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>((1.0 - tokens_) / min_per_second_));
-  }
+  Clock::duration try_retry(Clock::time_point now) { return bucket_.try_take(now); }
 
-  double tokens(Clock::time_point now) {
-    refill(now);
-    return tokens_;
-  }
+  double tokens(Clock::time_point now) { return bucket_.tokens(now); }
 
  private:
-  void refill(Clock::time_point now) {
-    if (now <= last_) return;
-    tokens_ = std::min(max_, tokens_ + std::chrono::duration<double>(now - last_).count() * min_per_second_);
-    last_ = now;
-  }
   double ratio_;
-  double min_per_second_;
-  double max_;
-  double tokens_;
-  Clock::time_point last_;
+  TokenBucket bucket_;  // refills at the floor rate, holds at most max_tokens
 };
 
 }  // namespace chainidx::ingest

@@ -47,7 +47,13 @@ class TokenBucket {
       tokens_ -= 1.0;
       return std::chrono::nanoseconds::zero();
     }
-    return std::chrono::nanoseconds(static_cast<std::int64_t>((1.0 - tokens_) / rate_ * 1e9) + 1);
+    return std::chrono::nanoseconds(static_cast<std::int64_t>((1.0 - tokens_) / rate_ * 1e9));
+  }
+
+  /// Adds `tokens` (at most up to the burst), as a retry budget's first attempts do.
+  void deposit(double tokens, Clock::time_point now) {
+    refill(now);
+    tokens_ = std::min(burst_, tokens_ + tokens);
   }
 
   /// Empties the bucket until `until` (a server's Retry-After).

@@ -50,10 +50,15 @@ class Fields {
     }
   }
 
+  // A hex string's characters, read in place from the input (no unescaping copy). Hex needs no
+  // escapes, so a string with a backslash is left as it is and refused by the hex parser.
   std::string_view str(od::value v, std::string_view key) const {
-    std::string_view s;
-    if (v.get_string().get(s)) fail(object_, key, "expected a string");
-    return s;
+    std::string_view t;
+    t = v.raw_json_token();
+    if (t.empty() || t.front() != '"') fail(object_, key, "expected a string");
+    while (t.size() > 1 && (t.back() == ' ' || t.back() == '\n' || t.back() == '\r' || t.back() == '\t')) t.remove_suffix(1);
+    if (t.size() < 2 || t.back() != '"') fail(object_, key, "expected a string");
+    return t.substr(1, t.size() - 2);
   }
   bool is_null(od::value v) const {
     bool n = false;
@@ -115,7 +120,15 @@ od::array as_array(od::value v, std::string_view what) {
   return a;
 }
 
+// An object key, read in place when it has no escape (every key a node writes), unescaped
+// otherwise. The scan stops at the closing quote, which simdjson's first stage has found.
 std::string_view key_of(simdjson::simdjson_result<od::field>& field) {
+  if (field.error()) throw DecodeFailure{"malformed object key"};
+  const char* start = field.value_unsafe().key().raw();
+  for (const char* p = start;; ++p) {
+    if (*p == '"') return std::string_view(start, static_cast<std::size_t>(p - start));
+    if (*p == '\\') break;
+  }
   std::string_view key;
   if (field.unescaped_key().get(key)) throw DecodeFailure{"malformed object key"};
   return key;

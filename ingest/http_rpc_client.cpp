@@ -120,7 +120,10 @@ struct HttpRpcClient::Impl {
   Task<http::response<http::string_body>> exchange(Stream& stream, http::request<http::string_body>& req) {
     beast::get_lowest_layer(stream).expires_after(options.timeout);
     co_await http::async_write(stream, req, use_awaitable);
+    // Beast reads at most the buffer's free capacity at a time, and a new flat_buffer has 512
+    // bytes: without room, a batch answer of megabytes took thousands of reads and timer arms.
     beast::flat_buffer buffer;
+    buffer.reserve(64 * 1024);
     http::response_parser<http::string_body> parser;
     parser.body_limit(256 * 1024 * 1024);  // a full block's receipts can be large; not unbounded
     co_await http::async_read(stream, buffer, parser, use_awaitable);

@@ -46,6 +46,8 @@ struct U256 {
 
 /// Lower-case 0x-prefixed hex of a byte range.
 std::string to_hex(const std::uint8_t* data, std::size_t size);
+/// Appends the lower-case hex digits of a byte range (no prefix) to `out`, in place.
+void append_hex_digits(std::string& out, const std::uint8_t* data, std::size_t size);
 template <std::size_t N>
 std::string to_hex(const FixedBytes<N>& v) { return to_hex(v.data(), N); }
 inline std::string to_hex(const Bytes& v) { return to_hex(v.data(), v.size()); }

@@ -2,6 +2,8 @@
 
 #include "schema/tx_json.hpp"
 
+#include <charconv>
+
 namespace chainidx::sinks {
 namespace {
 
@@ -11,24 +13,55 @@ namespace {
 // that the protocol lets exceed it (gas, nonce), u256() for 256-bit ones.
 class Json {
  public:
-  Json() { s_.push_back('{'); }
-  Json& num(const char* key, std::uint64_t v) { return raw(key, std::to_string(v)); }
-  Json& dec(const char* key, std::uint64_t v) { return raw(key, "\"" + std::to_string(v) + "\""); }
-  Json& str(const char* key, const std::string& v) { return raw(key, "\"" + v + "\""); }
+  Json() {
+    s_.reserve(1024);
+    s_.push_back('{');
+  }
+  Json& num(const char* key, std::uint64_t v) {
+    this->key(key);
+    append_number(v);
+    return *this;
+  }
+  Json& dec(const char* key, std::uint64_t v) {
+    this->key(key);
+    s_.push_back('"');
+    append_number(v);
+    s_.push_back('"');
+    return *this;
+  }
+  Json& str(const char* key, std::string_view v) {
+    this->key(key);
+    s_.push_back('"');
+    s_.append(v);
+    s_.push_back('"');
+    return *this;
+  }
+  Json& hex(const char* key, const std::uint8_t* data, std::size_t size) {
+    this->key(key);
+    append_hex(data, size);
+    return *this;
+  }
   template <std::size_t N>
-  Json& hex(const char* key, const schema::FixedBytes<N>& v) { return str(key, schema::to_hex(v)); }
-  Json& hex(const char* key, const schema::Bytes& v) { return str(key, schema::to_hex(v)); }
+  Json& hex(const char* key, const schema::FixedBytes<N>& v) { return hex(key, v.data(), N); }
+  Json& hex(const char* key, const schema::Bytes& v) { return hex(key, v.data(), v.size()); }
   template <class T>
   Json& opt_hex(const char* key, const std::optional<T>& v) { return v ? hex(key, *v) : raw(key, "null"); }
+  Json& hex_array(const char* key, const std::vector<schema::Hash32>& values) {
+    this->key(key);
+    s_.push_back('[');
+    for (std::size_t i = 0; i < values.size(); ++i) {
+      if (i) s_.push_back(',');
+      append_hex(values[i].data(), values[i].size());
+    }
+    s_.push_back(']');
+    return *this;
+  }
   Json& u256(const char* key, const schema::U256& v) { return str(key, v.to_decimal()); }
   Json& opt_u256(const char* key, const std::optional<schema::U256>& v) { return v ? u256(key, *v) : raw(key, "null"); }
   template <class T>
   Json& opt_num(const char* key, const std::optional<T>& v) { return v ? num(key, *v) : raw(key, "null"); }
-  Json& raw(const char* key, const std::string& v) {
-    if (s_.size() > 1) s_.push_back(',');
-    s_.push_back('"');
-    s_.append(key);
-    s_.append("\":");
+  Json& raw(const char* key, std::string_view v) {
+    this->key(key);
     s_.append(v);
     return *this;
   }
@@ -38,6 +71,22 @@ class Json {
   }
 
  private:
+  void key(const char* key) {
+    if (s_.size() > 1) s_.push_back(',');
+    s_.push_back('"');
+    s_.append(key);
+    s_.append("\":");
+  }
+  void append_number(std::uint64_t v) {
+    char digits[20];
+    auto end = std::to_chars(digits, digits + sizeof digits, v).ptr;
+    s_.append(digits, end);
+  }
+  void append_hex(const std::uint8_t* data, std::size_t size) {
+    s_.append("\"0x");
+    schema::append_hex_digits(s_, data, size);
+    s_.push_back('"');
+  }
   std::string s_;
 };
 
@@ -98,9 +147,6 @@ std::vector<KafkaMessage> encode_block(const schema::Block& b, std::uint64_t cha
                        .done()});
   }
   for (const auto& g : b.logs) {
-    std::string topics = "[";
-    for (std::size_t i = 0; i < g.topics.size(); ++i) topics += (i ? ",\"" : "\"") + schema::to_hex(g.topics[i]) + "\"";
-    topics += "]";
     out.push_back({Topic::kLogs, schema::to_hex(g.address),
                    Json()
                        .num("chain_id", chain_id)
@@ -110,7 +156,7 @@ std::vector<KafkaMessage> encode_block(const schema::Block& b, std::uint64_t cha
                        .hex("transaction_hash", g.transaction_hash)
                        .num("transaction_index", g.transaction_index)
                        .hex("address", g.address)
-                       .raw("topics", topics)
+                       .hex_array("topics", g.topics)
                        .hex("data", g.data)
                        .done()});
   }

@@ -2,9 +2,13 @@
 
 #include "schema/tx_json.hpp"
 
+#include <libpq-fe.h>
+#include <pqxx/largeobject>
 #include <pqxx/pqxx>
-#include <pqxx/tablewriter>
 
+#include <array>
+#include <charconv>
+#include <exception>
 #include <regex>
 
 #include "schema/migrations.hpp"
@@ -15,64 +19,117 @@ namespace {
 
 using schema::Block;
 
-// COPY ... FROM STDIN text format: tab-separated, \N for NULL. Every value we write is a number
-// or hex, so no character needs escaping except the backslash that starts bytea's \x prefix.
-class CopyLine {
+// A value a column's type cannot hold (a 64-bit quantity above bigint's range): the server
+// would refuse it in a text COPY; the binary one is checked here, with the same outcome.
+struct OutOfRange {
+  std::string column;
+  std::string value;
+  const char* type;
+};
+
+// One row of COPY ... FROM STDIN (FORMAT binary): the field count, then each field as a 32-bit
+// big-endian length (-1 for NULL) and the value in its type's binary form (Postgres' *_recv):
+// integers big-endian, bytea as its bytes, numeric as base-10000 digits, jsonb as a version
+// byte and the text. No hex to write here nor to parse on the server.
+class BinaryRow {
  public:
-  CopyLine& bytes(const std::uint8_t* data, std::size_t size) {
-    sep();
-    static constexpr char kHex[] = "0123456789abcdef";
-    const std::size_t at = line_.size();
-    line_.resize(at + 3 + 2 * size);
-    char* out = line_.data() + at;
-    out[0] = '\\';
-    out[1] = '\\';
-    out[2] = 'x';
-    out += 3;
-    for (std::size_t i = 0; i < size; ++i) {
-      out[2 * i] = kHex[data[i] >> 4];
-      out[2 * i + 1] = kHex[data[i] & 0xf];
-    }
+  BinaryRow(std::string& out, const std::vector<std::string>& columns) : out_(out), columns_(columns) {
+    put<std::uint16_t>(static_cast<std::uint16_t>(columns.size()));
+  }
+  ~BinaryRow() noexcept(false) {
+    if (field_ != columns_.size() && std::uncaught_exceptions() == 0)
+      throw std::logic_error("COPY row with " + std::to_string(field_) + " of " + std::to_string(columns_.size()) + " fields");
+  }
+
+  BinaryRow& i64(std::uint64_t v) { return integer<std::uint64_t>(v, 0x7fffffffffffffffull, "bigint"); }
+  BinaryRow& i32(std::uint64_t v) { return integer<std::uint32_t>(v, 0x7fffffffull, "integer"); }
+  BinaryRow& i16(std::uint64_t v) { return integer<std::uint16_t>(v, 0x7fffull, "smallint"); }
+  template <class T>
+  BinaryRow& opt_i64(const std::optional<T>& v) { return v ? i64(*v) : null(); }
+  template <class T>
+  BinaryRow& opt_i16(const std::optional<T>& v) { return v ? i16(*v) : null(); }
+
+  BinaryRow& bytes(const std::uint8_t* data, std::size_t size) {
+    field(size);
+    out_.append(reinterpret_cast<const char*>(data), size);
     return *this;
   }
   template <std::size_t N>
-  CopyLine& bytes(const schema::FixedBytes<N>& v) { return bytes(v.data(), N); }
-  CopyLine& bytes(const schema::Bytes& v) { return bytes(v.data(), v.size()); }
+  BinaryRow& bytes(const schema::FixedBytes<N>& v) { return bytes(v.data(), N); }
+  BinaryRow& bytes(const schema::Bytes& v) { return bytes(v.data(), v.size()); }
   template <class T>
-  CopyLine& opt_bytes(const std::optional<T>& v) { return v ? bytes(*v) : null(); }
-  CopyLine& num(std::uint64_t v) {
-    sep();
-    line_ += std::to_string(v);
-    return *this;
+  BinaryRow& opt_bytes(const std::optional<T>& v) { return v ? bytes(*v) : null(); }
+
+  BinaryRow& u256(const schema::U256& v) { return numeric(v.to_decimal()); }
+  BinaryRow& opt_u256(const std::optional<schema::U256>& v) { return v ? u256(*v) : null(); }
+  BinaryRow& numeric(std::uint64_t v) {
+    char digits[20];
+    return numeric(std::string_view(digits, static_cast<std::size_t>(std::to_chars(digits, digits + sizeof digits, v).ptr - digits)));
   }
   template <class T>
-  CopyLine& opt_num(const std::optional<T>& v) { return v ? num(*v) : null(); }
-  CopyLine& u256(const schema::U256& v) {
-    sep();
-    line_ += v.to_decimal();
+  BinaryRow& opt_numeric(const std::optional<T>& v) { return v ? numeric(static_cast<std::uint64_t>(*v)) : null(); }
+
+  BinaryRow& jsonb(std::string_view text) {
+    field(1 + text.size());
+    out_.push_back(1);  // jsonb's binary format: version 1, then the text
+    out_.append(text);
     return *this;
   }
-  CopyLine& opt_u256(const std::optional<schema::U256>& v) { return v ? u256(*v) : null(); }
-  /// Text that needs no escaping (our JSON: hex, digits, punctuation).
-  CopyLine& raw(const std::string& text) {
-    sep();
-    line_ += text;
+  BinaryRow& null() {
+    next();
+    put<std::uint32_t>(0xffffffffu);
     return *this;
   }
-  CopyLine& null() {
-    sep();
-    line_ += "\\N";
-    return *this;
-  }
-  const std::string& str() const { return line_; }
 
  private:
-  void sep() {
-    if (!first_) line_.push_back('\t');
-    first_ = false;
+  template <class T>
+  void put(T v) {
+    char b[sizeof(T)];
+    for (std::size_t i = 0; i < sizeof(T); ++i) b[i] = static_cast<char>(v >> (8 * (sizeof(T) - 1 - i)));
+    out_.append(b, sizeof(T));
   }
-  std::string line_;
-  bool first_ = true;
+  template <class T>
+  BinaryRow& integer(std::uint64_t v, std::uint64_t max, const char* type) {
+    if (v > max) throw OutOfRange{field_ < columns_.size() ? columns_[field_] : "?", std::to_string(v), type};
+    field(sizeof(T));
+    put<T>(static_cast<T>(v));
+    return *this;
+  }
+  // A non-negative integer from its decimal digits ("0" for zero), as numeric_recv reads it:
+  // digit count, weight (of the first base-10000 digit), sign, display scale, then the digits
+  // without trailing zero ones.
+  BinaryRow& numeric(std::string_view decimal) {
+    std::array<std::uint16_t, 20> groups{};  // 78 decimal digits are 20 base-10000 ones
+    std::size_t count = decimal == "0" ? 0 : (decimal.size() + 3) / 4;
+    if (count > groups.size()) throw std::logic_error("numeric of more than 80 digits");
+    std::size_t at = 0;
+    for (std::size_t g = 0; g < count; ++g) {
+      const std::size_t width = g == 0 ? decimal.size() - 4 * (count - 1) : 4;
+      std::uint16_t v = 0;
+      for (std::size_t i = 0; i < width; ++i) v = static_cast<std::uint16_t>(v * 10 + (decimal[at++] - '0'));
+      groups[g] = v;
+    }
+    std::size_t kept = count;
+    while (kept > 0 && groups[kept - 1] == 0) --kept;
+    field(8 + 2 * kept);
+    put<std::uint16_t>(static_cast<std::uint16_t>(kept));
+    put<std::uint16_t>(static_cast<std::uint16_t>(count == 0 ? 0 : count - 1));  // weight
+    put<std::uint16_t>(0);  // sign: positive
+    put<std::uint16_t>(0);  // display scale: an integer
+    for (std::size_t g = 0; g < kept; ++g) put<std::uint16_t>(groups[g]);
+    return *this;
+  }
+  void next() {
+    if (field_ >= columns_.size()) throw std::logic_error("COPY row with more fields than columns");
+    ++field_;
+  }
+  void field(std::size_t size) {
+    next();
+    put<std::uint32_t>(static_cast<std::uint32_t>(size));
+  }
+  std::string& out_;
+  const std::vector<std::string>& columns_;
+  std::size_t field_ = 0;
 };
 
 const std::vector<std::string> kBlockColumns = {
@@ -91,69 +148,110 @@ const std::vector<std::string> kLogColumns = {
     "block_number", "log_index", "block_hash", "transaction_hash", "transaction_index", "address",
     "topic0", "topic1", "topic2", "topic3", "data"};
 
-std::string block_line(const Block& b) {
-  CopyLine l;
-  l.num(b.number).bytes(b.hash).bytes(b.parent_hash).num(b.timestamp).bytes(b.miner).num(b.gas_limit).num(b.gas_used)
+void block_row(std::string& rows, const Block& b) {
+  BinaryRow l(rows, kBlockColumns);
+  l.i64(b.number).bytes(b.hash).bytes(b.parent_hash).i64(b.timestamp).bytes(b.miner).i64(b.gas_limit).i64(b.gas_used)
       .opt_u256(b.base_fee_per_gas).u256(b.difficulty).bytes(b.state_root).bytes(b.transactions_root)
-      .bytes(b.receipts_root).bytes(b.logs_bloom).bytes(b.extra_data).num(b.size).opt_num(b.blob_gas_used)
-      .opt_num(b.excess_blob_gas).opt_bytes(b.parent_beacon_block_root).opt_bytes(b.withdrawals_root)
-      .opt_bytes(b.requests_hash).bytes(b.sha3_uncles).bytes(b.mix_hash).bytes(b.nonce).num(b.transaction_count)
+      .bytes(b.receipts_root).bytes(b.logs_bloom).bytes(b.extra_data).i64(b.size).opt_i64(b.blob_gas_used)
+      .opt_i64(b.excess_blob_gas).opt_bytes(b.parent_beacon_block_root).opt_bytes(b.withdrawals_root)
+      .opt_bytes(b.requests_hash).bytes(b.sha3_uncles).bytes(b.mix_hash).bytes(b.nonce).i32(b.transaction_count)
       .opt_u256(b.total_difficulty);
-  return l.str();
 }
 
-std::string transaction_line(const schema::Transaction& t) {
-  CopyLine l;
-  l.num(t.block_number).num(t.transaction_index).bytes(t.hash).bytes(t.block_hash).bytes(t.from_address)
-      .opt_bytes(t.to_address).u256(t.value).num(t.gas).opt_u256(t.gas_price).opt_u256(t.max_fee_per_gas)
-      .opt_u256(t.max_priority_fee_per_gas).bytes(t.input).num(t.nonce).num(t.type).opt_num(t.status).num(t.gas_used)
-      .num(t.cumulative_gas_used).opt_u256(t.effective_gas_price).opt_bytes(t.contract_address).num(t.log_count)
-      .opt_bytes(t.root).opt_u256(t.v).opt_u256(t.r).opt_u256(t.s).opt_num(t.y_parity).opt_num(t.chain_id);
-  if (t.access_list) l.raw(schema::access_list_json(*t.access_list));
+void transaction_row(std::string& rows, const schema::Transaction& t) {
+  BinaryRow l(rows, kTransactionColumns);
+  l.i64(t.block_number).i32(t.transaction_index).bytes(t.hash).bytes(t.block_hash).bytes(t.from_address)
+      .opt_bytes(t.to_address).u256(t.value).i64(t.gas).opt_u256(t.gas_price).opt_u256(t.max_fee_per_gas)
+      .opt_u256(t.max_priority_fee_per_gas).bytes(t.input).i64(t.nonce).i16(t.type).opt_i16(t.status).i64(t.gas_used)
+      .i64(t.cumulative_gas_used).opt_u256(t.effective_gas_price).opt_bytes(t.contract_address).i32(t.log_count)
+      .opt_bytes(t.root).opt_u256(t.v).opt_u256(t.r).opt_u256(t.s).opt_i16(t.y_parity).opt_numeric(t.chain_id);
+  if (t.access_list) l.jsonb(schema::access_list_json(*t.access_list));
   else l.null();
   l.opt_u256(t.max_fee_per_blob_gas);
-  if (t.type == 3 || !t.blob_versioned_hashes.empty()) l.raw(schema::hashes_json(t.blob_versioned_hashes));
+  if (t.type == 3 || !t.blob_versioned_hashes.empty()) l.jsonb(schema::hashes_json(t.blob_versioned_hashes));
   else l.null();
-  if (t.authorization_list) l.raw(schema::authorization_list_json(*t.authorization_list));
+  if (t.authorization_list) l.jsonb(schema::authorization_list_json(*t.authorization_list));
   else l.null();
   l.opt_bytes(t.logs_bloom);
-  return l.str();
 }
 
-std::string withdrawal_line(std::uint64_t block_number, const schema::Withdrawal& w) {
-  CopyLine l;
-  l.num(block_number).num(w.index).num(w.validator_index).bytes(w.address).num(w.amount_gwei);
-  return l.str();
+void withdrawal_row(std::string& rows, std::uint64_t block_number, const schema::Withdrawal& w) {
+  BinaryRow l(rows, kWithdrawalColumns);
+  l.i64(block_number).i64(w.index).i64(w.validator_index).bytes(w.address).numeric(w.amount_gwei);
 }
 
-std::string log_line(const schema::Log& g) {
-  CopyLine l;
-  l.num(g.block_number).num(g.log_index).bytes(g.block_hash).bytes(g.transaction_hash).num(g.transaction_index)
+void log_row(std::string& rows, const schema::Log& g) {
+  BinaryRow l(rows, kLogColumns);
+  l.i64(g.block_number).i32(g.log_index).bytes(g.block_hash).bytes(g.transaction_hash).i32(g.transaction_index)
       .bytes(g.address);
   for (std::size_t i = 0; i < 4; ++i) {
     if (i < g.topics.size()) l.bytes(g.topics[i]);
     else l.null();
   }
   l.bytes(g.data);
-  return l.str();
 }
 
-// COPY FROM STDIN with lines we format ourselves (CopyLine). libpqxx 6.4 offers that only through
-// tablewriter::write_raw_line (stream_to keeps it private), deprecated there in favour of
-// stream_to's tuple interface, which would copy every value into a string first.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
-class Copy {
+// libpqxx 6.4 sends COPY data only as text lines; the binary format goes through libpq on the
+// transaction's own connection, which largeobject (libpqxx's one class that needs it) hands to
+// the classes derived from it.
+struct RawConnection : pqxx::largeobject {
+  static PGconn* of(const pqxx::dbtransaction& tx) { return largeobject::raw_connection(tx); }
+};
+
+// COPY table (columns) FROM STDIN (FORMAT binary), inside the caller's transaction. Failures
+// surface as libpqxx's exceptions (with the server's SQLSTATE), as the rest of the sink's do.
+class BinaryCopy {
  public:
-  Copy(pqxx::transaction_base& tx, const std::string& table, const std::vector<std::string>& columns)
-      : w_(tx, table, columns.begin(), columns.end()) {}
-  void write_raw_line(const std::string& line) { w_.write_raw_line(line); }
-  void complete() { w_.complete(); }
+  BinaryCopy(pqxx::work& tx, const std::string& table, const std::vector<std::string>& columns) : conn_(RawConnection::of(tx)) {
+    std::string list;
+    for (const auto& c : columns) list += (list.empty() ? "" : ", ") + c;
+    tx.exec0("COPY " + table + " (" + list + ") FROM STDIN (FORMAT binary)");
+    open_ = true;
+    static constexpr char kHeader[] = "PGCOPY\n\377\r\n\0";  // signature, then flags and extension length
+    std::string header(kHeader, sizeof kHeader - 1);
+    header.append(8, '\0');
+    send(header);
+  }
+  BinaryCopy(const BinaryCopy&) = delete;
+  BinaryCopy& operator=(const BinaryCopy&) = delete;
+  ~BinaryCopy() {
+    if (!open_) return;
+    // Left by an exception: end the COPY with an error, so that the transaction can roll back.
+    PQputCopyEnd(conn_, "chainidx abandoned the COPY");
+    while (PGresult* r = PQgetResult(conn_)) PQclear(r);
+  }
+
+  void send(const std::string& data) {
+    if (PQputCopyData(conn_, data.data(), static_cast<int>(data.size())) != 1) fail_connection();
+  }
+  void complete() {
+    send(std::string("\xff\xff", 2));  // the trailer: a field count of -1
+    open_ = false;
+    if (PQputCopyEnd(conn_, nullptr) != 1) fail_connection();
+    std::string message, state;
+    bool failed = false;
+    while (PGresult* r = PQgetResult(conn_)) {
+      if (PQresultStatus(r) != PGRES_COMMAND_OK && !failed) {
+        failed = true;
+        message = PQresultErrorMessage(r);
+        const char* code = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+        state = code ? code : "";
+      }
+      PQclear(r);
+    }
+    if (!failed) return;
+    if (PQstatus(conn_) != CONNECTION_OK) throw pqxx::broken_connection(message);
+    throw pqxx::sql_error(message, "COPY", state.empty() ? nullptr : state.c_str());
+  }
 
  private:
-  pqxx::tablewriter w_;
+  [[noreturn]] void fail_connection() {
+    open_ = false;
+    throw pqxx::broken_connection(PQerrorMessage(conn_));
+  }
+  PGconn* conn_;
+  bool open_ = false;
 };
-#pragma GCC diagnostic pop
 
 schema::Hash32 hash_from_bytea(const pqxx::field& f) {
   pqxx::binarystring bin(f);
@@ -303,25 +401,44 @@ struct PostgresSink::Impl {
   void copy_rows(pqxx::work& tx, const std::string& q, std::span<const Block> blocks) {
     tx.exec0("SET LOCAL search_path TO " + q);
     CopyPosition& at = copying;
-    auto copy = [&](const char* table, const std::vector<std::string>& columns, auto&& lines_of) {
+    // Rows go to the server in pieces of about 256 KiB: one libpq call each, not one a row.
+    constexpr std::size_t kPiece = 256 * 1024;
+    std::string rows;
+    rows.reserve(kPiece + 64 * 1024);
+    auto copy = [&](const char* table, const std::vector<std::string>& columns, auto&& rows_of) {
       at = {table, {}};
-      Copy s(tx, table, columns);
-      for (const auto& b : blocks)
-        lines_of(b, [&](const std::string& line) {
-          at.line_blocks.push_back(b.number);
-          s.write_raw_line(line);
-        });
+      BinaryCopy s(tx, table, columns);
+      for (const auto& b : blocks) {
+        try {
+          rows_of(b, [&](auto&& append_row) {
+            append_row(rows);
+            at.line_blocks.push_back(b.number);
+            if (rows.size() >= kPiece) {
+              s.send(rows);
+              rows.clear();
+            }
+          });
+        } catch (const OutOfRange& e) {
+          rows.clear();
+          throw SinkError("postgres write refused: block " + std::to_string(b.number) + ", table " + schema + "." + table +
+                              ", column " + e.column + ": " + e.value + " is out of range for type " + e.type +
+                              " (the same batch fails the same way again: the node's value does not fit the column)",
+                          SinkError::Kind::kRefused);
+        }
+      }
+      if (!rows.empty()) s.send(rows);
+      rows.clear();
       s.complete();
     };
-    copy("blocks", kBlockColumns, [](const Block& b, auto&& emit) { emit(block_line(b)); });
+    copy("blocks", kBlockColumns, [](const Block& b, auto&& emit) { emit([&](std::string& r) { block_row(r, b); }); });
     copy("transactions", kTransactionColumns, [](const Block& b, auto&& emit) {
-      for (const auto& t : b.transactions) emit(transaction_line(t));
+      for (const auto& t : b.transactions) emit([&](std::string& r) { transaction_row(r, t); });
     });
     copy("logs", kLogColumns, [](const Block& b, auto&& emit) {
-      for (const auto& g : b.logs) emit(log_line(g));
+      for (const auto& g : b.logs) emit([&](std::string& r) { log_row(r, g); });
     });
     copy("withdrawals", kWithdrawalColumns, [](const Block& b, auto&& emit) {
-      for (const auto& w : b.withdrawals) emit(withdrawal_line(b.number, w));
+      for (const auto& w : b.withdrawals) emit([&](std::string& r) { withdrawal_row(r, b.number, w); });
     });
   }
 
@@ -478,8 +595,11 @@ void PostgresSink::write_range(std::span<const Block> blocks, const Lease* lease
                           " reach above the cursor at block " + std::to_string(*cursor) + ", which only `chainidx run` writes",
                       SinkError::Kind::kRefused);
     const std::string range = std::to_string(blocks.front().number) + " AND " + std::to_string(blocks.back().number);
-    // Transactions, logs and withdrawals go with their blocks (ON DELETE CASCADE).
+    // Every table's rows of the range, including rows whose block row was deleted by hand
+    // (there are no foreign keys: the writer keeps them together).
     tx.exec0("DELETE FROM " + q + ".blocks WHERE number BETWEEN " + range);
+    for (const char* table : {".transactions", ".logs", ".withdrawals"})
+      tx.exec0("DELETE FROM " + q + table + " WHERE block_number BETWEEN " + range);
     impl_->copy_rows(tx, q, blocks);
     impl_->copying = {"cursor", {}};
     if (cursor && *cursor >= blocks.front().number && *cursor <= blocks.back().number) {

@@ -175,5 +175,78 @@ TEST(PostgresSink, CancunBlockKeepsItsWithdrawalsAndBlobFields) {
   EXPECT_EQ(tx.exec1("SELECT count(*) FROM mainnet.logs")[0].as<int>(), 463);
 }
 
+// Rows go to Postgres in COPY's binary format, where numeric is written as base-10000 digits by
+// us: values at every digit boundary and at the limits of 64 and 256 bits read back exactly
+// (Postgres' own text output against U256::to_decimal), and a 64-bit quantity that bigint cannot
+// hold is refused, naming the block and the column, with nothing written.
+TEST(PostgresSink, NumericsAtEveryBoundaryReadBackExactlyAndAnOversizedBigintIsRefused) {
+  auto blocks = homestead_blocks();
+  ASSERT_EQ(blocks.size(), 2u);
+  schema::Block& b = blocks[1];
+  ASSERT_EQ(b.transactions.size(), 2u);
+  const std::vector<std::string> hex_values = {
+      "0x0", "0x1", "0x9", "0xa", "0x270f", "0x2710", "0x2711", "0x5f5e0ff", "0x5f5e100", "0x5f5e101", "0x56bc75e2d63100000",
+      "0xffffffffffffffff", "0x10000000000000000", "0x8000000000000000000000000000000000000000000000000000000000000000",
+      "0xffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff", "0x2386f26fc10000", "0x1431e0fae6d7217caa0000000"};
+  std::vector<std::optional<schema::U256>*> slots = {&b.base_fee_per_gas, &b.total_difficulty};
+  for (auto& t : b.transactions)
+    for (auto* f : {&t.gas_price, &t.max_fee_per_gas, &t.max_priority_fee_per_gas, &t.effective_gas_price, &t.v, &t.r, &t.s, &t.max_fee_per_blob_gas})
+      slots.push_back(f);
+  ASSERT_GE(slots.size(), hex_values.size());
+  std::vector<std::string> want;
+  for (std::size_t i = 0; i < slots.size(); ++i) {
+    schema::U256 v;
+    ASSERT_TRUE(schema::parse_quantity(hex_values[i % hex_values.size()], v));
+    *slots[i] = v;
+    want.push_back(v.to_decimal());
+  }
+  b.transactions[0].value = *b.total_difficulty;
+  b.transactions[1].chain_id = 0xffffffffffffffffull;
+
+  std::string db = Postgres::instance().create_database("numerics");
+  sinks::PostgresSink sink(db, "mainnet");
+  sink.migrate();
+  sink.write(blocks);
+  pqxx::connection c(db);
+  {
+    pqxx::read_transaction tx(c);
+    auto h = tx.exec1("SELECT base_fee_per_gas::text, total_difficulty::text FROM mainnet.blocks WHERE number = " + std::to_string(b.number));
+    std::vector<std::string> got = {h[0].as<std::string>(), h[1].as<std::string>()};
+    auto rows = tx.exec("SELECT gas_price::text, max_fee_per_gas::text, max_priority_fee_per_gas::text, effective_gas_price::text, "
+                        "v::text, r::text, s::text, max_fee_per_blob_gas::text, value::text, chain_id::text "
+                        "FROM mainnet.transactions WHERE block_number = " + std::to_string(b.number) + " ORDER BY transaction_index");
+    ASSERT_EQ(rows.size(), 2u);
+    for (const auto& r : rows)
+      for (int i = 0; i < 8; ++i) got.push_back(r[i].as<std::string>());
+    EXPECT_EQ(got, want);
+    EXPECT_EQ(rows[0][8].as<std::string>(), b.total_difficulty->to_decimal());
+    EXPECT_EQ(rows[1][9].as<std::string>(), "18446744073709551615");
+  }
+
+  // The next block, with a gas limit above bigint's 2^63 - 1.
+  schema::Block next = blocks[1];
+  next.number = b.number + 1;
+  next.parent_hash = b.hash;
+  next.hash.bytes[0] ^= 0xff;
+  for (auto& t : next.transactions) {
+    t.block_number = next.number;
+    t.hash.bytes[0] ^= 0xff;
+  }
+  for (auto& g : next.logs) g.block_number = next.number;
+  next.gas_limit = 0x8000000000000000ull;
+  try {
+    sink.write(std::span<const schema::Block>(&next, 1));
+    ADD_FAILURE() << "a gas limit above bigint's range was written";
+  } catch (const sinks::SinkError& e) {
+    EXPECT_EQ(e.kind(), sinks::SinkError::Kind::kRefused) << e.what();
+    const std::string m = e.what();
+    EXPECT_NE(m.find("block " + std::to_string(next.number)), std::string::npos) << m;
+    EXPECT_NE(m.find("column gas_limit"), std::string::npos) << m;
+  }
+  pqxx::read_transaction tx(c);
+  EXPECT_EQ(tx.exec1("SELECT max(number) FROM mainnet.blocks")[0].as<std::uint64_t>(), b.number) << "the refused block was written";
+  EXPECT_EQ(tx.exec1("SELECT block_number FROM mainnet.cursor")[0].as<std::uint64_t>(), b.number);
+}
+
 }  // namespace
 }  // namespace chainidx::testing

@@ -9,7 +9,9 @@
 #include <gtest/gtest.h>
 #include <simdjson.h>
 
+#include <cctype>
 #include <fstream>
+#include <random>
 #include <sstream>
 
 namespace chainidx::ingest {
@@ -255,6 +257,51 @@ TEST(Decode, MalformedFieldsAreRejectedWithTheFieldName) {
   EXPECT_FALSE(decode_block("[1,2]").ok());
   EXPECT_FALSE(decode_receipts("{}").ok());
   EXPECT_FALSE(decode_logs("[{\"address\": 5}]").ok());
+}
+
+// parse_data decodes 16 bytes at a time with SSE2 and the rest byte by byte: every length
+// around those steps, every digit in either case, and a bad character at every position (in a
+// vector block and in the tail) compared with a plain reference decoder.
+TEST(Hex, DataDecodesEveryLengthAndRejectsABadCharacterAnywhere) {
+  auto reference = [](std::string_view digits, schema::Bytes& out) {
+    auto value = [](char c) -> int {
+      if (c >= '0' && c <= '9') return c - '0';
+      if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+      if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+      return -1;
+    };
+    out.clear();
+    for (std::size_t i = 0; i + 1 < digits.size(); i += 2) {
+      int hi = value(digits[i]), lo = value(digits[i + 1]);
+      if (hi < 0 || lo < 0) return false;
+      out.push_back(static_cast<std::uint8_t>(hi * 16 + lo));
+    }
+    return true;
+  };
+  std::mt19937 rng(5);
+  const std::string alphabet = "0123456789abcdefABCDEF";
+  const std::string bad = std::string("gG/:@`xz \"\x00\x7f\x80\xff", 14);
+  for (std::size_t bytes = 0; bytes <= 70; ++bytes) {
+    std::string digits;
+    for (std::size_t i = 0; i < 2 * bytes; ++i) digits.push_back(alphabet[rng() % alphabet.size()]);
+    schema::Bytes got, want;
+    ASSERT_TRUE(schema::parse_data("0x" + digits, got)) << digits;
+    ASSERT_TRUE(reference(digits, want));
+    EXPECT_EQ(got, want) << digits;
+    EXPECT_EQ(schema::to_hex(got), "0x" + [&] { std::string l = digits; for (char& c : l) c = static_cast<char>(std::tolower(c)); return l; }());
+    for (std::size_t at = 0; at < digits.size(); ++at) {
+      std::string broken = digits;
+      broken[at] = bad[(at + bytes) % bad.size()];
+      EXPECT_FALSE(schema::parse_data("0x" + broken, got)) << "bad character at " << at << " of " << digits.size();
+    }
+    if (bytes > 0) {
+      EXPECT_FALSE(schema::parse_data("0x" + digits.substr(1), got)) << "odd length";
+    }
+  }
+  schema::Hash32 h;
+  EXPECT_TRUE(schema::parse_fixed("0x" + std::string(64, 'F'), h));
+  EXPECT_EQ(h.bytes[31], 0xff);
+  EXPECT_FALSE(schema::parse_fixed("0x" + std::string(63, 'f') + "g", h));
 }
 
 TEST(U256, DecimalOfLargeValues) {

@@ -53,8 +53,7 @@ class Fields {
   // A hex string's characters, read in place from the input (no unescaping copy). Hex needs no
   // escapes, so a string with a backslash is left as it is and refused by the hex parser.
   std::string_view str(od::value v, std::string_view key) const {
-    std::string_view t;
-    t = v.raw_json_token();
+    std::string_view t = v.raw_json_token();
     if (t.empty() || t.front() != '"') fail(object_, key, "expected a string");
     while (t.size() > 1 && (t.back() == ' ' || t.back() == '\n' || t.back() == '\r' || t.back() == '\t')) t.remove_suffix(1);
     if (t.size() < 2 || t.back() != '"') fail(object_, key, "expected a string");

@@ -6,10 +6,20 @@ namespace {
 std::string quoted(const std::string& s) { return "\"" + s + "\""; }
 }  // namespace
 
+void append_hashes_json(std::string& out, const std::vector<Hash32>& hashes) {
+  out.push_back('[');
+  for (std::size_t i = 0; i < hashes.size(); ++i) {
+    out.append(i ? ",\"0x" : "\"0x");
+    append_hex_digits(out, hashes[i].data(), hashes[i].size());
+    out.push_back('"');
+  }
+  out.push_back(']');
+}
+
 std::string hashes_json(const std::vector<Hash32>& hashes) {
-  std::string out = "[";
-  for (std::size_t i = 0; i < hashes.size(); ++i) out += (i ? "," : "") + quoted(to_hex(hashes[i]));
-  return out + "]";
+  std::string out;
+  append_hashes_json(out, hashes);
+  return out;
 }
 
 std::string access_list_json(const std::vector<AccessListEntry>& list) {

@@ -1,7 +1,7 @@
 #pragma once
 // The list-valued transaction fields as JSON text, the same for Postgres (jsonb) and Kafka: hashes
 // and addresses as 0x-hex, integers past 2^53 as decimal strings. Only hex, digits and JSON
-// punctuation appear, so the text needs no escaping in COPY's text format either.
+// punctuation appear, so the text needs no escaping.
 
 #include <string>
 #include <vector>
@@ -16,6 +16,8 @@ std::string access_list_json(const std::vector<AccessListEntry>& list);
 std::string authorization_list_json(const std::vector<Authorization>& list);
 /// ["0x..",...]
 std::string hashes_json(const std::vector<Hash32>& hashes);
+/// The same, appended to `out` in place.
+void append_hashes_json(std::string& out, const std::vector<Hash32>& hashes);
 /// [{"index":"N","validator_index":"N","address":"0x..","amount_gwei":"N"},...] (64-bit integers
 /// as decimal strings, as the other 64-bit fields of the messages)
 std::string withdrawals_json(const std::vector<Withdrawal>& list);

@@ -13,13 +13,6 @@ namespace {
 
 constexpr char kHexDigits[] = "0123456789abcdef";
 
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
 bool strip_prefix(std::string_view& hex) {
   if (hex.size() < 2 || hex[0] != '0' || (hex[1] != 'x' && hex[1] != 'X')) return false;
   hex.remove_prefix(2);
@@ -145,8 +138,8 @@ bool parse_quantity(std::string_view hex, std::uint64_t& out) {
   if (!strip_prefix(hex) || hex.empty() || hex.size() > 16) return false;
   std::uint64_t v = 0;
   for (char c : hex) {
-    int d = hex_value(c);
-    if (d < 0) return false;
+    const std::uint8_t d = kHexValue[static_cast<unsigned char>(c)];
+    if (d & 0x80) return false;
     v = (v << 4) | static_cast<std::uint64_t>(d);
   }
   out = v;
@@ -158,8 +151,8 @@ bool parse_quantity(std::string_view hex, U256& out) {
   U256 v;
   std::size_t nibble = 0;
   for (auto it = hex.rbegin(); it != hex.rend(); ++it, ++nibble) {
-    int d = hex_value(*it);
-    if (d < 0) return false;
+    const std::uint8_t d = kHexValue[static_cast<unsigned char>(*it)];
+    if (d & 0x80) return false;
     v.limbs[nibble / 16] |= static_cast<std::uint64_t>(d) << (4 * (nibble % 16));
   }
   out = v;

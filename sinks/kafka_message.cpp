@@ -46,14 +46,9 @@ class Json {
   Json& hex(const char* key, const schema::Bytes& v) { return hex(key, v.data(), v.size()); }
   template <class T>
   Json& opt_hex(const char* key, const std::optional<T>& v) { return v ? hex(key, *v) : raw(key, "null"); }
-  Json& hex_array(const char* key, const std::vector<schema::Hash32>& values) {
+  Json& hashes(const char* key, const std::vector<schema::Hash32>& values) {
     this->key(key);
-    s_.push_back('[');
-    for (std::size_t i = 0; i < values.size(); ++i) {
-      if (i) s_.push_back(',');
-      append_hex(values[i].data(), values[i].size());
-    }
-    s_.push_back(']');
+    schema::append_hashes_json(s_, values);
     return *this;
   }
   Json& u256(const char* key, const schema::U256& v) { return str(key, v.to_decimal()); }
@@ -156,7 +151,7 @@ std::vector<KafkaMessage> encode_block(const schema::Block& b, std::uint64_t cha
                        .hex("transaction_hash", g.transaction_hash)
                        .num("transaction_index", g.transaction_index)
                        .hex("address", g.address)
-                       .hex_array("topics", g.topics)
+                       .hashes("topics", g.topics)
                        .hex("data", g.data)
                        .done()});
   }

@@ -37,7 +37,7 @@ constexpr const char* kUsage = R"(chainidx: an event-streaming indexer for EVM c
 usage:
   chainidx run --config FILE            follow the chain and index confirmed blocks
   chainidx replay --config FILE --from N --to M [--sinks postgres,kafka] [--topic-prefix P]
-                  [--worker NAME] [--chunk-blocks 1000] [--lease-seconds 60]
+                  [--worker NAME] [--chunk-blocks 5000] [--lease-seconds 60]
                                         re-index blocks N..M (idempotent, resumable; several
                                         processes given the same range share the work)
   chainidx check-config --config FILE   validate a config file and exit (0 when valid)
@@ -60,7 +60,7 @@ struct Args {
   bool to_postgres = true, to_kafka = true;
   std::string topic_prefix;
   std::string worker;
-  std::uint64_t chunk_blocks = 1000;
+  std::uint64_t chunk_blocks = 5000;
   int lease_seconds = 60;
 };
 

@@ -15,11 +15,12 @@
 #
 #   bench/backfill.sh [--blocks 20000] [--txs 5] [--logs-per-tx 20] [--in-flight 4] [--record]
 #                     [--bin-dir BUILD_DIR]   (binaries built already, e.g. the tests' build; no Release build)
+#                     [--replay-chunk-blocks N]  (replay's --chunk-blocks; its default when not given)
 set -euo pipefail
 top="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$top"
 
-blocks=20000 txs=5 logs_per_tx=20 in_flight=4 record=0 batch=50 confirmations=12 bin_dir=""
+blocks=20000 txs=5 logs_per_tx=20 in_flight=4 record=0 batch=50 confirmations=12 bin_dir="" replay_chunk=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --blocks) blocks="$2"; shift 2 ;;
@@ -28,7 +29,8 @@ while [ $# -gt 0 ]; do
     --in-flight) in_flight="$2"; shift 2 ;;
     --record) record=1; shift ;;
     --bin-dir) bin_dir="$2"; shift 2 ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    --replay-chunk-blocks) replay_chunk=(--chunk-blocks "$2"); shift 2 ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
     *) echo "backfill.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -194,7 +196,7 @@ minus() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.1f", a - b}'; }
 anvil_cpu0=$(cpu_of "$anvil_pid")
 pg_cpu0=$(pg_cpu_now)
 # `times` gives the replay's exact CPU once it has exited; its peak RSS is polled while it runs.
-( CHAINIDX_LOG_LEVEL=info "$chainidx" replay --config "$work/replay.toml" --from 0 --to "$last" --topic-prefix replay \
+( CHAINIDX_LOG_LEVEL=info "$chainidx" replay --config "$work/replay.toml" --from 0 --to "$last" --topic-prefix replay "${replay_chunk[@]}" \
     >"$work/replay.log" 2>&1
   echo "rc=$?"
   times ) >"$work/replay.times" &
@@ -283,7 +285,7 @@ read -r r_bps r_lps r_rps r_ratio1 r_ration <<<"$(rates_of "$r_blocks" "$r_logs"
 report_text() {
   echo "### $(date -u +%Y-%m-%d) backfill: $((last + 1)) blocks, $txs tx and $((txs * logs_per_tx)) logs a block"
   echo
-  echo "\`bench/backfill.sh --blocks $blocks --txs $txs --logs-per-tx $logs_per_tx --in-flight $in_flight\`"
+  echo "\`bench/backfill.sh --blocks $blocks --txs $txs --logs-per-tx $logs_per_tx --in-flight $in_flight${replay_chunk:+ --replay-chunk-blocks ${replay_chunk[1]}}\`"
   echo
   echo "| measure | value |"
   echo "|---|---|"

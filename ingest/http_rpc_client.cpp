@@ -184,8 +184,11 @@ struct HttpRpcClient::Impl {
       }
       if (res.result_int() == 429) {
         // Honour the server: no request to this endpoint before Retry-After (or 1 s), and slow down.
+        // When the server said when to come back, that pause is this answer's back-off; the rate is
+        // cut once per 10 s of such answers, so that a provider throttling a share of requests
+        // whatever their rate does not drive the rate to its floor (the pauses already hold it).
         bucket.pause_until(TokenBucket::Clock::now() + retry_after.value_or(std::chrono::seconds(1)));
-        throttled();
+        throttled(retry_after ? std::chrono::seconds(10) : std::chrono::seconds(1));
       }
       throw RpcError(RpcError::Kind::kHttpStatus,
                      redacted + ": HTTP " + std::to_string(res.result_int()) + " " + std::string(res.reason()),
@@ -195,11 +198,11 @@ struct HttpRpcClient::Impl {
   }
 
   // The provider said "too fast": halve this endpoint's rate (logged), then earn it back.
-  void throttled() {
+  void throttled(std::chrono::seconds cut_interval = std::chrono::seconds(1)) {
     served_since = 0;
     in_flight_limit = std::max(1.0, in_flight_limit / 2);
     double before = bucket.rate();
-    if (bucket.on_throttled(TokenBucket::Clock::now()))
+    if (bucket.on_throttled(TokenBucket::Clock::now(), cut_interval))
       spdlog::warn("event=rate_adjusted endpoint={} rate={:.2f} was={:.2f} ceiling={:.2f} reason=\"throttled by the provider\"",
                    redacted, bucket.rate(), before, options.requests_per_second);
   }

@@ -1,7 +1,10 @@
 #pragma once
 // A token bucket: `rate` tokens per second, at most `burst` saved up, with an adaptive rate
-// (AIMD): a throttling answer halves the rate (at most once a second, down to a twentieth of the
-// configured one), each served call gives back a hundredth of the configured rate, never above it.
+// (AIMD): a throttling answer halves the rate (at most once per interval the caller gives, a
+// second by default, down to a twentieth of the configured one), each served call gives back a
+// hundredth of the configured rate, never above it. A pause (a server's Retry-After) holds every
+// token back until it ends; the tokens the rate earns meanwhile are there when it ends, so the
+// wait the server asked for and the wait the rate asks for overlap rather than add up.
 // Pure: time is passed in, so tests step it with a fake clock. Not thread-safe.
 
 #include <algorithm>
@@ -18,10 +21,10 @@ class TokenBucket {
   TokenBucket(double rate_per_second, double burst, Clock::time_point now)
       : ceiling_(rate_per_second), rate_(rate_per_second), burst_(burst), tokens_(burst), last_(now) {}
 
-  /// A 429 or a provider's rate-limit error: halve the rate, once per second at most. Returns
-  /// whether the rate changed.
-  bool on_throttled(Clock::time_point now) {
-    if (decreased_ && now - *decreased_ < std::chrono::seconds(1)) return false;
+  /// A 429 or a provider's rate-limit error: halve the rate, once per `interval` at most (a burst
+  /// of throttling answers is one event). Returns whether the rate changed.
+  bool on_throttled(Clock::time_point now, std::chrono::nanoseconds interval = std::chrono::seconds(1)) {
+    if (decreased_ && now - *decreased_ < interval) return false;
     refill(now);
     double lower = std::max(ceiling_ / 20.0, rate_ / 2.0);
     decreased_ = now;
@@ -42,6 +45,7 @@ class TokenBucket {
 
   /// Takes one token if there is one. Otherwise returns how long until there will be.
   std::chrono::nanoseconds try_take(Clock::time_point now) {
+    if (now < paused_until_) return paused_until_ - now;
     refill(now);
     if (tokens_ >= 1.0) {
       tokens_ -= 1.0;
@@ -56,11 +60,8 @@ class TokenBucket {
     tokens_ = std::min(burst_, tokens_ + tokens);
   }
 
-  /// Empties the bucket until `until` (a server's Retry-After).
-  void pause_until(Clock::time_point until) {
-    tokens_ = 0;
-    last_ = std::max(last_, until);
-  }
+  /// No token before `until` (a server's Retry-After).
+  void pause_until(Clock::time_point until) { paused_until_ = std::max(paused_until_, until); }
 
   double tokens(Clock::time_point now) {
     refill(now);
@@ -79,6 +80,7 @@ class TokenBucket {
   std::optional<Clock::time_point> decreased_;
   double tokens_;
   Clock::time_point last_;
+  Clock::time_point paused_until_{};
 };
 
 }  // namespace chainidx::ingest

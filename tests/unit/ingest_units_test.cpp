@@ -29,13 +29,31 @@ TEST(TokenBucket, BurstThenRateWithFakeTime) {
   EXPECT_NEAR(bucket.tokens(t0 + 10s), 3.0, 1e-9) << "never more than the burst";
 }
 
-TEST(TokenBucket, PauseUntilHonoursRetryAfter) {
+TEST(TokenBucket, PauseUntilHonoursRetryAfterAndTheRateEarnsDuringIt) {
   Clock::time_point t0{};
-  TokenBucket bucket(100.0, 100.0, t0);
-  bucket.pause_until(t0 + 2s);
-  EXPECT_GT(bucket.try_take(t0 + 1s), 0ns) << "nothing before Retry-After";
-  EXPECT_GT(bucket.try_take(t0 + 2s), 0ns) << "the bucket starts empty at the end of the pause";
-  EXPECT_EQ(bucket.try_take(t0 + 2s + 10ms), 0ns);
+  TokenBucket bucket(10.0, 20.0, t0);
+  for (int i = 0; i < 20; ++i) ASSERT_EQ(bucket.try_take(t0), 0ns);
+  EXPECT_GT(bucket.try_take(t0), 0ns) << "the burst is spent";
+  bucket.pause_until(t0 + 1s);
+  EXPECT_EQ(bucket.try_take(t0 + 500ms), 500ms) << "nothing before Retry-After, whatever the tokens";
+  // At the end of the pause: the 10 tokens its second earned, not an empty bucket, not the burst.
+  int taken = 0;
+  while (bucket.try_take(t0 + 1s) == 0ns) ++taken;
+  EXPECT_EQ(taken, 10);
+  bucket.pause_until(t0 + 500ms);  // a pause that ended already changes nothing
+  EXPECT_GT(bucket.try_take(t0 + 1s), 0ns);
+  EXPECT_EQ(bucket.try_take(t0 + 1100ms), 0ns);
+}
+
+TEST(TokenBucket, ThrottlingCutsAtMostOncePerTheIntervalTheCallerGives) {
+  Clock::time_point t0{};
+  TokenBucket bucket(40.0, 40.0, t0);
+  EXPECT_TRUE(bucket.on_throttled(t0, 10s));
+  EXPECT_DOUBLE_EQ(bucket.rate(), 20.0);
+  EXPECT_FALSE(bucket.on_throttled(t0 + 5s, 10s)) << "within the interval: the same event";
+  EXPECT_DOUBLE_EQ(bucket.rate(), 20.0);
+  EXPECT_TRUE(bucket.on_throttled(t0 + 10s, 10s));
+  EXPECT_DOUBLE_EQ(bucket.rate(), 10.0);
 }
 
 TEST(TokenBucket, ThrottlingHalvesTheRateOnceASecondAndSuccessesEarnItBack) {

@@ -130,11 +130,19 @@ struct RangeFetcher::Impl {
     std::vector<RpcRequest> tx_requests;
     for (const auto& b : d.blocks)
       for (const auto& h : b.transaction_hashes) tx_requests.push_back({"eth_getTransactionReceipt", "[\"" + schema::to_hex(h) + "\"]"});
+    // In batches of at most the endpoint's burst, as every batch: a range of busy blocks holds
+    // many more transactions than blocks.
+    const std::size_t per_batch = std::max<std::size_t>(1, static_cast<std::size_t>(m.burst));
     std::vector<RpcReply> tx_replies;
-    if (!tx_requests.empty()) tx_replies = co_await m.rpc.batch(std::move(tx_requests));
-    for (const auto& r : tx_replies) {
-      answer_bytes += r.result.size();
-      if (r.error_code) throw reply_error(m, "eth_getTransactionReceipt", range.first, r);
+    for (std::size_t at = 0; at < tx_requests.size(); at += per_batch) {
+      const auto from = tx_requests.begin() + static_cast<std::ptrdiff_t>(at);
+      std::vector<RpcRequest> part(from, from + static_cast<std::ptrdiff_t>(std::min(per_batch, tx_requests.size() - at)));
+      std::vector<RpcReply> replies = co_await m.rpc.batch(std::move(part));
+      for (auto& r : replies) {
+        answer_bytes += r.result.size();
+        if (r.error_code) throw reply_error(m, "eth_getTransactionReceipt", range.first, r);
+        tx_replies.push_back(std::move(r));
+      }
     }
     auto attach_all = [blocks = std::move(d.blocks), tx_replies = std::move(tx_replies)]() mutable {
       Decoded out;

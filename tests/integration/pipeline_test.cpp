@@ -580,6 +580,49 @@ TEST(Range, AfterAnOutageTheBacklogIsFetchedAsRangesAgain) {
   expect_topics_hold_postgres(p.db, p.broker, /*exactly_once_blocks=*/true);
 }
 
+// A node without eth_getBlockReceipts: a catch-up completes each range with per-transaction
+// receipts, and those batches, like every other, hold no more calls than the endpoint's burst
+// (12 here; a range of 6 blocks of 6 transactions needs 36 receipts).
+TEST(Range, PerTransactionReceiptsOfARangeGoInBatchesNoLargerThanTheBurst) {
+  Peers p("range_tx_receipts");
+  for (int block = 0; block < 24; ++block) {
+    for (int i = 0; i < 6; ++i) p.anvil.send_transfer(i, 1 + static_cast<std::uint64_t>(block * 10 + i));
+    p.anvil.mine();
+  }
+  std::atomic<std::size_t> largest{0};
+  // The node's answers, except eth_getBlockReceipts, which it answers as geth without it does.
+  FaultProxy proxy(p.anvil.port(), [&](const std::string& body, std::uint64_t) -> std::optional<FaultProxy::Canned> {
+    const std::size_t calls = count_of(body, "\"method\"");
+    for (std::size_t seen = largest; calls > seen && !largest.compare_exchange_weak(seen, calls);) {
+    }
+    if (body.find("eth_getBlockReceipts") == std::string::npos) return std::nullopt;
+    simdjson::dom::parser parser;
+    simdjson::dom::element request = parser.parse(body);
+    std::string answer = "[";
+    for (simdjson::dom::element call : request.get_array()) {
+      const std::string id = simdjson::minify(call["id"]);
+      const std::string method(call["method"].get_string().value());
+      if (answer.size() > 1) answer += ",";
+      if (method == "eth_getBlockReceipts")
+        answer += "{\"jsonrpc\":\"2.0\",\"id\":" + id +
+                  ",\"error\":{\"code\":-32601,\"message\":\"the method eth_getBlockReceipts does not exist/is not available\"}}";
+      else
+        answer += "{\"jsonrpc\":\"2.0\",\"id\":" + id + ",\"result\":" + p.anvil.rpc(method, simdjson::minify(call["params"])) + "}";
+    }
+    return FaultProxy::Canned{200, answer + "]"};
+  });
+  const double rate = 12;
+  Indexer indexer(p.dir.path(), p.anvil, p.db_url, p.broker.bootstrap(),
+                  {.confirmations = 3, .batch_blocks = 5, .http_url = proxy.url(), .requests_per_second = rate});
+  indexer.start();
+  wait_for_cursor(p.db, p.anvil.block_number() - 3, indexer);
+  EXPECT_EQ(indexer.stop(SIGTERM), 0) << indexer.log();
+  EXPECT_NE(indexer.log().find("event=catch_up"), std::string::npos) << indexer.log();
+  EXPECT_NE(indexer.log().find("event=rpc_fallback"), std::string::npos) << indexer.log();
+  EXPECT_LE(largest.load(), static_cast<std::size_t>(rate)) << "a batch held more calls than the burst";
+  expect_postgres_equals_anvil(p.db, p.anvil);
+}
+
 TEST(Range, Kill9DuringACatchUpThenRestartLeavesNoGapOrDuplicate) {
   Peers p("range_kill");
   std::mt19937 rng(17);

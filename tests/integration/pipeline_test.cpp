@@ -944,6 +944,14 @@ TEST(Pipeline, EveryTransactionFieldIsKeptSoThatEachHashRecomputesFromItsRow) {
               "\"gas\":\"0x10000\",\"accessList\":[{\"address\":\"" + to + "\",\"storageKeys\":[\"0x" + std::string(63, '0') + "1\"]}]}]");
   p.anvil.rpc("eth_sendTransaction", "[{\"from\":\"" + from[3] + "\",\"to\":\"" + to + "\",\"value\":\"0x3\",\"maxFeePerGas\":\"0x77359400\","
               "\"maxPriorityFeePerGas\":\"0x1\"}]");
+  // An EIP-7702 one with two authorizations. Their signatures need not recover (a node skips an
+  // authorization that does not), but the transaction signs them as they are, so they must be
+  // stored as the node returns them for its hash to recompute.
+  p.anvil.rpc("eth_sendTransaction", "[{\"from\":\"" + from[0] + "\",\"to\":\"" + to + "\",\"value\":\"0x4\",\"authorizationList\":["
+              "{\"chainId\":\"0x7a69\",\"address\":\"0x00000000000000000000000000000000000beef2\",\"nonce\":\"0x0\",\"yParity\":\"0x0\","
+              "\"r\":\"0x1\",\"s\":\"0x2\"},"
+              "{\"chainId\":\"0x0\",\"address\":\"0x00000000000000000000000000000000000beef3\",\"nonce\":\"0x11\",\"yParity\":\"0x1\","
+              "\"r\":\"0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364140\",\"s\":\"0x3\"}]}]");
   p.anvil.mine();
   p.anvil.mine(4);
   Indexer indexer(p.dir.path(), p.anvil, p.db_url, p.broker.bootstrap(), {.confirmations = 3});
@@ -953,7 +961,8 @@ TEST(Pipeline, EveryTransactionFieldIsKeptSoThatEachHashRecomputesFromItsRow) {
   auto rows = p.db.query(
       "SELECT '0x' || encode(hash, 'hex'), type, nonce, gas_price::text, max_fee_per_gas::text, max_priority_fee_per_gas::text, gas, "
       "'0x' || encode(to_address, 'hex'), value::text, '0x' || encode(input, 'hex'), v::text, r::text, s::text, y_parity, "
-      "chain_id, access_list::text, logs_bloom IS NOT NULL FROM anvil.transactions ORDER BY block_number, transaction_index");
+      "chain_id, access_list::text, logs_bloom IS NOT NULL, authorization_list::text FROM anvil.transactions "
+      "ORDER BY block_number, transaction_index");
   std::set<int> types;
   simdjson::dom::parser parser;
   for (const auto& row : rows) {
@@ -984,11 +993,24 @@ TEST(Pipeline, EveryTransactionFieldIsKeptSoThatEachHashRecomputesFromItsRow) {
       }
     }
     EXPECT_TRUE(row[16].as<bool>()) << "the receipt's logs bloom is missing";
+    if (!row[17].is_null()) {
+      t.authorization_list.emplace();
+      for (simdjson::dom::element e : parser.parse(row[17].as<std::string>()).get_array()) {
+        schema::Authorization a;
+        a.chain_id = u256_of_decimal(std::string(e["chain_id"].get_string().value()));
+        a.address = fixed_of<20>(std::string(e["address"].get_string().value()));
+        a.nonce = std::stoull(std::string(e["nonce"].get_string().value()));
+        a.y_parity = static_cast<std::uint8_t>(e["y_parity"].get_int64().value());
+        a.r = u256_of_decimal(std::string(e["r"].get_string().value()));
+        a.s = u256_of_decimal(std::string(e["s"].get_string().value()));
+        t.authorization_list->push_back(a);
+      }
+    }
     auto h = ingest::transaction_hash(t);
     ASSERT_TRUE(h) << "type " << int(t.type);
     EXPECT_EQ(schema::to_hex(*h), row[0].as<std::string>()) << "the row of a type " << int(t.type) << " transaction does not hash to its hash";
   }
-  EXPECT_TRUE(types.contains(0) && types.contains(1) && types.contains(2)) << "anvil did not make all three types";
+  EXPECT_TRUE(types.contains(0) && types.contains(1) && types.contains(2) && types.contains(4)) << "anvil did not make all four types";
 }
 
 TEST(Replay, OnATerminalDrawsAProgressLineWithRateAndEta) {

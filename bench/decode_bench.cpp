@@ -25,8 +25,14 @@ std::string fixture(const std::string& name) {
   return ss.str();
 }
 
+// The text as an RpcReply holds a result: with the parser's padding to spare, read in place.
+std::string padded(std::string text) {
+  text.reserve(text.size() + ingest::kJsonPadding);
+  return text;
+}
+
 void BM_DecodeReceipts(benchmark::State& state) {
-  const std::string json = fixture("receipts.json");
+  const std::string json = padded(fixture("receipts.json"));
   std::size_t logs = 0;
   for (auto _ : state) {
     auto r = ingest::decode_receipts(json);
@@ -45,7 +51,7 @@ void BM_DecodeReceipts(benchmark::State& state) {
 BENCHMARK(BM_DecodeReceipts)->Unit(benchmark::kMicrosecond);
 
 void BM_DecodeBlockHeader(benchmark::State& state) {
-  const std::string json = fixture("block.json");
+  const std::string json = padded(fixture("block.json"));
   for (auto _ : state) {
     auto b = ingest::decode_block(json);
     if (!b.ok() || !b->has_value()) {

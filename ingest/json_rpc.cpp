@@ -2,6 +2,8 @@
 
 #include <simdjson.h>
 
+#include "ingest/decode.hpp"
+
 namespace chainidx::ingest {
 namespace {
 
@@ -12,18 +14,29 @@ std::string_view trim(std::string_view s) {
   return s;
 }
 
+// The text in a string with the parser's padding to spare, so that decoding reads it in place.
+// The spare bytes are left holding spaces (written, then cut off), not whatever malloc left.
+std::string padded_copy(std::string_view text) {
+  std::string out;
+  out.reserve(text.size() + kJsonPadding);
+  out.assign(text);
+  out.append(kJsonPadding, ' ');
+  out.resize(text.size());
+  return out;
+}
+
 // The JSON text of any value, consuming it.
 std::string raw_of(od::value v) {
   od::json_type t = v.type();
   if (t == od::json_type::object) {
     od::object o = v.get_object();
-    return std::string(o.raw_json().value());
+    return padded_copy(o.raw_json().value());
   }
   if (t == od::json_type::array) {
     od::array a = v.get_array();
-    return std::string(a.raw_json().value());
+    return padded_copy(a.raw_json().value());
   }
-  return std::string(trim(v.raw_json_token()));
+  return padded_copy(trim(v.raw_json_token()));
 }
 
 RpcReply parse_one(od::object obj) {

@@ -18,7 +18,7 @@ struct RpcRequest {
 
 struct RpcReply {
   std::uint64_t id = 0;
-  std::string result;  ///< the result's JSON text when there was no error
+  std::string result;  ///< the result's JSON text when there was no error, with kJsonPadding spare capacity
   std::optional<int> error_code;
   std::string error_message;
 };

@@ -2,13 +2,44 @@
 // The decoded form of what chainidx indexes: a block, its transactions with their receipt
 // fields, and its logs. Field names follow Ethereum's JSON-RPC names in snake_case.
 
+#include <algorithm>
+#include <array>
 #include <cstdint>
+#include <initializer_list>
 #include <optional>
+#include <span>
+#include <stdexcept>
 #include <vector>
 
 #include "schema/types.hpp"
 
 namespace chainidx::schema {
+
+/// A log's topics: 0 to 4 (LOG0..LOG4), kept inline so that a log's decoding allocates nothing
+/// for them.
+class Topics {
+ public:
+  static constexpr std::size_t kMax = 4;
+  Topics() = default;
+  Topics(std::initializer_list<Hash32> list) {
+    for (const Hash32& h : list) push_back(h);
+  }
+  /// Appends a topic; the caller checks full() first (a fifth topic is not a log's).
+  void push_back(const Hash32& h) { items_[size_++] = h; }
+  bool full() const { return size_ == kMax; }
+  std::size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+  const Hash32& operator[](std::size_t i) const { return items_[i]; }
+  const Hash32& at(std::size_t i) const { return i < size_ ? items_[i] : throw std::out_of_range("topic index"); }
+  const Hash32* begin() const { return items_.data(); }
+  const Hash32* end() const { return items_.data() + size_; }
+  operator std::span<const Hash32>() const { return {begin(), end()}; }
+  bool operator==(const Topics& o) const { return std::equal(begin(), end(), o.begin(), o.end()); }
+
+ private:
+  std::array<Hash32, kMax> items_{};
+  std::uint8_t size_ = 0;
+};
 
 struct Log {
   std::uint64_t block_number = 0;
@@ -17,7 +48,7 @@ struct Log {
   Hash32 transaction_hash;
   std::uint32_t transaction_index = 0;
   Address address;
-  std::vector<Hash32> topics;  ///< 0..4 topics
+  Topics topics;
   Bytes data;
 
   bool operator==(const Log&) const = default;

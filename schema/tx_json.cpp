@@ -6,7 +6,7 @@ namespace {
 std::string quoted(const std::string& s) { return "\"" + s + "\""; }
 }  // namespace
 
-void append_hashes_json(std::string& out, const std::vector<Hash32>& hashes) {
+void append_hashes_json(std::string& out, std::span<const Hash32> hashes) {
   out.push_back('[');
   for (std::size_t i = 0; i < hashes.size(); ++i) {
     out.append(i ? ",\"0x" : "\"0x");
@@ -16,7 +16,7 @@ void append_hashes_json(std::string& out, const std::vector<Hash32>& hashes) {
   out.push_back(']');
 }
 
-std::string hashes_json(const std::vector<Hash32>& hashes) {
+std::string hashes_json(std::span<const Hash32> hashes) {
   std::string out;
   append_hashes_json(out, hashes);
   return out;

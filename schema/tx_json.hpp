@@ -15,9 +15,9 @@ std::string access_list_json(const std::vector<AccessListEntry>& list);
 /// [{"chain_id":"1","address":"0x..","nonce":"5","y_parity":1,"r":"0x..","s":"0x.."},...]
 std::string authorization_list_json(const std::vector<Authorization>& list);
 /// ["0x..",...]
-std::string hashes_json(const std::vector<Hash32>& hashes);
+std::string hashes_json(std::span<const Hash32> hashes);
 /// The same, appended to `out` in place.
-void append_hashes_json(std::string& out, const std::vector<Hash32>& hashes);
+void append_hashes_json(std::string& out, std::span<const Hash32> hashes);
 /// [{"index":"N","validator_index":"N","address":"0x..","amount_gwei":"N"},...] (64-bit integers
 /// as decimal strings, as the other 64-bit fields of the messages)
 std::string withdrawals_json(const std::vector<Withdrawal>& list);

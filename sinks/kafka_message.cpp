@@ -46,7 +46,7 @@ class Json {
   Json& hex(const char* key, const schema::Bytes& v) { return hex(key, v.data(), v.size()); }
   template <class T>
   Json& opt_hex(const char* key, const std::optional<T>& v) { return v ? hex(key, *v) : raw(key, "null"); }
-  Json& hashes(const char* key, const std::vector<schema::Hash32>& values) {
+  Json& hashes(const char* key, std::span<const schema::Hash32> values) {
     this->key(key);
     schema::append_hashes_json(s_, values);
     return *this;

@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 #include <simdjson.h>
 
+#include <algorithm>
 #include <cctype>
 #include <fstream>
 #include <random>
@@ -257,6 +258,81 @@ TEST(Decode, MalformedFieldsAreRejectedWithTheFieldName) {
   EXPECT_FALSE(decode_block("[1,2]").ok());
   EXPECT_FALSE(decode_receipts("{}").ok());
   EXPECT_FALSE(decode_logs("[{\"address\": 5}]").ok());
+}
+
+// The decoder learns the order of an object's keys from the objects before it and tries that
+// order first: the same receipt with its keys in the node's order, reversed, shuffled and back
+// decodes to the same value every time, and a missing required key is found whatever came before.
+TEST(Decode, KeysInAnyOrderDecodeTheSameWhateverOrderCameBefore) {
+  std::string text = fixture("receipt.json");
+  simdjson::dom::parser p;
+  simdjson::dom::object receipt = p.parse(text).get_object();
+  std::vector<std::string> fields;
+  for (auto field : receipt) fields.push_back("\"" + std::string(field.key) + "\":" + simdjson::minify(field.value));
+  ASSERT_GT(fields.size(), 10u);
+  auto joined = [](const std::vector<std::string>& f) {
+    std::string out = "{";
+    for (std::size_t i = 0; i < f.size(); ++i) out += (i ? "," : "") + f[i];
+    return out + "}";
+  };
+  auto expected = decode_receipt(joined(fields));
+  ASSERT_TRUE(expected.ok()) << expected.error().message;
+  ASSERT_TRUE(expected->has_value());
+  ASSERT_FALSE((*expected)->logs.empty());
+  std::mt19937 rng(11);
+  std::vector<std::string> order = fields;
+  for (int round = 0; round < 40; ++round) {
+    if (round % 4 == 1) std::reverse(order.begin(), order.end());
+    else if (round % 4 == 2) std::shuffle(order.begin(), order.end(), rng);
+    else order = fields;
+    auto r = decode_receipt(joined(order));
+    ASSERT_TRUE(r.ok()) << "round " << round << ": " << r.error().message;
+    EXPECT_EQ((*r)->transaction_hash, (*expected)->transaction_hash) << "round " << round;
+    EXPECT_EQ((*r)->logs, (*expected)->logs) << "round " << round;
+    EXPECT_EQ((*r)->logs_bloom, (*expected)->logs_bloom) << "round " << round;
+    EXPECT_EQ((*r)->cumulative_gas_used, (*expected)->cumulative_gas_used) << "round " << round;
+    EXPECT_EQ((*r)->status, (*expected)->status) << "round " << round;
+    // Every required key left out in turn, after the order was learnt.
+    std::vector<std::string> without = order;
+    const std::size_t drop = static_cast<std::size_t>(round) % without.size();
+    const std::string key = without[drop].substr(1, without[drop].find('"', 1) - 1);
+    without.erase(without.begin() + static_cast<std::ptrdiff_t>(drop));
+    auto missing = decode_receipt(joined(without));
+    const bool required = key == "transactionHash" || key == "transactionIndex" || key == "blockHash" || key == "blockNumber" ||
+                          key == "gasUsed" || key == "cumulativeGasUsed" || key == "logs" || key == "logsBloom";
+    if (required) {
+      ASSERT_FALSE(missing.ok()) << "accepted without " << key;
+      EXPECT_NE(missing.error().message.find("receipt." + key + ": missing"), std::string::npos) << missing.error().message;
+    } else {
+      EXPECT_TRUE(missing.ok()) << key << ": " << missing.error().message;
+    }
+  }
+}
+
+// A reply's result carries the parser's padding and is read in place; text without it is
+// copied first. Both decode alike, and text cut short is refused either way (the parser never
+// takes the spare bytes for JSON).
+TEST(Decode, TextInAPaddedStringDecodesAsACopyDoes) {
+  const std::string text = fixture("receipts.json");
+  std::string padded = text;
+  padded.reserve(text.size() + kJsonPadding);
+  ASSERT_TRUE(JsonText(padded).padded());
+  ASSERT_FALSE(JsonText(std::string_view(text)).padded());
+  auto in_place = decode_receipts(padded);
+  auto copied = decode_receipts(std::string_view(text));
+  ASSERT_TRUE(in_place.ok() && copied.ok());
+  ASSERT_EQ((*in_place)->size(), (*copied)->size());
+  for (std::size_t i = 0; i < (*copied)->size(); ++i) EXPECT_EQ((**in_place)[i].logs, (**copied)[i].logs) << "receipt " << i;
+  const std::size_t end = text.rfind(']');  // the closing bracket (a newline may follow it)
+  for (std::size_t cut : {end, end - 2, text.size() / 2}) {
+    std::string shorter = text.substr(0, cut);
+    shorter.reserve(cut + kJsonPadding);
+    shorter.append(kJsonPadding, ']');  // spare bytes that would close the JSON if they were read as text
+    shorter.resize(cut);
+    ASSERT_TRUE(JsonText(shorter).padded());
+    EXPECT_FALSE(decode_receipts(shorter).ok()) << "cut at " << cut;
+    EXPECT_FALSE(decode_receipts(std::string_view(shorter)).ok()) << "cut at " << cut;
+  }
 }
 
 // parse_data decodes 16 bytes at a time with SSE2 and the rest byte by byte: every length

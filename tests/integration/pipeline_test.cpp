@@ -908,6 +908,45 @@ TEST(Replay, A429StormKeepsTheCallRateWithinRatePlusBurstAndTheReplayFinishes) {
   }
 }
 
+// An outage of the only endpoint (every request answered 503) while a replay has batches in
+// flight, with a back-off short enough (5-20 ms) that each batch alone would retry 50 times a
+// second: the process-wide retry budget holds the retries to its floor once its saved-up tokens
+// are spent, says so in the log, and the replay finishes when the endpoint is back.
+TEST(Replay, AnOutageOfEveryEndpointCostsRetriesWithinTheBudgetNotAStorm) {
+  Peers p("replay_outage");
+  std::mt19937 rng(38);
+  mine_backlog(p.anvil, 10, 19, rng);  // ~200 blocks
+  const std::uint64_t last = p.anvil.block_number() - 3;
+  std::atomic<bool> down{false};
+  std::atomic<int> refused{0};
+  FaultProxy proxy(p.anvil.port(), [&](const std::string&, std::uint64_t n) -> std::optional<FaultProxy::Canned> {
+    if (n == 8) down = true;  // a few batches in: the outage starts
+    if (!down) return std::nullopt;
+    ++refused;
+    return FaultProxy::Canned{503, "upstream unavailable"};
+  });
+  Indexer indexer(p.dir.path(), p.anvil, p.db_url, p.broker.bootstrap(),
+                  {.confirmations = 3, .batch_blocks = 20, .http_url = proxy.url(),
+                   .chain_extra = "backoff_initial_ms = 5\nbackoff_max_ms = 20\n", .pipeline_extra = "range_batch_blocks = 5\n"});
+  const auto outage = 8s;
+  std::thread restore([&] {
+    while (!down) std::this_thread::sleep_for(10ms);
+    std::this_thread::sleep_for(outage);
+    down = false;
+  });
+  std::string out;
+  const int code = replay(indexer, 0, last, {}, &out);
+  restore.join();
+  ASSERT_EQ(code, 0) << out;
+  EXPECT_EQ(p.db.query("SELECT count(*) FROM anvil.blocks")[0][0].as<std::uint64_t>(), last + 1);
+  // The budget: 50 saved up, then 2 a second, plus a fifth of the first attempts (a handful
+  // here: nothing new goes out while every batch is failing). Without it: thousands.
+  const double seconds = std::chrono::duration<double>(outage).count();
+  EXPECT_LE(refused.load(), 50 + 2 * seconds + 20) << out;
+  EXPECT_GT(refused.load(), 50) << "the outage did not reach the budget";
+  EXPECT_NE(out.find("event=retry_budget_exhausted"), std::string::npos) << out;
+}
+
 // --- every transaction field ------------------------------------------------------------------
 
 schema::U256 u256_of_decimal(const std::string& text) {

@@ -1,5 +1,6 @@
 #include "app/pipeline.hpp"
 
+#include <deque>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/redirect_error.hpp>
@@ -8,6 +9,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <spdlog/spdlog.h>
 
+#include <deque>
 #include <random>
 
 #include <unistd.h>
@@ -45,7 +47,7 @@ struct Pipeline::Impl {
   std::optional<schema::BlockRef> latest_head;  // newest head from the subscriber, not yet given to the buffer
   std::optional<schema::BlockRef> newest_head;  // newest head seen at all (decides when to catch up by ranges)
   asio::steady_timer wake;                      // cancelled when a head arrives or a stop is requested
-  asio::steady_timer backoff_timer;             // retry waits: cut short by a stop, never by a head
+  std::vector<asio::steady_timer*> sleeping;     // retry waits in progress: cut short by a stop, never by a head
   bool stop = false;
   bool live = true;  // the live writer checks its writer claim before each batch; a replay has none
   std::vector<schema::Block> unwritten;  // confirmed, not yet in every sink
@@ -77,16 +79,21 @@ struct Pipeline::Impl {
 
   Impl(asio::io_context& io_, Config c, std::vector<sinks::Sink*> s, sinks::CheckpointStore& cp)
       : io(io_), config(std::move(c)), sinks(std::move(s)), checkpoints(cp), pool(io_.get_executor(), pool_settings(config)),
-        range(io_.get_executor(), pool, range_options(config)), wake(io_), backoff_timer(io_) {
+        range(io_.get_executor(), pool, range_options(config)), wake(io_) {
     backoff = {std::chrono::milliseconds(config.chain.backoff_initial_ms), std::chrono::milliseconds(config.chain.backoff_max_ms)};
     sink_backoff = {std::chrono::milliseconds(config.pipeline.sink_retry_initial_ms),
                     std::chrono::milliseconds(config.pipeline.sink_retry_max_ms)};
   }
 
+  // A wait of its own (the writer and the replay's chunk claims may both be waiting out a
+  // database), cut short by a stop.
   Task<void> sleep(std::chrono::milliseconds d) {
-    backoff_timer.expires_after(d);
+    if (stop) co_return;
+    asio::steady_timer timer(io, d);
+    sleeping.push_back(&timer);
     boost::system::error_code ec;
-    co_await backoff_timer.async_wait(asio::redirect_error(use_awaitable, ec));
+    co_await timer.async_wait(asio::redirect_error(use_awaitable, ec));
+    std::erase(sleeping, &timer);
   }
 
   // Runs blocking work on the worker thread; the coroutine resumes on the io thread.
@@ -334,14 +341,17 @@ struct Pipeline::Impl {
 
   // --- replay -----------------------------------------------------------------------------
 
-  // The Postgres part of a replay's sinks: the idempotent range write under the chunk's lease.
+  // The Postgres part of a replay's sinks: the idempotent range write under the lease of the
+  // chunk being written (the first held). The chunk claimed ahead of it is renewed with every
+  // batch too, so that its lease cannot run out while it waits its turn.
   struct RangeWrite final : sinks::Sink {
     sinks::PostgresSink* postgres = nullptr;
-    std::optional<sinks::PostgresSink::Lease> lease;
+    std::deque<sinks::PostgresSink::Lease> held;  // claimed and not finished, in writing order
     bool rows = true;
     std::string_view name() const override { return "postgres"; }
     void write(std::span<const schema::Block> blocks) override {
-      if (rows) postgres->write_range(blocks, lease ? &*lease : nullptr);
+      for (std::size_t i = rows ? 1 : 0; i < held.size(); ++i) postgres->renew_lease(held[i]);
+      if (rows) postgres->write_range(blocks, held.empty() ? nullptr : &held.front());
     }
   };
   RangeWrite range_write;
@@ -384,42 +394,62 @@ struct Pipeline::Impl {
     spdlog::info("event=replay_start job={} worker={} from={} to={} chunk_blocks={}", job, r.worker, r.first, r.last, r.chunk_blocks);
     const auto started = std::chrono::steady_clock::now();
     std::uint64_t mine = 0;
-    while (!stop) {
-      std::optional<sinks::PostgresSink::Lease> lease;
-      if (!co_await with_sink("claim_chunk", [&] { lease = pg.claim_chunk(job, r.worker, r.lease_seconds); })) break;
-      if (!lease) {
+    bool finished = false;
+    std::optional<schema::BlockRef> stored_below;  // the stored block under the job's range, when the range starts above 0
+    // The chunks of the job, one after another through one range engine: the next chunk is
+    // claimed while the last batches of the one before are being written.
+    using Segment = ingest::RangeFetcher::Segment;
+    ingest::RangeFetcher::NextSegment next = [&]() -> Task<std::optional<Segment>> {
+      while (!stop && !range.stop_requested()) {
+        std::optional<sinks::PostgresSink::Lease> lease;
+        if (!co_await with_sink("claim_chunk", [&] { lease = pg.claim_chunk(job, r.worker, r.lease_seconds); })) break;
+        if (lease) {
+          Segment s{lease->first_block, lease->last_block, std::nullopt};
+          if (r.write_postgres && lease->first_block == r.first && r.first > 0) {
+            std::uint64_t below = r.first - 1;
+            if (!co_await with_sink("stored_block", [&] { stored_below = pg.stored_block(below); })) break;
+            s.parent = stored_below;
+          }
+          spdlog::info("event=replay_chunk job={} blocks={}-{} worker={}", job, lease->first_block, lease->last_block, r.worker);
+          range_write.held.push_back(*lease);
+          co_return s;
+        }
+        if (!range_write.held.empty()) {  // ours are still being written: they may be the last
+          co_await sleep(std::chrono::milliseconds(250));
+          continue;
+        }
         std::pair<std::uint64_t, std::uint64_t> progress;
         if (!co_await with_sink("replay_progress", [&] { progress = pg.replay_progress(job); })) break;
         if (progress.first == progress.second) {
+          finished = true;
           const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
           spdlog::info("event=replay_done job={} chunks={} blocks_by_this_worker={} seconds={:.1f}", job, progress.second, mine, secs);
-          co_return kExitOk;
+          break;
         }
         // The rest is leased by other workers: wait for them, or for a lease to expire.
         co_await sleep(std::chrono::milliseconds(std::max(500, r.lease_seconds * 250)));
-        continue;
       }
-      range_write.lease = lease;
-      std::optional<schema::BlockRef> parent;
-      if (r.write_postgres && lease->first_block == r.first && r.first > 0) {
-        std::uint64_t below = r.first - 1;
-        if (!co_await with_sink("stored_block", [&] { parent = pg.stored_block(below); })) break;
-      }
-      spdlog::info("event=replay_chunk job={} blocks={}-{} worker={}", job, lease->first_block, lease->last_block, r.worker);
+      co_return std::nullopt;
+    };
+    ingest::RangeFetcher::SegmentDone done = [&](const Segment& s) -> Task<void> {
+      const sinks::PostgresSink::Lease lease = range_write.held.front();
+      if (!co_await with_sink("finish_chunk", [&] { pg.finish_chunk(lease); })) co_return;
+      range_write.held.pop_front();
+      mine += s.last - s.first + 1;
+      spdlog::info("event=replay_chunk_done job={} blocks={}-{} worker={}", job, s.first, s.last, r.worker);
+    };
+    try {
       ingest::RangeFetcher::Write write = to_sinks();
-      try {
-        auto written = co_await range.run(lease->first_block, lease->last_block, parent, std::move(write));
-        if (stop || !written || written->number != lease->last_block) break;
-      } catch (const ingest::RangeDeepReorg& d) {
-        if (parent && d.ours().number == parent->number)
-          throw Fatal{kExitReplayRefused, "the stored block " + std::to_string(parent->number) + " (" + schema::to_hex(parent->hash) +
-                                              ") is not the parent of the node's block " + std::to_string(r.first) +
-                                              ": the stored rows below the range are of another branch; start the replay lower"};
-        throw Fatal{kExitDeepReorg, std::string("deep reorg during the replay: ") + d.what()};
-      }
-      if (!co_await with_sink("finish_chunk", [&] { pg.finish_chunk(*lease); })) break;
-      mine += lease->last_block - lease->first_block + 1;
+      Task<std::optional<schema::BlockRef>> job_run = range.run_segments({r.first, r.last}, std::move(next), std::move(write), std::move(done));
+      co_await std::move(job_run);
+    } catch (const ingest::RangeDeepReorg& d) {
+      if (stored_below && d.ours().number == stored_below->number)
+        throw Fatal{kExitReplayRefused, "the stored block " + std::to_string(stored_below->number) + " (" + schema::to_hex(stored_below->hash) +
+                                            ") is not the parent of the node's block " + std::to_string(r.first) +
+                                            ": the stored rows below the range are of another branch; start the replay lower"};
+      throw Fatal{kExitDeepReorg, std::string("deep reorg during the replay: ") + d.what()};
     }
+    if (finished) co_return kExitOk;
     spdlog::info("event=replay_stopped job={} worker={} reason=\"stop requested; run the same replay again to continue\"", job, r.worker);
     co_return kExitOk;
   }
@@ -522,7 +552,7 @@ void Pipeline::request_stop() {
   impl_->pool.request_stop();
   impl_->range.request_stop();
   impl_->wake.cancel();
-  impl_->backoff_timer.cancel();
+  for (auto* timer : impl_->sleeping) timer->cancel();
 }
 
 }  // namespace chainidx::app

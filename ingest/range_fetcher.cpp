@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <exception>
+#include <deque>
 #include <map>
 #include <thread>
 
@@ -41,10 +42,15 @@ struct RangeFetcher::Impl {
   Waker sleeps;   // retry waits: woken only by the end of the run
   Stats stats;
 
-  // Per run.
-  std::optional<RangePlanner> planner;
-  std::optional<ReorderWindow> window;
-  std::uint64_t last = 0;
+  // Per run. The segment being written comes first; at most one more is fetched ahead of it.
+  struct Part {
+    Segment segment;
+    RangePlanner planner;
+    ReorderWindow window;
+  };
+  std::deque<Part> parts;
+  bool no_more_parts = false;                  // the job's source said there is no next segment
+  std::optional<schema::BlockRef> last_written;  // the last block written, or the first segment's parent
   std::map<std::uint64_t, FailureTally> tallies;  // by range start: failures of a range being retried
   std::map<std::uint64_t, unsigned> breaks;       // by block: link breaks seen
   std::size_t in_flight_bytes = 0;                // estimated answers of ranges being fetched
@@ -157,22 +163,41 @@ struct RangeFetcher::Impl {
 
   std::size_t estimate(const BlockRange& r) const { return static_cast<std::size_t>(bytes_per_block * static_cast<double>(r.size())); }
 
-  bool buffer_full() const { return window->bytes() + in_flight_bytes >= options.buffer_bytes; }
+  bool buffer_full() const {
+    std::size_t held = in_flight_bytes;
+    for (const Part& p : parts) held += p.window.bytes();
+    return held >= options.buffer_bytes;
+  }
+
+  // The part whose segment holds block n (segments do not overlap).
+  Part& part_of(std::uint64_t n) {
+    for (Part& p : parts)
+      if (n >= p.segment.first && n <= p.segment.last) return p;
+    throw std::logic_error("range engine: block " + std::to_string(n) + " is in no segment held");
+  }
+
+  // The lowest range to fetch next: from the segment being written first. When the buffer is
+  // full, only the range the writer waits for.
+  std::optional<BlockRange> next_range(std::uint64_t max_blocks) {
+    if (parts.empty()) return std::nullopt;
+    if (buffer_full()) return parts.front().planner.next(max_blocks, parts.front().window.next());
+    for (Part& p : parts)
+      if (auto r = p.planner.next(max_blocks, std::numeric_limits<std::uint64_t>::max())) return r;
+    return std::nullopt;
+  }
 
   // One of an endpoint's max_in_flight fetch loops.
   Task<void> worker(std::size_t at) {
     EndpointPool::Member& m = pool.at(at);
     if (m.batch_blocks == 0) m.batch_blocks = options.batch_blocks;
     while (!stopping) {
-      // When the buffer is full, only the range the writer waits for may be fetched.
-      const std::uint64_t start_limit = buffer_full() ? window->next() : std::numeric_limits<std::uint64_t>::max();
       // A batch's calls all go at once: never more than the endpoint's burst (two calls a block).
       const std::uint64_t burst_blocks = std::max<std::uint64_t>(1, static_cast<std::uint64_t>(m.burst / 2));
-      std::optional<BlockRange> range = planner->next(std::min(m.batch_blocks, burst_blocks), start_limit);
+      std::optional<BlockRange> range = next_range(std::min(m.batch_blocks, burst_blocks));
       if (range) {
         auto t = tallies.find(range->first);
         if (t != tallies.end() && t->second.refused(at)) {  // this endpoint refused it: leave it to the others
-          planner->give_back(*range);
+          part_of(range->first).planner.give_back(*range);
           range.reset();
         }
       }
@@ -180,11 +205,14 @@ struct RangeFetcher::Impl {
         co_await changed.wait();
         continue;
       }
+      // The last range of the last segment held is out: the job's next segment can be asked for
+      // while this one is fetched.
+      if (parts.back().planner.exhausted()) changed.wake_all();
       // A range fetched again is a retry: it needs the process-wide retry budget.
       if (tallies.contains(range->first) || breaks.contains(range->first)) {
         co_await pool.retry_allowed();
         if (stopping) {
-          planner->give_back(*range);
+          part_of(range->first).planner.give_back(*range);
           break;
         }
       } else {
@@ -204,12 +232,12 @@ struct RangeFetcher::Impl {
         ++stats.batches;
         stats.answer_bytes += answer_bytes;
         tallies.erase(range->first);
-        if (!stopping) window->put(std::move(d.blocks), answer_bytes);
+        if (!stopping) part_of(range->first).window.put(std::move(d.blocks), answer_bytes);
         changed.wake_all();
         continue;
       } catch (const RpcError& e) {
         in_flight_bytes -= estimated;
-        planner->give_back(*range);
+        part_of(range->first).planner.give_back(*range);
         ++stats.refetches;
         changed.wake_all();
         if (says_batch_too_large(e) && range->size() > 1) {
@@ -258,14 +286,14 @@ struct RangeFetcher::Impl {
   // reorganised below what was written (a deep reorg); if it is, the endpoints serve an
   // inconsistent chain, and after enough tries the range engine stops rather than loop.
   Task<void> on_break(const LinkBreak& b) {
-    planner->give_back(b.dropped);
+    parts.front().planner.give_back(b.dropped);
     ++stats.refetches;
     changed.wake_all();
     const unsigned seen = ++breaks[b.number];
     spdlog::warn("event=range_link_break block={} parent_hash={} expected_parent={} seen={}", b.number, schema::to_hex(b.parent_hash),
                  schema::to_hex(b.expected_parent), seen);
     if (seen < options.link_retries) co_return;
-    const schema::BlockRef ours = *window->parent();
+    const schema::BlockRef ours = *parts.front().window.parent();
     auto op = [n = ours.number](BlockFetcher& f) { return f.header_by_number(n); };
     std::string subject = "block " + std::to_string(ours.number);
     auto header = co_await pool.run<std::optional<schema::BlockRef>>("link_check", op, std::move(subject));
@@ -281,20 +309,53 @@ struct RangeFetcher::Impl {
                           schema::to_hex(ours.hash) + ". Not skipped: the cursor stays before it");
   }
 
-  Task<void> writer(const Write& write) {
+  // Asks the job for its next segment whenever the last one held has been handed out in full
+  // (one segment ahead of the one being written at most).
+  Task<void> feeder(const NextSegment& next) {
+    while (!stopping) {
+      if (!parts.empty() && (parts.size() >= 2 || !parts.back().planner.exhausted())) {
+        co_await changed.wait();
+        continue;
+      }
+      std::optional<Segment> s = co_await next();
+      if (!s || stopping) break;
+      if (parts.empty() && !last_written) last_written = s->parent;
+      parts.push_back(Part{*s, RangePlanner(s->first, s->last), ReorderWindow(s->first, s->parent)});
+      changed.wake_all();
+    }
+    no_more_parts = true;
+    changed.wake_all();
+  }
+
+  Task<void> writer(BlockRange overall, const Write& write, const SegmentDone& done) {
     std::optional<Clock::time_point> deadline;
     const auto started = Clock::now();
     // On a terminal the line is drawn after the first batch already, then every second.
     auto reported = options.terminal_progress ? started - std::chrono::seconds(1) : started;
-    const std::uint64_t first = window->next();
     const std::uint64_t done_before = stats.blocks, logs_before = stats.logs;
-    while (!stopping && window->next() <= last) {
-      const std::size_t ready = window->ready();
-      const bool rest_ready = ready > 0 && window->next() + ready > last;
+    while (!stopping) {
+      if (parts.empty()) {
+        if (no_more_parts) break;
+        co_await changed.wait();
+        continue;
+      }
+      Part& part = parts.front();
+      ReorderWindow& window = part.window;
+      const std::uint64_t last = part.segment.last;
+      if (window.next() > last) {  // the segment is written
+        last_written = window.parent();
+        const Segment finished = part.segment;
+        co_await done(finished);
+        parts.pop_front();
+        changed.wake_all();
+        continue;
+      }
+      const std::size_t ready = window.ready();
+      const bool rest_ready = ready > 0 && window.next() + ready > last;
       const auto now = Clock::now();
       if (ready >= options.write_blocks || rest_ready || (ready > 0 && deadline && now >= *deadline)) {
         deadline.reset();
-        ReorderWindow::Taken taken = window->take(options.write_blocks);
+        ReorderWindow::Taken taken = window.take(options.write_blocks);
         changed.wake_all();
         if (!taken.blocks.empty()) {
           const std::uint64_t count = taken.blocks.size();
@@ -303,6 +364,7 @@ struct RangeFetcher::Impl {
           std::vector<schema::Block> batch = std::move(taken.blocks);
           Task<void> written = write(std::move(batch));
           co_await std::move(written);
+          last_written = window.parent();
           stats.blocks += count;
           stats.logs += logs;
           stats.transactions += txs;
@@ -314,24 +376,22 @@ struct RangeFetcher::Impl {
         if (Clock::now() - reported >= std::chrono::seconds(options.terminal_progress ? 1 : 5)) {
           reported = Clock::now();
           const double secs = std::chrono::duration<double>(reported - started).count();
-          const double rate = static_cast<double>(stats.blocks - done_before) / std::max(secs, 1e-3);
-          const std::uint64_t left = last + 1 - window->next();
+          const std::uint64_t done_blocks = std::min(stats.blocks - done_before, overall.size());
+          const double rate = static_cast<double>(done_blocks) / std::max(secs, 1e-3);
+          const std::uint64_t left = overall.size() - done_blocks;
+          const double logs_rate = static_cast<double>(stats.logs - logs_before) / std::max(secs, 1e-3);
           if (options.terminal_progress) {
-            const std::uint64_t done = window->next() - first, total = last + 1 - first;
             std::fprintf(stderr, "\r\033[Kblocks %llu-%llu: %llu/%llu (%.0f%%), %.0f blocks/s, %.0f logs/s, ETA %.0f s",
-                         static_cast<unsigned long long>(first), static_cast<unsigned long long>(last),
-                         static_cast<unsigned long long>(done), static_cast<unsigned long long>(total),
-                         100.0 * static_cast<double>(done) / static_cast<double>(total), rate,
-                         static_cast<double>(stats.logs - logs_before) / std::max(secs, 1e-3),
+                         static_cast<unsigned long long>(overall.first), static_cast<unsigned long long>(overall.last),
+                         static_cast<unsigned long long>(done_blocks), static_cast<unsigned long long>(overall.size()),
+                         100.0 * static_cast<double>(done_blocks) / static_cast<double>(overall.size()), rate, logs_rate,
                          rate > 0 ? static_cast<double>(left) / rate : 0.0);
             std::fflush(stderr);
             progress_drawn = true;
             continue;
           }
-          spdlog::info("event=range_progress done={} total={} next={} blocks_per_s={:.0f} logs_per_s={:.0f} eta_s={:.0f}",
-                       window->next() - first, last + 1 - first, window->next(), rate,
-                       static_cast<double>(stats.logs - logs_before) / std::max(secs, 1e-3),
-                       rate > 0 ? static_cast<double>(left) / rate : 0.0);
+          spdlog::info("event=range_progress done={} total={} next={} blocks_per_s={:.0f} logs_per_s={:.0f} eta_s={:.0f}", done_blocks,
+                       overall.size(), window.next(), rate, logs_rate, rate > 0 ? static_cast<double>(left) / rate : 0.0);
         }
         continue;
       }
@@ -342,40 +402,44 @@ struct RangeFetcher::Impl {
     }
   }
 
-  Task<std::optional<schema::BlockRef>> run(std::uint64_t first, std::uint64_t last_block, std::optional<schema::BlockRef> cursor,
-                                            Write write) {
-    planner.emplace(first, last_block);
-    window.emplace(first, cursor);
-    last = last_block;
+  // Spawns a coroutine of the run; its failure stops the run and is rethrown by it.
+  template <class T>
+  void spawn(Task<T> task) {
+    ++alive;
+    asio::co_spawn(executor, std::move(task), [this](std::exception_ptr e) {
+      if (e && !error) error = e;
+      if (e) stop();
+      --alive;
+      changed.wake_all();
+    });
+  }
+
+  Task<std::optional<schema::BlockRef>> run_segments(BlockRange overall, NextSegment next, Write write, SegmentDone done) {
+    parts.clear();
+    no_more_parts = false;
+    last_written.reset();
     tallies.clear();
     breaks.clear();
     in_flight_bytes = 0;
     stopping = false;
     error = nullptr;
-    for (std::size_t i = 0; i < pool.size(); ++i) {
-      for (std::size_t k = 0; k < pool.at(i).max_in_flight; ++k) {
-        ++alive;
-        asio::co_spawn(executor, worker(i), [this](std::exception_ptr e) {
-          if (e && !error) error = e;
-          if (e) stop();
-          --alive;
-          changed.wake_all();
-        });
-      }
-    }
+    spawn(feeder(next));
+    for (std::size_t i = 0; i < pool.size(); ++i)
+      for (std::size_t k = 0; k < pool.at(i).max_in_flight; ++k) spawn(worker(i));
     try {
-      co_await writer(write);
+      co_await writer(overall, write, done);
     } catch (...) {
       if (!error) error = std::current_exception();
     }
     stop();
     while (alive > 0) co_await changed.wait();
+    parts.clear();
     if (progress_drawn) {
       std::fputc('\n', stderr);
       progress_drawn = false;
     }
     if (error) std::rethrow_exception(error);
-    co_return window->parent();
+    co_return last_written;
   }
 };
 
@@ -385,10 +449,25 @@ RangeFetcher::~RangeFetcher() = default;
 
 Task<std::optional<schema::BlockRef>> RangeFetcher::run(std::uint64_t first, std::uint64_t last, std::optional<schema::BlockRef> cursor,
                                                         Write write) {
-  return impl_->run(first, last, std::move(cursor), std::move(write));
+  bool given = false;
+  NextSegment one = [&given, first, last, cursor]() -> Task<std::optional<Segment>> {
+    if (given) co_return std::nullopt;
+    given = true;
+    co_return Segment{first, last, cursor};
+  };
+  SegmentDone nothing = [](const Segment&) -> Task<void> { co_return; };
+  const BlockRange overall{first, std::max(first, last)};
+  auto written = co_await impl_->run_segments(overall, std::move(one), std::move(write), std::move(nothing));
+  co_return written ? written : cursor;
+}
+
+Task<std::optional<schema::BlockRef>> RangeFetcher::run_segments(BlockRange overall, NextSegment next, Write write, SegmentDone done) {
+  return impl_->run_segments(overall, std::move(next), std::move(write), std::move(done));
 }
 
 void RangeFetcher::request_stop() { impl_->stop(); }
+
+bool RangeFetcher::stop_requested() const { return impl_->stopping; }
 
 void RangeFetcher::set_terminal_progress(bool on) { impl_->options.terminal_progress = on; }
 

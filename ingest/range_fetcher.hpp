@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "ingest/endpoint_pool.hpp"
+#include "ingest/range_plan.hpp"
 #include "schema/block.hpp"
 
 namespace chainidx::ingest {
@@ -61,8 +62,30 @@ class RangeFetcher {
   /// PoolError, RangeDeepReorg, or what `write` throws.
   Task<std::optional<schema::BlockRef>> run(std::uint64_t first, std::uint64_t last, std::optional<schema::BlockRef> cursor,
                                             Write write);
+
+  /// One piece of a job of several ranges: first..last, the first block linked to `parent` when
+  /// given (segments need not be adjacent).
+  struct Segment {
+    std::uint64_t first = 0;
+    std::uint64_t last = 0;
+    std::optional<schema::BlockRef> parent;
+  };
+  /// The job's next segment, or nullopt when there is none (or a stop was requested). Asked for
+  /// once every range of the segment before it has been handed out, so that fetching runs on
+  /// into it while the last batches of that one are decoded and written: one engine for the
+  /// whole job, with no drain between segments.
+  using NextSegment = std::function<Task<std::optional<Segment>>()>;
+  /// Every block of a segment has been written (called in segment order, after its last write).
+  using SegmentDone = std::function<Task<void>(const Segment&)>;
+
+  /// Runs segments from `next` until it has no more, writing each one's blocks in order
+  /// (segments in the order `next` gave them). `overall` is what the progress line counts
+  /// against. Returns the last block written. Throws as run() does, or what `next` and `done` throw.
+  Task<std::optional<schema::BlockRef>> run_segments(BlockRange overall, NextSegment next, Write write, SegmentDone done);
   /// Stops taking ranges; run() returns once the fetches and the write in progress end.
   void request_stop();
+  /// The run in progress is stopping (asked to, or because something failed).
+  bool stop_requested() const;
   /// See RangeOptions::terminal_progress.
   void set_terminal_progress(bool on);
 

@@ -568,6 +568,30 @@ void PostgresSink::write(std::span<const Block> blocks) {
   });
 }
 
+namespace {
+
+// Extends a chunk's lease by its length, or fails with kFenced when another worker holds it now.
+void renew(pqxx::work& tx, const std::string& q, const PostgresSink::Lease& lease) {
+  auto renewed = tx.exec("UPDATE " + q + ".replay_chunks SET lease_until = now() + interval '" + std::to_string(lease.seconds) +
+                         " seconds' WHERE job = " + tx.quote(lease.job) + " AND first_block = " + std::to_string(lease.first_block) +
+                         " AND worker = " + tx.quote(lease.worker) + " AND NOT done");
+  if (renewed.affected_rows() != 1)
+    throw SinkError("postgres: replay chunk " + std::to_string(lease.first_block) + "-" + std::to_string(lease.last_block) + " of job " +
+                        lease.job + " was taken over by another worker (its lease expired)",
+                    SinkError::Kind::kFenced);
+}
+
+}  // namespace
+
+void PostgresSink::renew_lease(const Lease& lease) {
+  impl_->guarded("renew replay chunk lease", [&] {
+    pqxx::connection& c = impl_->connection();
+    pqxx::work tx(c);
+    renew(tx, c.quote_name(impl_->schema), lease);
+    tx.commit();
+  });
+}
+
 void PostgresSink::write_range(std::span<const Block> blocks, const Lease* lease) {
   if (blocks.empty()) return;
   require_linked(blocks, "postgres range write");
@@ -576,15 +600,7 @@ void PostgresSink::write_range(std::span<const Block> blocks, const Lease* lease
     pqxx::connection& c = impl_->connection();
     const std::string q = c.quote_name(impl_->schema);
     pqxx::work tx(c);
-    if (lease) {
-      auto renewed = tx.exec("UPDATE " + q + ".replay_chunks SET lease_until = now() + interval '" + std::to_string(lease->seconds) +
-                             " seconds' WHERE job = " + tx.quote(lease->job) + " AND first_block = " +
-                             std::to_string(lease->first_block) + " AND worker = " + tx.quote(lease->worker) + " AND NOT done");
-      if (renewed.affected_rows() != 1)
-        throw SinkError("postgres: replay chunk " + std::to_string(lease->first_block) + "-" + std::to_string(lease->last_block) +
-                            " of job " + lease->job + " was taken over by another worker (its lease expired)",
-                        SinkError::Kind::kFenced);
-    }
+    if (lease) renew(tx, q, *lease);
     // The live writer's cursor: locked for this one transaction, so that a running `run` waits
     // at most one batch; replay never writes above it.
     auto cur = tx.exec("SELECT block_number FROM " + q + ".cursor FOR UPDATE");

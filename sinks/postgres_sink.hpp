@@ -53,6 +53,9 @@ class PostgresSink final : public Sink, public CheckpointStore {
   void plan_replay(const std::string& job, std::uint64_t first, std::uint64_t last, std::uint64_t chunk_blocks);
   /// Claims the lowest chunk of `job` that is not done and not leased (FOR UPDATE SKIP LOCKED).
   std::optional<Lease> claim_chunk(const std::string& job, const std::string& worker, int lease_seconds);
+  /// Extends a claimed chunk's lease (kFenced when it was lost): for a chunk claimed ahead of
+  /// the one being written, and for replays that write no rows.
+  void renew_lease(const Lease& lease);
   /// Marks a claimed chunk done (kFenced when the lease was lost).
   void finish_chunk(const Lease& lease);
   /// Chunks of `job`: done and in all.

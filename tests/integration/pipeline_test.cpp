@@ -740,6 +740,43 @@ TEST(Replay, TwiceOverIndexedHistoryLeavesTheSameRowsAndMarksItsMessages) {
   for (const auto& [n, count] : live) EXPECT_EQ(count, 1) << "block " << n;
 }
 
+// A job of many chunks runs through one range engine: the next chunk is claimed while the last
+// batches of the one before are fetched and written (the old way drained the engine at every
+// chunk), and each block is still written once, in order, into Postgres and Kafka.
+TEST(Replay, ChunksFollowOneAnotherThroughOneEngineWithoutADrainBetween) {
+  Peers p("replay_chunks");
+  std::mt19937 rng(39);
+  mine_backlog(p.anvil, 10, 19, rng);  // ~200 blocks
+  const std::uint64_t last = p.anvil.block_number() - 3;
+  Indexer indexer(p.dir.path(), p.anvil, p.db_url, p.broker.bootstrap(),
+                  {.confirmations = 3, .batch_blocks = 10, .pipeline_extra = "range_batch_blocks = 5\n"});
+  std::string out;
+  ASSERT_EQ(replay(indexer, 0, last, {"--chunk-blocks", "20"}, &out), 0) << out;
+  const std::uint64_t chunks = (last + 20) / 20;
+  EXPECT_NE(out.find("event=replay_done job=0-" + std::to_string(last) + " chunks=" + std::to_string(chunks) + " "), std::string::npos) << out;
+  // Chunk k+1 claimed before chunk k was done: fetching ran on from one into the next.
+  std::size_t overlapped = 0, finished = 0;
+  for (std::uint64_t k = 0; k < chunks; ++k) {
+    const std::uint64_t first = 20 * k, end = std::min(last, first + 19);
+    const auto done = out.find("event=replay_chunk_done job=0-" + std::to_string(last) + " blocks=" + std::to_string(first) + "-" +
+                               std::to_string(end) + " ");
+    if (done == std::string::npos) continue;
+    ++finished;
+    if (k + 1 == chunks) continue;
+    const auto next = out.find("event=replay_chunk job=0-" + std::to_string(last) + " blocks=" + std::to_string(first + 20) + "-");
+    if (next != std::string::npos && next < done) ++overlapped;
+  }
+  EXPECT_EQ(finished, chunks) << out;
+  EXPECT_GT(overlapped, 0u) << "every chunk was claimed only after the one before was done\n" << out;
+  EXPECT_EQ(p.db.query("SELECT count(*), count(DISTINCT number), min(number), max(number) FROM anvil.blocks")[0][1].as<std::uint64_t>(),
+            last + 1);
+  std::map<std::uint64_t, int> replayed;
+  for (const auto& [headers, number] : block_messages_with_headers(p.broker))
+    if (headers.find("chainidx_replay=") != std::string::npos) ++replayed[number];
+  EXPECT_EQ(replayed.size(), last + 1);
+  for (const auto& [n, count] : replayed) EXPECT_EQ(count, 1) << "block " << n << " published " << count << " times";
+}
+
 TEST(Replay, RefusesRangesAboveTheCursorOrTheConfirmedHeadNamingWhatToAsk) {
   Peers p("replay_refuse");
   std::mt19937 rng(32);
@@ -843,10 +880,10 @@ TEST(Replay, ThreeWorkersShareTheRangeAndAKilledOnesChunkIsFinishedByTheOthers) 
   };
   // The first worker alone, killed -9 in the middle of the job.
   auto w1 = start("w1");
-  ASSERT_TRUE(wait_until([&] { return count_of(w1->log(), "event=replay_chunk") >= 4; }, 90s)) << w1->log();
+  ASSERT_TRUE(wait_until([&] { return count_of(w1->log(), "event=replay_chunk job=") >= 4; }, 90s)) << w1->log();
   w1->signal(SIGKILL);
   w1->wait(10s);
-  const std::size_t by_w1 = count_of(w1->log(), "event=replay_chunk");
+  const std::size_t by_w1 = count_of(w1->log(), "event=replay_chunk job=");
   auto w2 = start("w2");
   auto w3 = start("w3");
   auto c2 = w2->wait(180s), c3 = w3->wait(180s);
@@ -854,12 +891,12 @@ TEST(Replay, ThreeWorkersShareTheRangeAndAKilledOnesChunkIsFinishedByTheOthers) 
   EXPECT_EQ(*c2, 0) << w2->log();
   EXPECT_EQ(*c3, 0) << w3->log();
   const std::size_t chunks = (last + 1 + 39) / 40;
-  const std::size_t by_others = count_of(w2->log(), "event=replay_chunk") + count_of(w3->log(), "event=replay_chunk");
+  const std::size_t by_others = count_of(w2->log(), "event=replay_chunk job=") + count_of(w3->log(), "event=replay_chunk job=");
   // Resumed: the chunks w1 finished were not done again; the one it held was (after its lease).
   EXPECT_LT(by_others, chunks) << "the chunks done before the kill were replayed again";
   EXPECT_GE(by_w1 + by_others, chunks);
-  EXPECT_GT(count_of(w2->log(), "event=replay_chunk"), 0u) << "w2 got no share";
-  EXPECT_GT(count_of(w3->log(), "event=replay_chunk"), 0u) << "w3 got no share";
+  EXPECT_GT(count_of(w2->log(), "event=replay_chunk job="), 0u) << "w2 got no share";
+  EXPECT_GT(count_of(w3->log(), "event=replay_chunk job="), 0u) << "w3 got no share";
   auto done = p.db.query("SELECT count(*) FILTER (WHERE done), count(*) FROM anvil.replay_chunks");
   EXPECT_EQ(done[0][0].as<std::size_t>(), chunks);
   EXPECT_EQ(done[0][1].as<std::size_t>(), chunks);

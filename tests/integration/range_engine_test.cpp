@@ -77,7 +77,9 @@ TEST(RangeEngine, InProcessWritesEveryBlockOnceInOrderLinkedAndAsTheNodeHasIt) {
     const schema::Block& b = written[n];
     ASSERT_EQ(b.number, n);
     EXPECT_EQ(schema::to_hex(b.hash), anvil.block_hash(n)) << "block " << n;
-    if (n > 0) EXPECT_EQ(b.parent_hash, written[n - 1].hash) << "block " << n;
+    if (n > 0) {
+      EXPECT_EQ(b.parent_hash, written[n - 1].hash) << "block " << n;
+    }
     logs += b.logs.size();
   }
   const std::string node_logs = anvil.rpc("eth_getLogs", "[{\"fromBlock\":\"0x0\",\"toBlock\":\"latest\"}]");

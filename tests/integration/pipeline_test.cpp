@@ -15,6 +15,7 @@
 #include <sstream>
 #include <thread>
 
+#include "blob_transaction.hpp"
 #include "fault_proxy.hpp"
 #include "harness.hpp"
 #include "ingest/header_hash.hpp"
@@ -1028,6 +1029,13 @@ TEST(Pipeline, EveryTransactionFieldIsKeptSoThatEachHashRecomputesFromItsRow) {
               "\"r\":\"0x1\",\"s\":\"0x2\"},"
               "{\"chainId\":\"0x0\",\"address\":\"0x00000000000000000000000000000000000beef3\",\"nonce\":\"0x11\",\"yParity\":\"0x1\","
               "\"r\":\"0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364140\",\"s\":\"0x3\"}]}]");
+  // Two EIP-4844 ones with a blob each, signed here (anvil's tenth dev account: the well-known
+  // test key), in the original and in the EIP-7594 (cell proofs) network form.
+  const std::string blob_key = "0x2a871d0798f97d79848a013d4936a73bf4cc922c825d33c1cf7073dff6d409c6";
+  const std::string nonce = p.anvil.rpc("eth_getTransactionCount", "[\"0xa0Ee7A142d267C1f36714E4a8F75612F20a79720\",\"pending\"]");
+  const std::uint64_t blob_nonce = std::stoull(nonce.substr(nonce.find("0x") + 2), nullptr, 16);
+  p.anvil.rpc("eth_sendRawTransaction", "[" + raw_blob_transaction(blob_key, 31337, blob_nonce, to, 6, false) + "]");
+  p.anvil.rpc("eth_sendRawTransaction", "[" + raw_blob_transaction(blob_key, 31337, blob_nonce + 1, to, 7, true) + "]");
   p.anvil.mine();
   p.anvil.mine(4);
   Indexer indexer(p.dir.path(), p.anvil, p.db_url, p.broker.bootstrap(), {.confirmations = 3});
@@ -1037,7 +1045,8 @@ TEST(Pipeline, EveryTransactionFieldIsKeptSoThatEachHashRecomputesFromItsRow) {
   auto rows = p.db.query(
       "SELECT '0x' || encode(hash, 'hex'), type, nonce, gas_price::text, max_fee_per_gas::text, max_priority_fee_per_gas::text, gas, "
       "'0x' || encode(to_address, 'hex'), value::text, '0x' || encode(input, 'hex'), v::text, r::text, s::text, y_parity, "
-      "chain_id, access_list::text, logs_bloom IS NOT NULL, authorization_list::text FROM anvil.transactions "
+      "chain_id, access_list::text, logs_bloom IS NOT NULL, authorization_list::text, max_fee_per_blob_gas::text, "
+      "blob_versioned_hashes::text FROM anvil.transactions "
       "ORDER BY block_number, transaction_index");
   std::set<int> types;
   simdjson::dom::parser parser;
@@ -1069,6 +1078,10 @@ TEST(Pipeline, EveryTransactionFieldIsKeptSoThatEachHashRecomputesFromItsRow) {
       }
     }
     EXPECT_TRUE(row[16].as<bool>()) << "the receipt's logs bloom is missing";
+    if (!row[18].is_null()) t.max_fee_per_blob_gas = u256_of_decimal(row[18].as<std::string>());
+    if (!row[19].is_null())
+      for (simdjson::dom::element h : parser.parse(row[19].as<std::string>()).get_array())
+        t.blob_versioned_hashes.push_back(fixed_of<32>(std::string(h.get_string().value())));
     if (!row[17].is_null()) {
       t.authorization_list.emplace();
       for (simdjson::dom::element e : parser.parse(row[17].as<std::string>()).get_array()) {
@@ -1086,7 +1099,8 @@ TEST(Pipeline, EveryTransactionFieldIsKeptSoThatEachHashRecomputesFromItsRow) {
     ASSERT_TRUE(h) << "type " << int(t.type);
     EXPECT_EQ(schema::to_hex(*h), row[0].as<std::string>()) << "the row of a type " << int(t.type) << " transaction does not hash to its hash";
   }
-  EXPECT_TRUE(types.contains(0) && types.contains(1) && types.contains(2) && types.contains(4)) << "anvil did not make all four types";
+  EXPECT_TRUE(types.contains(0) && types.contains(1) && types.contains(2) && types.contains(3) && types.contains(4))
+      << "anvil did not make all five types";
 }
 
 TEST(Replay, OnATerminalDrawsAProgressLineWithRateAndEta) {

@@ -7,6 +7,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 
+#include <algorithm>
 #include <exception>
 #include <random>
 
@@ -87,6 +88,92 @@ TEST(RangeEngine, InProcessWritesEveryBlockOnceInOrderLinkedAndAsTheNodeHasIt) {
   EXPECT_GT(logs, 20u);
   EXPECT_EQ(range.stats().blocks, last + 1);
   EXPECT_EQ(range.stats().logs, logs);
+}
+
+// A job of segments that are not adjacent (as a replay worker's chunks are when others hold the
+// ones between): one engine writes them in the order given, each block once, each segment's first
+// block linked to that segment's own parent; each segment is reported done after its last write,
+// and the next segment is asked for before the one before it is done.
+TEST(RangeEngine, SegmentsThatAreNotAdjacentAreWrittenInTheirOrderEachLinkedToItsOwnParent) {
+  TempDir dir;
+  Anvil anvil(dir.path());
+  anvil.deploy_emitter();
+  std::mt19937 rng(42);
+  for (int r = 0; r < 30; ++r) {
+    for (int i = 0, n = static_cast<int>(rng() % 4); i < n; ++i) anvil.send_transfer(static_cast<int>(rng() % 10), 1 + rng() % 1000);
+    anvil.mine();
+    anvil.rpc("anvil_mine", "[\"0x3\"]");
+  }
+  ASSERT_GT(anvil.block_number(), 100u);
+
+  boost::asio::io_context io;
+  ingest::PoolSettings settings;
+  settings.chain_id = 31337;
+  for (const char* name : {"first", "second"}) settings.endpoints.push_back({anvil.http_url(), name, 1e6, 1e6, 3});
+  ingest::EndpointPool pool(io.get_executor(), settings);
+  ingest::RangeOptions options;
+  options.batch_blocks = 3;
+  options.write_blocks = 5;
+  options.buffer_bytes = 64 * 1024;
+  options.decode_threads = 3;
+  ingest::RangeFetcher range(io.get_executor(), pool, options);
+
+  auto ref = [&](std::uint64_t n) {
+    schema::BlockRef r;
+    r.number = n;
+    EXPECT_TRUE(schema::parse_fixed(anvil.block_hash(n), r.hash));
+    return r;
+  };
+  using Segment = ingest::RangeFetcher::Segment;
+  // Out of order and with gaps: 60-79, then 20-39, then 90-100, then 0-9.
+  std::vector<Segment> job = {{60, 79, ref(59)}, {20, 39, ref(19)}, {90, 100, ref(89)}, {0, 9, std::nullopt}};
+  std::size_t asked = 0;
+  std::vector<std::string> events;  // "ask N" / "done N", in the order they happened
+  ingest::RangeFetcher::NextSegment next = [&]() -> ingest::Task<std::optional<Segment>> {
+    if (asked == job.size()) co_return std::nullopt;
+    events.push_back("ask " + std::to_string(asked));
+    co_return job[asked++];
+  };
+  ingest::RangeFetcher::SegmentDone done = [&](const Segment& s) -> ingest::Task<void> {
+    for (std::size_t i = 0; i < job.size(); ++i)
+      if (job[i].first == s.first) events.push_back("done " + std::to_string(i));
+    co_return;
+  };
+  std::vector<schema::Block> written;
+  ingest::RangeFetcher::Write write = [&](std::vector<schema::Block> batch) -> ingest::Task<void> {
+    for (auto& b : batch) written.push_back(std::move(b));
+    co_return;
+  };
+  std::optional<schema::BlockRef> result;
+  std::exception_ptr failure;
+  boost::asio::co_spawn(io, range.run_segments({0, 100}, std::move(next), std::move(write), std::move(done)),
+                        [&](std::exception_ptr e, std::optional<schema::BlockRef> r) {
+                          failure = e;
+                          result = r;
+                        });
+  io.run();
+  if (failure) std::rethrow_exception(failure);
+  ASSERT_TRUE(result);
+  EXPECT_EQ(result->number, 9u) << "the last block of the last segment";
+
+  std::vector<std::uint64_t> expected;
+  for (const auto& s : job)
+    for (std::uint64_t n = s.first; n <= s.last; ++n) expected.push_back(n);
+  ASSERT_EQ(written.size(), expected.size());
+  for (std::size_t i = 0; i < written.size(); ++i) {
+    ASSERT_EQ(written[i].number, expected[i]) << "write " << i;
+    EXPECT_EQ(schema::to_hex(written[i].hash), anvil.block_hash(expected[i]));
+  }
+  // Every segment done, in order, and each next one asked for before the one before was done.
+  std::vector<std::string> dones;
+  for (const auto& e : events)
+    if (e.starts_with("done")) dones.push_back(e);
+  EXPECT_EQ(dones, (std::vector<std::string>{"done 0", "done 1", "done 2", "done 3"}));
+  for (std::size_t i = 0; i + 1 < job.size(); ++i) {
+    const auto ask = std::find(events.begin(), events.end(), "ask " + std::to_string(i + 1));
+    const auto finished = std::find(events.begin(), events.end(), "done " + std::to_string(i));
+    EXPECT_LT(ask, finished) << "segment " << i + 1 << " was asked for only after segment " << i << " was done";
+  }
 }
 
 }  // namespace

@@ -44,68 +44,21 @@ if [ -z "$bin_dir" ]; then
 fi
 chainidx="$bin_dir/app/chainidx"
 chain_gen="$bin_dir/bench/chain_gen"
-anvil="$top/.deps/bin/anvil"
-pg_bin=/usr/lib/postgresql/15/bin
-clk=$(getconf CLK_TCK)
-
 cache="$top/.run/bench"
 mkdir -p "$cache"
 state="$cache/chain-$blocks-$txs-$logs_per_tx.json"
-work="$(mktemp -d /tmp/chainidx-backfill.XXXXXX)"
-chmod 755 "$work"
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  [ -d "$work/pgrun/data" ] && runuser -u postgres -- "$pg_bin/pg_ctl" -D "$work/pgrun/data" -m immediate stop >/dev/null 2>&1 || true
-  if [ "${BACKFILL_KEEP:-0}" = 1 ]; then echo "backfill: kept $work"; else rm -rf "$work"; fi
-}
-trap cleanup EXIT
-
-free_port() {  # a loopback port nothing listens on, below the ephemeral range (32768-)
-  local p
-  while :; do
-    p=$(shuf -i 20000-32000 -n 1)
-    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
-  done
-}
-rpc() { curl -sf -H 'content-type: application/json' -d "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"$2\",\"params\":$3}" "$1"; }
-wait_rpc() {  # url, pid: until the node answers (loading a long chain's state takes a while) or exits
-  for _ in $(seq 6000); do
-    rpc "$1" eth_chainId '[]' >/dev/null && return 0
-    kill -0 "$2" 2>/dev/null || return 1
-    sleep 0.1
-  done
-  return 1
-}
-cpu_of() { awk -v t="$clk" '{printf "%.1f", ($14 + $15) / t}' "/proc/$1/stat"; }
+source "$top/bench/lib.sh"
 
 # 1. The chain.
 if [ ! -s "$state" ]; then
   echo "backfill: generating $blocks blocks x $txs transactions x $logs_per_tx logs (saved to $state)"
-  for attempt in 1 2 3 4 5; do
-    port=$(free_port)
-    "$anvil" --port "$port" --host 127.0.0.1 --no-mining --timestamp 1700000000 --silent --dump-state "$state.tmp" >"$work/anvil-gen.log" 2>&1 &
-    gen_pid=$!
-    wait_rpc "http://127.0.0.1:$port" "$gen_pid" && break
-    grep -q "already in use" "$work/anvil-gen.log" && [ "$attempt" -lt 5 ] && continue
-    echo "backfill: anvil did not start: $(tail -3 "$work/anvil-gen.log")" >&2
-    exit 1
-  done
-  "$chain_gen" "http://127.0.0.1:$port" "$blocks" "$txs" "$logs_per_tx" >/dev/null
+  start_anvil "$work/anvil-gen.log" --no-mining --timestamp 1700000000 --dump-state "$state.tmp"
+  gen_pid=$anvil_pid
+  "$chain_gen" "$node" "$blocks" "$txs" "$logs_per_tx" >/dev/null
   kill -TERM "$gen_pid"; wait "$gen_pid" || true
   mv "$state.tmp" "$state"
 fi
-# Another program can take the port between the probe and anvil's bind: then try another.
-for attempt in 1 2 3 4 5; do
-  anvil_port=$(free_port)
-  "$anvil" --port "$anvil_port" --host 127.0.0.1 --no-mining --silent --load-state "$state" >"$work/anvil.log" 2>&1 &
-  anvil_pid=$!
-  node="http://127.0.0.1:$anvil_port"
-  wait_rpc "$node" "$anvil_pid" && break
-  grep -q "already in use" "$work/anvil.log" && [ "$attempt" -lt 5 ] && continue
-  echo "backfill: anvil did not start: $(tail -3 "$work/anvil.log")" >&2
-  exit 1
-done
+start_anvil "$work/anvil.log" --no-mining --load-state "$state"
 pids+=($anvil_pid)
 head=$(( $(rpc "$node" eth_blockNumber '[]' | sed 's/.*"result":"\(0x[0-9a-f]*\)".*/\1/') ))
 last=$((head - confirmations))
@@ -143,23 +96,8 @@ ceiln=$(ceiling "$in_flight")
 echo "backfill: node ceiling for these batches: $ceil1 blocks/s at 1 in flight, $ceiln at $in_flight"
 
 # 3. A fresh Postgres and dev broker, and a first chainidx run.
-mkdir -p "$work/pgrun"; chown postgres "$work/pgrun"
-runuser -u postgres -- "$pg_bin/initdb" -D "$work/pgrun/data" -A trust -U postgres >/dev/null
-for attempt in 1 2 3 4 5; do
-  pg_port=$(free_port)
-  runuser -u postgres -- "$pg_bin/pg_ctl" -D "$work/pgrun/data" -w -l "$work/pgrun/log" \
-    -o "-p $pg_port -k $work/pgrun -c listen_addresses=127.0.0.1" start >/dev/null && break
-  [ "$attempt" -lt 5 ] || { echo "backfill: Postgres did not start: $(tail -3 "$work/pgrun/log")" >&2; exit 1; }
-done
-psql -h 127.0.0.1 -p "$pg_port" -U postgres -qc "CREATE DATABASE chainidx"
-psql -h 127.0.0.1 -p "$pg_port" -U postgres -qc "CREATE DATABASE chainidx_replay"
-pg_pid=$(head -1 "$work/pgrun/data/postmaster.pid")
-"$chainidx" devbroker --bootstrap-file "$work/bootstrap" --partitions 3 \
-  --topics anvil.blocks,anvil.transactions,anvil.logs,replay.blocks,replay.transactions,replay.logs \
-  >"$work/devbroker.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 50); do [ -s "$work/bootstrap" ] && break; sleep 0.1; done
-bootstrap=$(cat "$work/bootstrap")
+start_postgres chainidx chainidx_replay
+start_devbroker anvil.blocks,anvil.transactions,anvil.logs,replay.blocks,replay.transactions,replay.logs
 cat >"$work/chainidx.toml" <<TOML
 [chain]
 name = "anvil"

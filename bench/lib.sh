@@ -1,0 +1,74 @@
+# Shared by the benchmark scripts: a scratch directory cleaned up on exit, and a node, a Postgres
+# and a dev broker of their own on free loopback ports. Source it after setting `top`.
+
+pg_bin=/usr/lib/postgresql/15/bin
+clk=$(getconf CLK_TCK)
+pids=()
+work="$(mktemp -d /tmp/chainidx-bench.XXXXXX)"
+chmod 755 "$work"
+bench_cleanup() {
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  [ -d "$work/pgrun/data" ] && runuser -u postgres -- "$pg_bin/pg_ctl" -D "$work/pgrun/data" -m immediate stop >/dev/null 2>&1 || true
+  if [ "${BENCH_KEEP:-0}" = 1 ]; then echo "bench: kept $work"; else rm -rf "$work"; fi
+}
+trap bench_cleanup EXIT
+
+free_port() {  # a loopback port nothing listens on, below the ephemeral range (32768-)
+  local p
+  while :; do
+    p=$(shuf -i 20000-32000 -n 1)
+    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
+  done
+}
+rpc() { curl -sf -H 'content-type: application/json' -d "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"$2\",\"params\":$3}" "$1"; }
+wait_rpc() {  # url, pid: until the node answers (loading a long chain's state takes a while) or exits
+  for _ in $(seq 6000); do
+    rpc "$1" eth_chainId '[]' >/dev/null && return 0
+    kill -0 "$2" 2>/dev/null || return 1
+    sleep 0.1
+  done
+  return 1
+}
+cpu_of() { awk -v t="$clk" '{printf "%.1f", ($14 + $15) / t}' "/proc/$1/stat"; }
+
+# start_anvil LOG ARGS...: anvil on a free port, its answers awaited; sets anvil_pid, anvil_port
+# and node (its HTTP URL). Another program can take the port between the probe and anvil's bind:
+# then another port is tried.
+start_anvil() {
+  local log="$1" attempt
+  shift
+  for attempt in 1 2 3 4 5; do
+    anvil_port=$(free_port)
+    "$top/.deps/bin/anvil" --port "$anvil_port" --host 127.0.0.1 --silent "$@" >"$log" 2>&1 &
+    anvil_pid=$!
+    node="http://127.0.0.1:$anvil_port"
+    wait_rpc "$node" "$anvil_pid" && return 0
+    grep -q "already in use" "$log" && [ "$attempt" -lt 5 ] && continue
+    echo "bench: anvil did not start: $(tail -3 "$log")" >&2
+    exit 1
+  done
+}
+
+# start_postgres DATABASE...: a fresh cluster with those databases; sets pg_port and pg_pid.
+start_postgres() {
+  local attempt db
+  mkdir -p "$work/pgrun"; chown postgres "$work/pgrun"
+  runuser -u postgres -- "$pg_bin/initdb" -D "$work/pgrun/data" -A trust -U postgres >/dev/null
+  for attempt in 1 2 3 4 5; do
+    pg_port=$(free_port)
+    runuser -u postgres -- "$pg_bin/pg_ctl" -D "$work/pgrun/data" -w -l "$work/pgrun/log" \
+      -o "-p $pg_port -k $work/pgrun -c listen_addresses=127.0.0.1" start >/dev/null && break
+    [ "$attempt" -lt 5 ] || { echo "bench: Postgres did not start: $(tail -3 "$work/pgrun/log")" >&2; exit 1; }
+  done
+  for db in "$@"; do psql -h 127.0.0.1 -p "$pg_port" -U postgres -qc "CREATE DATABASE $db"; done
+  pg_pid=$(head -1 "$work/pgrun/data/postmaster.pid")
+}
+
+# start_devbroker TOPICS: chainidx's development broker (librdkafka's mock cluster) with those
+# topics (comma-separated); sets bootstrap.
+start_devbroker() {
+  "$chainidx" devbroker --bootstrap-file "$work/bootstrap" --partitions 3 --topics "$1" >"$work/devbroker.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 50); do [ -s "$work/bootstrap" ] && break; sleep 0.1; done
+  bootstrap=$(cat "$work/bootstrap")
+}

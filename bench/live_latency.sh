@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# The live path's latency, head to confirmed write, on loopback: a fresh anvil mined by hand
+# (--no-mining, one block every --interval-ms with one transfer in it), a fresh Postgres and the
+# dev broker, and `chainidx run` with --confirmations; for each block N, the time from the
+# evm_mine that makes block N + confirmations to the commit that moves the cursor to N (after its
+# Kafka transaction). Prints the distribution (p50/p90/p99/max and a histogram); with --record,
+# appends it to bench/RESULTS.md. Not a test: nothing here is asserted.
+#
+#   bench/live_latency.sh [--rounds 200] [--interval-ms 500] [--confirmations 3] [--record]
+#                         [--bin-dir BUILD_DIR]   (binaries built already; no Release build)
+set -euo pipefail
+top="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$top"
+
+rounds=200 interval=500 confirmations=3 record=0 bin_dir=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --rounds) rounds="$2"; shift 2 ;;
+    --interval-ms) interval="$2"; shift 2 ;;
+    --confirmations) confirmations="$2"; shift 2 ;;
+    --record) record=1; shift ;;
+    --bin-dir) bin_dir="$2"; shift 2 ;;
+    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    *) echo "live_latency.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+if [ -z "$bin_dir" ]; then
+  bash deploy/install-deps.sh >/dev/null
+  echo "live_latency: building (Release)"
+  cmake -S . -B build-release -G Ninja -DCMAKE_BUILD_TYPE=Release -DCHAINIDX_BUILD_TESTS=OFF -DCHAINIDX_BUILD_BENCH=ON >/dev/null
+  ninja -C build-release chainidx live_latency >/dev/null
+  bin_dir="$top/build-release"
+fi
+chainidx="$bin_dir/app/chainidx"
+source "$top/bench/lib.sh"
+
+start_anvil "$work/anvil.log" --no-mining
+pids+=($anvil_pid)
+start_postgres chainidx
+start_devbroker anvil.blocks,anvil.transactions,anvil.logs
+cat >"$work/chainidx.toml" <<TOML
+[chain]
+name = "anvil"
+chain_id = 31337
+confirmations = $confirmations
+
+[[chain.endpoints]]
+ws = "ws://127.0.0.1:$anvil_port"
+http = "$node"
+requests_per_second = 1000000
+burst = 1000000
+
+[postgres]
+url = "postgresql://postgres@127.0.0.1:$pg_port/chainidx"
+
+[kafka]
+brokers = "$bootstrap"
+TOML
+CHAINIDX_LOG_LEVEL=info "$chainidx" run --config "$work/chainidx.toml" >"$work/chainidx.log" 2>&1 &
+idx_pid=$!
+pids+=($idx_pid)
+until grep -q "event=ws_subscribed" "$work/chainidx.log"; do
+  kill -0 "$idx_pid" 2>/dev/null || { echo "live_latency: chainidx exited: $(tail -5 "$work/chainidx.log")" >&2; exit 1; }
+  sleep 0.1
+done
+echo "live_latency: $rounds blocks, one every $interval ms, confirmations $confirmations"
+"$bin_dir/bench/live_latency" "$node" "host=127.0.0.1 port=$pg_port user=postgres dbname=chainidx" anvil "$confirmations" \
+  "$rounds" "$interval" >"$work/latency.us"
+kill -0 "$idx_pid" 2>/dev/null || { echo "live_latency: chainidx exited: $(tail -5 "$work/chainidx.log")" >&2; exit 1; }
+samples=$(wc -l <"$work/latency.us")
+[ "$samples" -eq $((rounds - confirmations)) ] ||
+  { echo "live_latency: $samples samples for $((rounds - confirmations)) blocks" >&2; exit 1; }
+summary=$(sort -n "$work/latency.us" | awk '
+  function pick(q,   i) { i = int(q * NR + 0.999999); if (i < 1) i = 1; if (i > NR) i = NR; return v[i] }
+  { v[NR] = $1 / 1000 }
+  END {
+    if (NR == 0) { print "| samples | 0 |"; exit 1 }
+    printf "| samples | %d |\n| p50 | %.1f ms |\n| p90 | %.1f ms |\n| p99 | %.1f ms |\n| max | %.1f ms |\n", NR, pick(0.5), pick(0.9), pick(0.99), v[NR]
+    split("5 10 20 40 60 100 1000000", edges, " ")
+    lo = 0; h = ""
+    for (e = 1; e <= 7; e++) {
+      n = 0
+      for (k = 1; k <= NR; k++) if (v[k] >= lo && v[k] < edges[e] + 0) n++
+      label = (e == 7) ? ">= " lo " ms" : lo "-" edges[e] " ms"
+      if (n) h = h label ": " n "; "
+      lo = edges[e] + 0
+    }
+    printf "| histogram | %s |\n", h
+  }')
+report=$(printf '### %s live latency: head to confirmed write\n\n`bench/live_latency.sh --rounds %s --interval-ms %s --confirmations %s`\n\n| measure | value |\n|---|---|\n%s\n' \
+  "$(date -u +%Y-%m-%d)" "$rounds" "$interval" "$confirmations" "$summary")
+echo
+echo "$report"
+if [ "$record" = 1 ]; then printf '\n%s\n' "$report" >>"$top/bench/RESULTS.md"; fi

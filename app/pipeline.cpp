@@ -144,7 +144,10 @@ struct Pipeline::Impl {
         for (; i < sinks.size(); ++i) {
           sinks::Sink* sink = sinks[i];
           failed = std::string(sink->name());
+          const auto began = std::chrono::steady_clock::now();
           co_await blocking([&] { sink->write(unwritten); });
+          spdlog::debug("event=sink_written sink={} blocks={}-{} us={}", failed, unwritten.front().number, unwritten.back().number,
+                        std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - began).count());
           attempt = 0;
         }
         break;

@@ -8,6 +8,8 @@
 #
 #   bench/live_latency.sh [--rounds 200] [--interval-ms 500] [--confirmations 3] [--record]
 #                         [--bin-dir BUILD_DIR]   (binaries built already; no Release build)
+# With BENCH_KEEP=1 the scratch directory (chainidx.log, latency.us) is kept; with
+# CHAINIDX_LOG_LEVEL=debug the log times each sink write (event=sink_written ... us=N).
 set -euo pipefail
 top="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$top"
@@ -20,7 +22,7 @@ while [ $# -gt 0 ]; do
     --confirmations) confirmations="$2"; shift 2 ;;
     --record) record=1; shift ;;
     --bin-dir) bin_dir="$2"; shift 2 ;;
-    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
     *) echo "live_latency.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -56,7 +58,7 @@ url = "postgresql://postgres@127.0.0.1:$pg_port/chainidx"
 [kafka]
 brokers = "$bootstrap"
 TOML
-CHAINIDX_LOG_LEVEL=info "$chainidx" run --config "$work/chainidx.toml" >"$work/chainidx.log" 2>&1 &
+CHAINIDX_LOG_LEVEL=${CHAINIDX_LOG_LEVEL:-info} "$chainidx" run --config "$work/chainidx.toml" >"$work/chainidx.log" 2>&1 &
 idx_pid=$!
 pids+=($idx_pid)
 until grep -q "event=ws_subscribed" "$work/chainidx.log"; do

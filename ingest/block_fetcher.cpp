@@ -20,10 +20,39 @@ std::string quoted(const std::string& s) { return "\"" + s + "\""; }
 
 }  // namespace
 
+Task<std::optional<Block>> BlockFetcher::fetch(RpcRequest block_request, std::string receipts_param, const char* what) {
+  if (!block_receipts_ || !receipts_in_batch_) {
+    std::string json = co_await rpc_.call(std::move(block_request));
+    Task<std::optional<Block>> completed = complete(std::move(json), what, std::nullopt);
+    co_return co_await std::move(completed);
+  }
+  std::vector<RpcRequest> both{std::move(block_request), RpcRequest{"eth_getBlockReceipts", "[" + receipts_param + "]"}};
+  std::vector<RpcReply> replies = co_await rpc_.batch(std::move(both));
+  if (replies[0].error_code)
+    throw RpcError(RpcError::Kind::kRpc, rpc_.endpoint() + ": " + what + ": " + replies[0].error_message, *replies[0].error_code);
+  std::optional<std::string> receipts;
+  if (replies[1].error_code) {
+    RpcError e(RpcError::Kind::kRpc, rpc_.endpoint() + ": eth_getBlockReceipts: " + replies[1].error_message, *replies[1].error_code);
+    if (!says_method_unsupported(e)) throw e;
+    // Perhaps only this form of the call is refused (a number where the node wants a hash):
+    // complete() asks by hash, as it did before batching, and falls back from there; the batch
+    // is not tried again on this endpoint.
+    receipts_in_batch_ = false;
+    spdlog::info("event=rpc_fallback endpoint={} method=eth_getBlockReceipts instead=\"separate request by hash\" reason=\"{}\"",
+                 rpc_.endpoint(), e.what());
+  } else {
+    receipts = std::move(replies[1].result);
+  }
+  Task<std::optional<Block>> completed = complete(std::move(replies[0].result), what, std::move(receipts));
+  co_return co_await std::move(completed);
+}
+
 Task<std::optional<Block>> BlockFetcher::by_number(std::uint64_t number) {
-  RpcRequest request{"eth_getBlockByNumber", "[" + quoted(schema::to_quantity_hex(number)) + ",true]"};
-  std::string json = co_await rpc_.call(std::move(request));
-  auto block = co_await complete(std::move(json), "eth_getBlockByNumber");
+  // Named first: g++ 12 mishandles temporaries with destructors inside a co_await expression.
+  const std::string n = quoted(schema::to_quantity_hex(number));
+  RpcRequest request{"eth_getBlockByNumber", "[" + n + ",true]"};
+  Task<std::optional<Block>> fetched = fetch(std::move(request), n, "eth_getBlockByNumber");
+  auto block = co_await std::move(fetched);
   if (block && block->number != number) {
     ++rejected_;
     malformed(rpc_.endpoint(), "asked for block " + std::to_string(number) + ", got " + std::to_string(block->number));
@@ -32,9 +61,10 @@ Task<std::optional<Block>> BlockFetcher::by_number(std::uint64_t number) {
 }
 
 Task<std::optional<Block>> BlockFetcher::by_hash(const schema::Hash32& hash) {
-  RpcRequest request{"eth_getBlockByHash", "[" + quoted(schema::to_hex(hash)) + ",true]"};
-  std::string json = co_await rpc_.call(std::move(request));
-  auto block = co_await complete(std::move(json), "eth_getBlockByHash");
+  const std::string h = quoted(schema::to_hex(hash));
+  RpcRequest request{"eth_getBlockByHash", "[" + h + ",true]"};
+  Task<std::optional<Block>> fetched = fetch(std::move(request), h, "eth_getBlockByHash");
+  auto block = co_await std::move(fetched);
   if (block && block->hash != hash) {
     ++rejected_;
     malformed(rpc_.endpoint(), "asked for block " + schema::to_hex(hash) + ", got " + schema::to_hex(block->hash));
@@ -42,7 +72,7 @@ Task<std::optional<Block>> BlockFetcher::by_hash(const schema::Hash32& hash) {
   co_return block;
 }
 
-Task<std::optional<Block>> BlockFetcher::complete(std::string block_json, const char* what) {
+Task<std::optional<Block>> BlockFetcher::complete(std::string block_json, const char* what, std::optional<std::string> receipts_json) {
   auto decoded = decode_block(block_json);
   if (!decoded.ok()) {
     ++rejected_;
@@ -57,7 +87,20 @@ Task<std::optional<Block>> BlockFetcher::complete(std::string block_json, const 
 
   std::vector<Receipt> receipts;
   bool have = false;
-  if (block_receipts_ && !block.transaction_hashes.empty()) {
+  if (receipts_json && !block.transaction_hashes.empty()) {
+    auto r = decode_receipts(*receipts_json);
+    if (!r.ok()) {
+      ++rejected_;
+      malformed(rpc_.endpoint(), "eth_getBlockReceipts: " + r.error().message);
+    }
+    // Asked for by number in the same batch: the chain may have moved between the two answers.
+    // Receipts of another block (or none) are not an error: they are asked for by hash below.
+    if (r->has_value() && !(*r)->empty() && (**r)[0].block_hash == block.hash) {
+      receipts = std::move(**r);
+      have = true;
+    }
+  }
+  if (!have && block_receipts_ && !block.transaction_hashes.empty()) {
     try {
       // By hash, so the receipts are of this block even if the chain moves meanwhile.
       RpcRequest request{"eth_getBlockReceipts", "[" + quoted(schema::to_hex(block.hash)) + "]"};

@@ -18,7 +18,9 @@ class BlockFetcher {
   /// (see header_hash); chains with non-Ethereum header layouts turn it off.
   explicit BlockFetcher(HttpRpcClient& rpc, bool verify_block_hash = true) : rpc_(rpc), verify_block_hash_(verify_block_hash) {}
 
-  /// nullopt when the node does not know the block (yet, or any more). Throws RpcError.
+  /// nullopt when the node does not know the block (yet, or any more). Throws RpcError. The
+  /// block and its receipts are asked for in one batch (one round trip): by number, the receipts
+  /// are checked to be the block's and asked for again by its hash when the chain moved between.
   Task<std::optional<schema::Block>> by_number(std::uint64_t number);
   Task<std::optional<schema::Block>> by_hash(const schema::Hash32& hash);
 
@@ -36,11 +38,16 @@ class BlockFetcher {
   void without_block_receipts(const RpcError& why);
 
  private:
-  Task<std::optional<schema::Block>> complete(std::string block_json, const char* what);
+  // The block request and eth_getBlockReceipts(receipts_param) in one batch, then complete().
+  Task<std::optional<schema::Block>> fetch(RpcRequest block_request, std::string receipts_param, const char* what);
+  // Decodes and checks the block and adds its receipts: those given (when they are the block's),
+  // else fetched by the block's hash, or per transaction where the node has no eth_getBlockReceipts.
+  Task<std::optional<schema::Block>> complete(std::string block_json, const char* what, std::optional<std::string> receipts_json);
 
   HttpRpcClient& rpc_;
   bool verify_block_hash_;
   bool block_receipts_ = true;  // cleared when the node says eth_getBlockReceipts does not exist
+  bool receipts_in_batch_ = true;  // cleared when the node refuses it batched with the block
   std::uint64_t rejected_ = 0;
 };
 

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 #include <pqxx/pqxx>
+#include <simdjson.h>
 
 #include <map>
 #include <random>
@@ -73,6 +74,30 @@ void expect_each_block_published_once(const std::vector<std::string>& block_mess
   std::size_t total = 0;
   for (auto& [k, n] : seen) total += static_cast<std::size_t>(n);
   EXPECT_EQ(total, expected_total) << "the topic holds blocks beyond " << through << " or off the chain";
+}
+
+std::string answer_refusing(const Anvil& anvil, const std::string& request,
+                            const std::function<bool(const std::string& method, const std::string& params)>& refuse, int code,
+                            const std::string& message, std::atomic<int>& refused) {
+  simdjson::dom::parser parser;
+  simdjson::dom::element parsed = parser.parse(request);
+  auto answer = [&](simdjson::dom::element call) {
+    const std::string id = simdjson::minify(call["id"]);
+    const std::string name(call["method"].get_string().value());
+    const std::string params = simdjson::minify(call["params"]);
+    if (!refuse(name, params)) return "{\"jsonrpc\":\"2.0\",\"id\":" + id + ",\"result\":" + anvil.rpc(name, params) + "}";
+    ++refused;
+    return "{\"jsonrpc\":\"2.0\",\"id\":" + id + ",\"error\":{\"code\":" + std::to_string(code) + ",\"message\":\"" + message + "\"}}";
+  };
+  if (!parsed.is_array()) return answer(parsed);
+  std::string out = "[";
+  for (simdjson::dom::element call : parsed.get_array()) out += (out.size() > 1 ? "," : "") + answer(call);
+  return out + "]";
+}
+
+std::string answer_without_method(const Anvil& anvil, const std::string& request, const std::string& method, int code,
+                                  const std::string& message, std::atomic<int>& refused) {
+  return answer_refusing(anvil, request, [&](const std::string& m, const std::string&) { return m == method; }, code, message, refused);
 }
 
 }  // namespace chainidx::testing

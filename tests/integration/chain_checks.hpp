@@ -1,7 +1,9 @@
 #pragma once
 // Checks shared by the fault tests: what Postgres and the topics hold against what anvil has.
 
+#include <atomic>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -24,5 +26,17 @@ void mine_transfers(const Anvil& anvil, int rounds, unsigned seed = 11);
 /// a real cluster hides them; a test that makes a transaction fail names its blocks here.
 void expect_each_block_published_once(const std::vector<std::string>& block_messages, const std::string& db_url,
                                       std::uint64_t through, std::uint64_t repeat_from = 1, std::uint64_t repeat_to = 0);
+
+/// Answers a request (one call or a batch) as `anvil` would, except that each call for which
+/// `refuse(method, params)` holds gets the JSON-RPC error (`code`, `message`), as a node without
+/// that method (or that form of it) answers it; those calls are counted in `refused`. For a
+/// FaultProxy's intercept.
+std::string answer_refusing(const Anvil& anvil, const std::string& request,
+                            const std::function<bool(const std::string& method, const std::string& params)>& refuse, int code,
+                            const std::string& message, std::atomic<int>& refused);
+
+/// answer_refusing() for every call of one method.
+std::string answer_without_method(const Anvil& anvil, const std::string& request, const std::string& method, int code,
+                                  const std::string& message, std::atomic<int>& refused);
 
 }  // namespace chainidx::testing

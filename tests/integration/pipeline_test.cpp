@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "blob_transaction.hpp"
+#include "chain_checks.hpp"
 #include "fault_proxy.hpp"
 #include "harness.hpp"
 #include "ingest/header_hash.hpp"
@@ -591,26 +592,15 @@ TEST(Range, PerTransactionReceiptsOfARangeGoInBatchesNoLargerThanTheBurst) {
     p.anvil.mine();
   }
   std::atomic<std::size_t> largest{0};
+  std::atomic<int> refused{0};
   // The node's answers, except eth_getBlockReceipts, which it answers as geth without it does.
   FaultProxy proxy(p.anvil.port(), [&](const std::string& body, std::uint64_t) -> std::optional<FaultProxy::Canned> {
     const std::size_t calls = count_of(body, "\"method\"");
     for (std::size_t seen = largest; calls > seen && !largest.compare_exchange_weak(seen, calls);) {
     }
     if (body.find("eth_getBlockReceipts") == std::string::npos) return std::nullopt;
-    simdjson::dom::parser parser;
-    simdjson::dom::element request = parser.parse(body);
-    std::string answer = "[";
-    for (simdjson::dom::element call : request.get_array()) {
-      const std::string id = simdjson::minify(call["id"]);
-      const std::string method(call["method"].get_string().value());
-      if (answer.size() > 1) answer += ",";
-      if (method == "eth_getBlockReceipts")
-        answer += "{\"jsonrpc\":\"2.0\",\"id\":" + id +
-                  ",\"error\":{\"code\":-32601,\"message\":\"the method eth_getBlockReceipts does not exist/is not available\"}}";
-      else
-        answer += "{\"jsonrpc\":\"2.0\",\"id\":" + id + ",\"result\":" + p.anvil.rpc(method, simdjson::minify(call["params"])) + "}";
-    }
-    return FaultProxy::Canned{200, answer + "]"};
+    return FaultProxy::Canned{200, answer_without_method(p.anvil, body, "eth_getBlockReceipts", -32601,
+                                                         "the method eth_getBlockReceipts does not exist/is not available", refused)};
   });
   const double rate = 12;
   Indexer indexer(p.dir.path(), p.anvil, p.db_url, p.broker.bootstrap(),

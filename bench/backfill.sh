@@ -35,19 +35,12 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-if [ -z "$bin_dir" ]; then
-  bash deploy/install-deps.sh >/dev/null
-  echo "backfill: building (Release)"
-  cmake -S . -B build-release -G Ninja -DCMAKE_BUILD_TYPE=Release -DCHAINIDX_BUILD_TESTS=OFF -DCHAINIDX_BUILD_BENCH=ON >/dev/null
-  ninja -C build-release chainidx chain_gen >/dev/null
-  bin_dir="$top/build-release"
-fi
-chainidx="$bin_dir/app/chainidx"
+source "$top/bench/lib.sh"
+bench_binaries backfill chain_gen
 chain_gen="$bin_dir/bench/chain_gen"
 cache="$top/.run/bench"
 mkdir -p "$cache"
 state="$cache/chain-$blocks-$txs-$logs_per_tx.json"
-source "$top/bench/lib.sh"
 
 # 1. The chain.
 if [ ! -s "$state" ]; then

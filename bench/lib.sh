@@ -1,5 +1,21 @@
-# Shared by the benchmark scripts: a scratch directory cleaned up on exit, and a node, a Postgres
-# and a dev broker of their own on free loopback ports. Source it after setting `top`.
+# Shared by the benchmark scripts: their binaries, a scratch directory cleaned up on exit, and a
+# node, a Postgres and a dev broker of their own on free loopback ports. Source it after setting
+# `top`; call bench_binaries first.
+
+# bench_binaries SCRIPT TARGET...: with `bin_dir` empty, installs what the build needs and builds
+# the targets (and chainidx) in build-release; sets bin_dir and chainidx.
+bench_binaries() {
+  local script="$1"
+  shift
+  if [ -z "$bin_dir" ]; then
+    bash "$top/deploy/install-deps.sh" >/dev/null
+    echo "$script: building (Release)"
+    cmake -S "$top" -B "$top/build-release" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCHAINIDX_BUILD_TESTS=OFF -DCHAINIDX_BUILD_BENCH=ON >/dev/null
+    ninja -C "$top/build-release" chainidx "$@" >/dev/null
+    bin_dir="$top/build-release"
+  fi
+  chainidx="$bin_dir/app/chainidx"
+}
 
 pg_bin=/usr/lib/postgresql/15/bin
 clk=$(getconf CLK_TCK)

@@ -26,16 +26,8 @@ while [ $# -gt 0 ]; do
     *) echo "live_latency.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
-if [ -z "$bin_dir" ]; then
-  bash deploy/install-deps.sh >/dev/null
-  echo "live_latency: building (Release)"
-  cmake -S . -B build-release -G Ninja -DCMAKE_BUILD_TYPE=Release -DCHAINIDX_BUILD_TESTS=OFF -DCHAINIDX_BUILD_BENCH=ON >/dev/null
-  ninja -C build-release chainidx live_latency >/dev/null
-  bin_dir="$top/build-release"
-fi
-chainidx="$bin_dir/app/chainidx"
 source "$top/bench/lib.sh"
-
+bench_binaries live_latency live_latency
 start_anvil "$work/anvil.log" --no-mining
 pids+=($anvil_pid)
 start_postgres chainidx

@@ -25,30 +25,46 @@ std::size_t occurrences(const std::string& text, const std::string& what) {
   return n;
 }
 
+// A chain of `rounds` x 4 blocks, a random few transfers in every fourth.
+void mine_rounds(Anvil& anvil, int rounds, unsigned seed) {
+  anvil.deploy_emitter();
+  std::mt19937 rng(seed);
+  for (int r = 0; r < rounds; ++r) {
+    for (int i = 0, n = static_cast<int>(rng() % 4); i < n; ++i) anvil.send_transfer(static_cast<int>(rng() % 10), 1 + rng() % 1000);
+    anvil.mine();
+    anvil.rpc("anvil_mine", "[\"0x3\"]");
+  }
+}
+
+// The node twice, as two providers would be, without rate limits, 3 batches in flight each.
+ingest::PoolSettings two_endpoints(const Anvil& anvil) {
+  ingest::PoolSettings settings;
+  settings.chain_id = 31337;
+  for (const char* name : {"first", "second"}) settings.endpoints.push_back({anvil.http_url(), name, 1e6, 1e6, 3});
+  return settings;
+}
+
+// Small batches and a small buffer, so that many ranges are in flight and decoded at once.
+ingest::RangeOptions small_batches(std::uint64_t batch_blocks, std::size_t write_blocks) {
+  ingest::RangeOptions options;
+  options.batch_blocks = batch_blocks;
+  options.write_blocks = write_blocks;
+  options.buffer_bytes = 64 * 1024;
+  options.decode_threads = 3;
+  return options;
+}
+
 // Two endpoints (the same node twice, as two providers would be), small batches and a small
 // buffer so that many ranges are in flight and decoded at once and put back in order.
 TEST(RangeEngine, InProcessWritesEveryBlockOnceInOrderLinkedAndAsTheNodeHasIt) {
   TempDir dir;
   Anvil anvil(dir.path());
-  anvil.deploy_emitter();
-  std::mt19937 rng(41);
-  for (int r = 0; r < 40; ++r) {
-    for (int i = 0, n = static_cast<int>(rng() % 4); i < n; ++i) anvil.send_transfer(static_cast<int>(rng() % 10), 1 + rng() % 1000);
-    anvil.mine();
-    anvil.rpc("anvil_mine", "[\"0x3\"]");
-  }
+  mine_rounds(anvil, 40, 41);
   const std::uint64_t last = anvil.block_number();
 
   boost::asio::io_context io;
-  ingest::PoolSettings settings;
-  settings.chain_id = 31337;
-  for (const char* name : {"first", "second"}) settings.endpoints.push_back({anvil.http_url(), name, 1e6, 1e6, 3});
-  ingest::EndpointPool pool(io.get_executor(), settings);
-  ingest::RangeOptions options;
-  options.batch_blocks = 4;
-  options.write_blocks = 7;
-  options.buffer_bytes = 64 * 1024;
-  options.decode_threads = 3;
+  ingest::EndpointPool pool(io.get_executor(), two_endpoints(anvil));
+  const ingest::RangeOptions options = small_batches(4, 7);
   ingest::RangeFetcher range(io.get_executor(), pool, options);
 
   std::vector<schema::Block> written;
@@ -97,26 +113,12 @@ TEST(RangeEngine, InProcessWritesEveryBlockOnceInOrderLinkedAndAsTheNodeHasIt) {
 TEST(RangeEngine, SegmentsThatAreNotAdjacentAreWrittenInTheirOrderEachLinkedToItsOwnParent) {
   TempDir dir;
   Anvil anvil(dir.path());
-  anvil.deploy_emitter();
-  std::mt19937 rng(42);
-  for (int r = 0; r < 30; ++r) {
-    for (int i = 0, n = static_cast<int>(rng() % 4); i < n; ++i) anvil.send_transfer(static_cast<int>(rng() % 10), 1 + rng() % 1000);
-    anvil.mine();
-    anvil.rpc("anvil_mine", "[\"0x3\"]");
-  }
+  mine_rounds(anvil, 30, 42);
   ASSERT_GT(anvil.block_number(), 100u);
 
   boost::asio::io_context io;
-  ingest::PoolSettings settings;
-  settings.chain_id = 31337;
-  for (const char* name : {"first", "second"}) settings.endpoints.push_back({anvil.http_url(), name, 1e6, 1e6, 3});
-  ingest::EndpointPool pool(io.get_executor(), settings);
-  ingest::RangeOptions options;
-  options.batch_blocks = 3;
-  options.write_blocks = 5;
-  options.buffer_bytes = 64 * 1024;
-  options.decode_threads = 3;
-  ingest::RangeFetcher range(io.get_executor(), pool, options);
+  ingest::EndpointPool pool(io.get_executor(), two_endpoints(anvil));
+  ingest::RangeFetcher range(io.get_executor(), pool, small_batches(3, 5));
 
   auto ref = [&](std::uint64_t n) {
     schema::BlockRef r;

@@ -109,7 +109,7 @@ TEST(RangeEngine, InProcessWritesEveryBlockOnceInOrderLinkedAndAsTheNodeHasIt) {
 // A job of segments that are not adjacent (as a replay worker's chunks are when others hold the
 // ones between): one engine writes them in the order given, each block once, each segment's first
 // block linked to that segment's own parent; each segment is reported done after its last write,
-// and the next segment is asked for before the one before it is done.
+// and the second segment is asked for before the first is done.
 TEST(RangeEngine, SegmentsThatAreNotAdjacentAreWrittenInTheirOrderEachLinkedToItsOwnParent) {
   TempDir dir;
   Anvil anvil(dir.path());
@@ -166,16 +166,17 @@ TEST(RangeEngine, SegmentsThatAreNotAdjacentAreWrittenInTheirOrderEachLinkedToIt
     ASSERT_EQ(written[i].number, expected[i]) << "write " << i;
     EXPECT_EQ(schema::to_hex(written[i].hash), anvil.block_hash(expected[i]));
   }
-  // Every segment done, in order, and each next one asked for before the one before was done.
+  // Every segment done, in order.
   std::vector<std::string> dones;
   for (const auto& e : events)
     if (e.starts_with("done")) dones.push_back(e);
   EXPECT_EQ(dones, (std::vector<std::string>{"done 0", "done 1", "done 2", "done 3"}));
-  for (std::size_t i = 0; i + 1 < job.size(); ++i) {
-    const auto ask = std::find(events.begin(), events.end(), "ask " + std::to_string(i + 1));
-    const auto finished = std::find(events.begin(), events.end(), "done " + std::to_string(i));
-    EXPECT_LT(ask, finished) << "segment " << i + 1 << " was asked for only after segment " << i << " was done";
-  }
+  // The second segment is asked for as soon as the first is handed out, while the first is still
+  // being fetched. (Later ones may wait: at most two segments are held, and writes here take no
+  // time, so the writer may finish one before the next is asked for.)
+  auto at = [&](const std::string& e) { return std::find(events.begin(), events.end(), e) - events.begin(); };
+  EXPECT_LT(at("ask 1"), at("done 0")) << "the second segment was asked for only after the first was done";
+  for (std::size_t i = 0; i < job.size(); ++i) EXPECT_LT(at("ask " + std::to_string(i)), at("done " + std::to_string(i)));
 }
 
 }  // namespace

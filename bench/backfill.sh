@@ -91,29 +91,10 @@ echo "backfill: node ceiling for these batches: $ceil1 blocks/s at 1 in flight, 
 # 3. A fresh Postgres and dev broker, and a first chainidx run.
 start_postgres chainidx chainidx_replay
 start_devbroker anvil.blocks,anvil.transactions,anvil.logs,replay.blocks,replay.transactions,replay.logs
-cat >"$work/chainidx.toml" <<TOML
-[chain]
-name = "anvil"
-chain_id = 31337
-confirmations = $confirmations
-
-[[chain.endpoints]]
-ws = "ws://127.0.0.1:$anvil_port"
-http = "$node"
-requests_per_second = 1000000
-burst = 1000000
-max_in_flight = $in_flight
-
-[postgres]
-url = "postgresql://postgres@127.0.0.1:$pg_port/chainidx"
-
-[kafka]
-brokers = "$bootstrap"
-
+write_config "$work/chainidx.toml" "max_in_flight = $in_flight" "
 [pipeline]
 batch_blocks = 200
-range_batch_blocks = $batch
-TOML
+range_batch_blocks = $batch"
 sed "s|/chainidx\"\$|/chainidx_replay\"|" "$work/chainidx.toml" >"$work/replay.toml"
 grep -q chainidx_replay "$work/replay.toml" || { echo "backfill: could not write replay.toml" >&2; exit 1; }
 pg_cpu_now() {  # the server's processes, with the backends that have exited (reaped by the postmaster)

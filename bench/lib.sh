@@ -88,3 +88,28 @@ start_devbroker() {
   for _ in $(seq 50); do [ -s "$work/bootstrap" ] && break; sleep 0.1; done
   bootstrap=$(cat "$work/bootstrap")
 }
+
+# write_config FILE EXTRA_ENDPOINT_LINES EXTRA_TABLES: a chainidx config for the node, Postgres
+# (database chainidx) and dev broker started above, with `confirmations` blocks of depth and
+# no rate limit on the node.
+write_config() {
+  cat >"$1" <<TOML
+[chain]
+name = "anvil"
+chain_id = 31337
+confirmations = $confirmations
+
+[[chain.endpoints]]
+ws = "ws://127.0.0.1:$anvil_port"
+http = "$node"
+requests_per_second = 1000000
+burst = 1000000
+$2
+[postgres]
+url = "postgresql://postgres@127.0.0.1:$pg_port/chainidx"
+
+[kafka]
+brokers = "$bootstrap"
+$3
+TOML
+}

@@ -32,24 +32,7 @@ start_anvil "$work/anvil.log" --no-mining
 pids+=($anvil_pid)
 start_postgres chainidx
 start_devbroker anvil.blocks,anvil.transactions,anvil.logs
-cat >"$work/chainidx.toml" <<TOML
-[chain]
-name = "anvil"
-chain_id = 31337
-confirmations = $confirmations
-
-[[chain.endpoints]]
-ws = "ws://127.0.0.1:$anvil_port"
-http = "$node"
-requests_per_second = 1000000
-burst = 1000000
-
-[postgres]
-url = "postgresql://postgres@127.0.0.1:$pg_port/chainidx"
-
-[kafka]
-brokers = "$bootstrap"
-TOML
+write_config "$work/chainidx.toml" "" ""
 CHAINIDX_LOG_LEVEL=${CHAINIDX_LOG_LEVEL:-info} "$chainidx" run --config "$work/chainidx.toml" >"$work/chainidx.log" 2>&1 &
 idx_pid=$!
 pids+=($idx_pid)

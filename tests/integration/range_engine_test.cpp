@@ -54,6 +54,19 @@ ingest::RangeOptions small_batches(std::uint64_t batch_blocks, std::size_t write
   return options;
 }
 
+// Runs a range engine job on `io` until it ends; what it returned, or its failure rethrown.
+std::optional<schema::BlockRef> run_to_end(boost::asio::io_context& io, ingest::Task<std::optional<schema::BlockRef>> job) {
+  std::optional<schema::BlockRef> result;
+  std::exception_ptr failure;
+  boost::asio::co_spawn(io, std::move(job), [&](std::exception_ptr e, std::optional<schema::BlockRef> r) {
+    failure = e;
+    result = r;
+  });
+  io.run();
+  if (failure) std::rethrow_exception(failure);
+  return result;
+}
+
 // Two endpoints (the same node twice, as two providers would be), small batches and a small
 // buffer so that many ranges are in flight and decoded at once and put back in order.
 TEST(RangeEngine, InProcessWritesEveryBlockOnceInOrderLinkedAndAsTheNodeHasIt) {
@@ -75,15 +88,7 @@ TEST(RangeEngine, InProcessWritesEveryBlockOnceInOrderLinkedAndAsTheNodeHasIt) {
     for (auto& b : batch) written.push_back(std::move(b));
     co_return;
   };
-  std::optional<schema::BlockRef> result;
-  std::exception_ptr failure;
-  boost::asio::co_spawn(io, range.run(0, last, std::nullopt, std::move(write)),
-                        [&](std::exception_ptr e, std::optional<schema::BlockRef> r) {
-                          failure = e;
-                          result = r;
-                        });
-  io.run();
-  if (failure) std::rethrow_exception(failure);
+  const std::optional<schema::BlockRef> result = run_to_end(io, range.run(0, last, std::nullopt, std::move(write)));
   ASSERT_TRUE(result);
   EXPECT_EQ(result->number, last);
 
@@ -146,15 +151,8 @@ TEST(RangeEngine, SegmentsThatAreNotAdjacentAreWrittenInTheirOrderEachLinkedToIt
     for (auto& b : batch) written.push_back(std::move(b));
     co_return;
   };
-  std::optional<schema::BlockRef> result;
-  std::exception_ptr failure;
-  boost::asio::co_spawn(io, range.run_segments({0, 100}, std::move(next), std::move(write), std::move(done)),
-                        [&](std::exception_ptr e, std::optional<schema::BlockRef> r) {
-                          failure = e;
-                          result = r;
-                        });
-  io.run();
-  if (failure) std::rethrow_exception(failure);
+  const std::optional<schema::BlockRef> result =
+      run_to_end(io, range.run_segments({0, 100}, std::move(next), std::move(write), std::move(done)));
   ASSERT_TRUE(result);
   EXPECT_EQ(result->number, 9u) << "the last block of the last segment";
 

@@ -151,7 +151,8 @@ Config build(const toml::table& root, const EnvLookup& env) {
   check_known(chain, "chain", {"name", "chain_id", "confirmations", "start_block", "deep_reorg_policy", "verify_block_hash",
                                "head_stall_timeout_seconds", "tls_ca_file", "endpoints", "ws_ping_interval_seconds",
                                "ws_handshake_timeout_seconds", "http_timeout_seconds", "retry_after_max_seconds",
-                               "backoff_initial_ms", "backoff_max_ms", "undecodable_after_rounds"});
+                               "backoff_initial_ms", "backoff_max_ms", "undecodable_after_rounds", "circuit_failures",
+                               "circuit_cooldown_seconds", "endpoint_max_lag_blocks", "block_interval_ms"});
   c.chain.name = *r.string(chain, "chain", "name", true, "\"mainnet\"");
   if (!std::regex_match(c.chain.name, std::regex("[a-z_][a-z0-9_]{0,62}")))
     fail("chain.name", r.shown("chain.name", c.chain.name) + " is not usable as a Postgres schema and Kafka topic prefix",
@@ -196,6 +197,14 @@ Config build(const toml::table& root, const EnvLookup& env) {
   bounded("backoff_max_ms", c.chain.backoff_max_ms, 1, 3600000, "e.g. 30000");
   bounded("undecodable_after_rounds", c.chain.undecodable_after_rounds, 1, 1000,
           "set how many times every endpoint may send a block that fails validation before the indexer stops, e.g. 5");
+  bounded("circuit_failures", c.chain.circuit_failures, 1, 1000,
+          "set how many failures in a row open an endpoint's circuit breaker, e.g. 5");
+  bounded("circuit_cooldown_seconds", c.chain.circuit_cooldown_seconds, 1, 86400,
+          "set how long an open circuit sends nothing to its endpoint before one probe, e.g. 60");
+  bounded("endpoint_max_lag_blocks", c.chain.endpoint_max_lag_blocks, 1, 100000,
+          "set how many blocks an endpoint's head may trail the best one's before it serves no head, e.g. 5");
+  bounded("block_interval_ms", c.chain.block_interval_ms, 0, 3600000,
+          "set the chain's block interval, e.g. 12000 for Ethereum, or 0 to learn it from the heads");
   if (c.chain.backoff_max_ms < c.chain.backoff_initial_ms)
     fail("chain.backoff_max_ms", "is below chain.backoff_initial_ms", "make the longest wait at least the first one");
 

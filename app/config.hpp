@@ -55,6 +55,10 @@ struct Config {
     std::uint32_t backoff_initial_ms = 200;           ///< first retry wait (RPC and WebSocket reconnects)
     std::uint32_t backoff_max_ms = 30000;             ///< longest retry wait
     std::uint32_t undecodable_after_rounds = 5;       ///< stop when every endpoint's block failed validation this often
+    std::uint32_t circuit_failures = 5;               ///< failures in a row that open an endpoint's circuit
+    std::uint32_t circuit_cooldown_seconds = 60;      ///< an open circuit sends nothing this long, then one probe
+    std::uint32_t endpoint_max_lag_blocks = 5;        ///< an endpoint further behind the best head serves no head
+    std::uint32_t block_interval_ms = 0;              ///< the chain's block interval; 0: learned from the heads
     std::vector<EndpointConfig> endpoints;
   } chain;
   struct Postgres {

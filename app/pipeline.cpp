@@ -16,6 +16,7 @@
 
 #include "ingest/endpoint_pool.hpp"
 #include "ingest/head_subscriber.hpp"
+#include "ingest/head_tracker.hpp"
 #include "ingest/range_fetcher.hpp"
 #include "reorg/block_buffer.hpp"
 
@@ -46,6 +47,8 @@ struct Pipeline::Impl {
   std::optional<reorg::BlockBuffer> buffer;
   std::optional<schema::BlockRef> latest_head;  // newest head from the subscriber, not yet given to the buffer
   std::optional<schema::BlockRef> newest_head;  // newest head seen at all (decides when to catch up by ranges)
+  ingest::HeadTracker heads;                    // block interval, polling, stale sockets, lagging endpoints
+  ingest::HeadSubscriber* head_subscriber = nullptr;  // while run() follows the head
   asio::steady_timer wake;                      // cancelled when a head arrives or a stop is requested
   std::vector<asio::steady_timer*> sleeping;     // retry waits in progress: cut short by a stop, never by a head
   bool stop = false;
@@ -66,6 +69,9 @@ struct Pipeline::Impl {
     p.retry_after_max = std::chrono::seconds(c.chain.retry_after_max_seconds);
     p.backoff = {std::chrono::milliseconds(c.chain.backoff_initial_ms), std::chrono::milliseconds(c.chain.backoff_max_ms)};
     p.undecodable_after_rounds = c.chain.undecodable_after_rounds;
+    p.circuit.failures_to_open = c.chain.circuit_failures;
+    p.circuit.cooldown = std::chrono::seconds(c.chain.circuit_cooldown_seconds);
+    p.circuit.lag_blocks = c.chain.endpoint_max_lag_blocks;
     return p;
   }
   static ingest::RangeOptions range_options(const Config& c) {
@@ -79,7 +85,9 @@ struct Pipeline::Impl {
 
   Impl(asio::io_context& io_, Config c, std::vector<sinks::Sink*> s, sinks::CheckpointStore& cp)
       : io(io_), config(std::move(c)), sinks(std::move(s)), checkpoints(cp), pool(io_.get_executor(), pool_settings(config)),
-        range(io_.get_executor(), pool, range_options(config)), wake(io_) {
+        range(io_.get_executor(), pool, range_options(config)),
+        heads(ingest::HeadTracker::Options{std::chrono::milliseconds(config.chain.block_interval_ms), config.chain.endpoint_max_lag_blocks}),
+        wake(io_) {
     backoff = {std::chrono::milliseconds(config.chain.backoff_initial_ms), std::chrono::milliseconds(config.chain.backoff_max_ms)};
     sink_backoff = {std::chrono::milliseconds(config.pipeline.sink_retry_initial_ms),
                     std::chrono::milliseconds(config.pipeline.sink_retry_max_ms)};
@@ -189,7 +197,7 @@ struct Pipeline::Impl {
     if (req.kind == reorg::FetchRequest::Kind::kByNumber) {
       auto op = [n = req.number](BlockFetcher& f) { return f.by_number(n); };
       std::string subject = "block " + std::to_string(req.number);
-      r = co_await pool.run<std::optional<schema::Block>>("fetch_by_number", op, std::move(subject));
+      r = co_await pool.run<std::optional<schema::Block>>("fetch_by_number", op, std::move(subject), req.number);
     } else {
       auto op = [h = req.hash](BlockFetcher& f) { return f.by_hash(h); };
       std::string subject = "block " + schema::to_hex(req.hash);
@@ -198,10 +206,46 @@ struct Pipeline::Impl {
     co_return r ? std::move(*r) : std::nullopt;
   }
 
+  // The head over HTTP, from the best endpoint. nullopt when stopping, or when the endpoint that
+  // answered lags behind the best head (its head is noted, not used).
   Task<std::optional<schema::BlockRef>> http_head() {
-    auto op = [](ingest::BlockFetcher& f) { return f.latest_head(); };
+    const ingest::BlockFetcher* answered = nullptr;
+    auto op = [&answered](ingest::BlockFetcher& f) {
+      answered = &f;
+      return f.latest_head();
+    };
     auto head = co_await pool.run<schema::BlockRef>("latest_head", op);
+    if (!head) co_return head;
+    const std::size_t at = pool.index_of(*answered);
+    pool.record_head(at, head->number);
+    if (!heads.on_head(head->number, ingest::HeadTracker::Source::kHttp, std::chrono::steady_clock::now())) {
+      spdlog::warn("event=lagging_endpoint endpoint={} head={} best_head={} source=http", pool.names()[at], head->number, *heads.best());
+      co_return std::nullopt;
+    }
     co_return head;
+  }
+
+  // A head from the WebSocket subscription on endpoint `at`.
+  void on_ws_head(const schema::BlockRef& head, std::size_t at) {
+    pool.record_head(at, head.number);
+    if (!heads.on_head(head.number, ingest::HeadTracker::Source::kWebSocket, std::chrono::steady_clock::now())) {
+      const std::string why = "its head " + std::to_string(head.number) + " is more than " +
+                              std::to_string(config.chain.endpoint_max_lag_blocks) + " blocks behind the best head " +
+                              std::to_string(*heads.best()) + " (chain.endpoint_max_lag_blocks)";
+      spdlog::warn("event=lagging_endpoint endpoint={} head={} best_head={} source=websocket", pool.names()[at], head.number, *heads.best());
+      head_subscriber->drop(why);
+      return;
+    }
+    latest_head = head;
+    saw_head(head);
+    wake.cancel();
+  }
+
+  void on_subscription(std::optional<std::size_t> at) {
+    heads.on_subscription(at.has_value(), std::chrono::steady_clock::now());
+    if (at) spdlog::info("event=head_source source=websocket endpoint={}", pool.names()[*at]);
+    else
+      spdlog::info("event=head_source source=http_poll poll_ms={} reason=\"no live WebSocket subscription\"", heads.poll_after().count());
   }
 
   void saw_head(const schema::BlockRef& head) {
@@ -254,7 +298,6 @@ struct Pipeline::Impl {
       saw_head(*head);
       if (!latest_head) latest_head = *head;
     }
-    const auto poll = std::chrono::milliseconds(std::max<std::int64_t>(1000, config.chain.confirmations * 1000));
     while (!stop) {
       co_await catch_up();
       if (stop) break;
@@ -263,15 +306,18 @@ struct Pipeline::Impl {
       if (!req) {
         co_await write_unwritten();
         if (stop || latest_head) continue;
-        wake.expires_after(poll);
+        // No head for a while (a block interval with no live subscription, three with one): ask
+        // over HTTP. That keeps confirmation going while every WebSocket is down, and finds a
+        // subscription that went quiet while the chain moved on.
+        wake.expires_after(heads.poll_after());
         boost::system::error_code ec;
         co_await wake.async_wait(asio::redirect_error(use_awaitable, ec));
         if (!ec && !stop) {
-          // No head for a while: ask over HTTP too, in case the subscription went quiet.
           if (auto head = co_await http_head()) {
             saw_head(*head);
-            if (!latest_head) latest_head = *head;
+            if (!latest_head || head->number > latest_head->number) latest_head = *head;
           }
+          if (auto why = heads.stale_websocket(std::chrono::steady_clock::now()); why && head_subscriber) head_subscriber->drop(*why);
         }
         continue;
       }
@@ -510,11 +556,17 @@ struct Pipeline::Impl {
     options.handshake_timeout = std::chrono::seconds(config.chain.ws_handshake_timeout_seconds);
     options.ping_interval = std::chrono::seconds(config.chain.ws_ping_interval_seconds);
     options.backoff = backoff;
+    // The subscriber's endpoints are the pool's, in the same order.
     ingest::HeadSubscriber subscriber(io.get_executor(), ws_endpoints, options, [this](const schema::BlockRef& head) {
-      latest_head = head;
-      saw_head(head);
-      wake.cancel();
+      if (head_subscriber)
+        if (auto at = head_subscriber->live_endpoint()) on_ws_head(head, *at);
     });
+    subscriber.set_on_subscription([this](std::optional<std::size_t> at) { on_subscription(at); });
+    head_subscriber = &subscriber;
+    struct Forget {
+      ingest::HeadSubscriber*& s;
+      ~Forget() { s = nullptr; }
+    } forget{head_subscriber};
     // The subscriber lives exactly as long as follow(): whichever way follow() ends, it stops
     // the subscriber, and && waits for both.
     auto follow_then_stop = [&]() -> asio::awaitable<void> {

@@ -12,12 +12,73 @@ EndpointPool::Member::Member(asio::any_io_executor ex, const PoolEndpoint& e, co
     : rpc(ex, e.http, {e.requests_per_second, e.burst, s.http_timeout, s.retry_after_max, e.name, std::max<std::size_t>(1, e.max_in_flight)}),
       fetcher(rpc, s.verify_block_hash),
       max_in_flight(std::max<std::size_t>(1, e.max_in_flight)),
-      burst(e.burst) {}
+      burst(e.burst),
+      health(s.circuit) {}
 
 EndpointPool::EndpointPool(asio::any_io_executor executor, PoolSettings settings)
-    : executor_(executor), settings_(std::move(settings)), sleeps_(executor),
+    : executor_(executor), settings_(std::move(settings)), sleeps_(executor), health_changed_(executor),
       budget_(settings_.retry_ratio, settings_.retry_floor_per_second, settings_.retry_burst, std::chrono::steady_clock::now()) {
   for (const auto& e : settings_.endpoints) members_.push_back(std::make_unique<Member>(executor_, e, settings_));
+  for (const auto& m : members_) health_.push_back(&m->health);
+}
+
+void EndpointPool::record_success(std::size_t at, std::chrono::microseconds latency) {
+  Member& m = *members_[at];
+  const bool was_closed = m.health.closed();
+  m.failures = 0;
+  m.health.on_success(latency);
+  if (!was_closed) {
+    spdlog::info("event=circuit_closed endpoint={} reason=\"the probe was answered\"", m.rpc.endpoint());
+    health_changed_.wake_all();
+  }
+}
+
+void EndpointPool::record_failure(std::size_t at, const RpcError& e) {
+  Member& m = *members_[at];
+  if (!e.retryable()) {  // a refusal says nothing about the endpoint's health
+    if (!m.health.closed()) health_changed_.wake_all();
+    m.health.on_abandoned();
+    return;
+  }
+  ++m.failures;
+  // The last endpoint with a closed circuit keeps it closed: with nowhere else to go, backoff and
+  // the retry budget pace its retries, and an open circuit would only add the cool-down.
+  bool another_closed = false;
+  for (std::size_t i = 0; i < members_.size(); ++i)
+    if (i != at && members_[i]->health.closed()) another_closed = true;
+  const bool was_probing = m.health.state(0) == EndpointState::kProbing;
+  if (m.health.on_failure(std::chrono::steady_clock::now(), std::uniform_real_distribution<double>(0, 1)(rng_), another_closed)) {
+    const auto cooldown = std::chrono::duration_cast<std::chrono::milliseconds>(m.health.open_until() - std::chrono::steady_clock::now());
+    spdlog::warn("event=circuit_open endpoint={} consecutive_failures={} cooldown_ms={} reason=\"{}\"", m.rpc.endpoint(),
+                 m.health.consecutive_failures(), cooldown.count(), was_probing ? std::string("the probe failed: ") + e.what() : e.what());
+  }
+  if (was_probing) health_changed_.wake_all();
+}
+
+std::size_t EndpointPool::index_of(const BlockFetcher& f) const {
+  for (std::size_t i = 0; i < members_.size(); ++i)
+    if (&members_[i]->fetcher == &f) return i;
+  throw std::logic_error("endpoint pool: a fetcher of no member");
+}
+
+void EndpointPool::record_head(std::size_t at, std::uint64_t block_number) { members_[at]->health.on_head(block_number); }
+
+std::uint64_t EndpointPool::best_head() const { return ingest::best_head(health_); }
+
+EndpointState EndpointPool::state(std::size_t at) const { return members_[at]->health.state(best_head()); }
+
+Task<std::optional<std::size_t>> EndpointPool::choose(EndpointChoice& choice) {
+  while (!stop_) {
+    const auto now = std::chrono::steady_clock::now();
+    if (auto at = choose_endpoint(health_, now, choice)) co_return at;
+    // Every usable endpoint has its circuit open (or its probe out): wait for the first cool-down
+    // to end, or for a probe's answer.
+    const auto probe = earliest_probe(health_, choice.excluded);
+    const auto wait = probe ? std::max(*probe - now, std::chrono::steady_clock::duration(std::chrono::milliseconds(1)))
+                            : std::chrono::steady_clock::duration(std::chrono::milliseconds(100));
+    co_await health_changed_.wait(wait);
+  }
+  co_return std::nullopt;
 }
 
 std::vector<std::string> EndpointPool::names() const {
@@ -70,6 +131,7 @@ Task<void> EndpointPool::sleep(std::chrono::milliseconds d) {
 void EndpointPool::request_stop() {
   stop_ = true;
   sleeps_.wake_all();
+  health_changed_.wake_all();
 }
 
 void EndpointPool::log_retry(const char* what, unsigned attempt, std::size_t at, std::size_t next, std::chrono::milliseconds delay,

@@ -16,6 +16,8 @@
 
 #include "ingest/backoff.hpp"
 #include "ingest/block_fetcher.hpp"
+#include "ingest/endpoint_choice.hpp"
+#include "ingest/endpoint_health.hpp"
 #include "ingest/failure_tally.hpp"
 #include "ingest/http_rpc_client.hpp"
 #include "ingest/retry_budget.hpp"
@@ -54,6 +56,7 @@ struct PoolSettings {
   std::chrono::milliseconds retry_after_max{60000};
   BackoffPolicy backoff{};
   unsigned undecodable_after_rounds = 5;
+  CircuitOptions circuit{};
   /// The process-wide retry budget (see RetryBudget): retries may add this share of the first
   /// attempts, at least `retry_floor_per_second`, with `retry_burst` saved up.
   double retry_ratio = 0.2;
@@ -72,6 +75,7 @@ class EndpointPool {
     double burst;  ///< the token bucket's burst: a batch never holds more calls than this
     bool chain_id_checked = false;
     unsigned failures = 0;  ///< consecutive failed requests (reset by a success)
+    EndpointHealth health;  ///< circuit breaker, latency, error rate, head
     std::size_t batch_blocks = 0;  ///< blocks per range batch, adapted to answers (0: not yet set)
   };
 
@@ -86,13 +90,31 @@ class EndpointPool {
   /// (its data must never be mixed in) and RpcError when it cannot answer.
   Task<void> check_chain_id(std::size_t i);
 
-  /// Runs `op` on the current endpoint until it works, failing over to the next endpoint after
-  /// each failure and backing off once a whole round failed (or as long as Retry-After says).
-  /// `what` names the request in logs, `subject` (default `what`) in a PoolError. nullopt when
-  /// a stop was requested first. Throws PoolError when the FailureTally gives up.
+  /// Runs `op` on the best endpoint (see choose_endpoint) until it works, failing over to the
+  /// next best after each failure and backing off once every endpoint failed it in a round (or
+  /// as long as Retry-After says). Endpoints whose circuit is open get nothing until their
+  /// cool-down ends. `needs_block`: the block number the request needs, so that an endpoint known
+  /// to lag below it is asked last. `what` names the request in logs, `subject` (default `what`)
+  /// in a PoolError. nullopt when a stop was requested first. Throws PoolError when the
+  /// FailureTally gives up.
   /// (g++ 12: build `op` and `subject` into named locals before co_awaiting this.)
   template <class T, class Op>
-  Task<std::optional<T>> run(const char* what, Op op, std::string subject = {});
+  Task<std::optional<T>> run(const char* what, Op op, std::string subject = {}, std::optional<std::uint64_t> needs_block = {});
+
+  /// Health bookkeeping for requests made outside run() (the range engine's). `at` answered
+  /// after `latency`; `at` failed (`e` says whether it was the endpoint's fault).
+  void record_success(std::size_t at, std::chrono::microseconds latency);
+  void record_failure(std::size_t at, const RpcError& e);
+  /// The index of the endpoint whose fetcher `f` is.
+  std::size_t index_of(const BlockFetcher& f) const;
+  /// Endpoint `at` reported `block_number` as its head.
+  void record_head(std::size_t at, std::uint64_t block_number);
+  /// The newest head any endpoint reported (0: none yet).
+  std::uint64_t best_head() const;
+  /// Endpoint `at`'s state now.
+  EndpointState state(std::size_t at) const;
+  /// Wakes when an endpoint's circuit changes (a probe answered) or a stop is requested.
+  Waker& health_changed() { return health_changed_; }
 
   /// The wait before retrying after `e`, the `attempt`-th failure in a row.
   std::chrono::milliseconds retry_delay(const RpcError& e, unsigned attempt);
@@ -116,31 +138,48 @@ class EndpointPool {
   std::vector<std::unique_ptr<Member>> members_;
   std::size_t current_ = 0;
   bool stop_ = false;
+  Waker health_changed_;
   Waker sleeps_;
   RetryBudget budget_;
   std::uint64_t retries_delayed_ = 0;
   std::chrono::steady_clock::time_point budget_logged_{};
   std::mt19937 rng_{std::random_device{}()};
+  std::vector<const EndpointHealth*> health_;  // members' health, for choose_endpoint
+
+  // The endpoint for this attempt, waiting while every usable one has its circuit open. nullopt
+  // on a stop.
+  Task<std::optional<std::size_t>> choose(EndpointChoice& choice);
 };
 
 template <class T, class Op>
-Task<std::optional<T>> EndpointPool::run(const char* what, Op op, std::string subject) {
+Task<std::optional<T>> EndpointPool::run(const char* what, Op op, std::string subject, std::optional<std::uint64_t> needs_block) {
   FailureTally tally(names(), settings_.undecodable_after_rounds);
   if (subject.empty()) subject = what;
-  for (unsigned attempt = 0; !stop_; ++attempt) {
+  EndpointChoice choice;
+  choice.excluded.assign(members_.size(), false);
+  choice.needs_block = needs_block;
+  std::vector<bool> tried(members_.size(), false);  // failed in this round
+  for (unsigned attempt = 0, round = 0; !stop_; ++attempt) {
     std::string problem;
     std::chrono::milliseconds delay{0};
-    const std::size_t at = current_;
     if (attempt == 0) first_attempt();
     else co_await retry_allowed();
+    for (std::size_t i = 0; i < members_.size(); ++i) choice.excluded[i] = tally.refused(i) || tried[i];
+    choice.current = current_;
+    auto chosen = co_await choose(choice);
+    if (!chosen) break;
+    const std::size_t at = *chosen;
+    current_ = at;
+    members_[at]->health.begin(std::chrono::steady_clock::now());
     try {
       co_await check_chain_id(at);
+      const auto began = std::chrono::steady_clock::now();
       T result = co_await op(members_[at]->fetcher);
-      members_[at]->failures = 0;
+      record_success(at, std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - began));
       co_return result;
     } catch (const RpcError& e) {
       problem = e.what();
-      ++members_[at]->failures;
+      record_failure(at, e);
       switch (tally.record(at, e)) {
         case FailureTally::Verdict::kRefusedEverywhere:
           throw PoolError(PoolError::Kind::kRefusedEverywhere, tally.refused_message(what));
@@ -149,16 +188,20 @@ Task<std::optional<T>> EndpointPool::run(const char* what, Op op, std::string su
         case FailureTally::Verdict::kRetry:
           break;
       }
-      if (e.retryable()) delay = retry_delay(e, attempt / static_cast<unsigned>(members_.size()));
+      tried[at] = true;
+      if (e.retryable()) delay = retry_delay(e, round);
     }
-    if (members_.size() > 1) {
-      // Next endpoint, skipping those that refused this request for good.
-      do current_ = (current_ + 1) % members_.size();
-      while (tally.refused(current_));
-      // Another endpoint may well answer at once; wait only when the round comes back here.
-      if (current_ > at) delay = std::chrono::milliseconds(0);
+    // Another endpoint may well answer at once; wait only once every one failed this round.
+    for (std::size_t i = 0; i < members_.size(); ++i) choice.excluded[i] = tally.refused(i) || tried[i];
+    choice.current.reset();
+    const auto next = choose_endpoint(health_, std::chrono::steady_clock::now(), choice);
+    if (next) {
+      delay = std::chrono::milliseconds(0);
+    } else {
+      std::fill(tried.begin(), tried.end(), false);
+      ++round;
     }
-    log_retry(what, attempt, at, current_, delay, problem);
+    log_retry(what, attempt, at, next.value_or(at), delay, problem);
     if (delay.count() > 0) co_await sleep(delay);
   }
   co_return std::nullopt;

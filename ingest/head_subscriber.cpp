@@ -31,6 +31,10 @@ struct HeadSubscriber::Impl {
   std::vector<Endpoint> endpoints;
   Options options;
   OnHead on_head;
+  OnSubscription on_subscription;
+  std::optional<std::size_t> live;  // the endpoint whose subscription is confirmed
+  std::size_t index = 0;            // the endpoint being connected to
+  std::string dropped;              // why drop() closed the socket
   std::uint64_t reconnects = 0;
   std::uint64_t heads = 0;
   std::uint64_t malformed = 0;
@@ -55,15 +59,25 @@ struct HeadSubscriber::Impl {
     });
   }
 
+  void went_live() {
+    live = index;
+    if (on_subscription) on_subscription(live);
+  }
+
   template <class Stream>
   Task<void> session_loop(websocket::stream<Stream>& ws, const Url& url, const std::string& name) {
     auto& lowest = beast::get_lowest_layer(ws);
     close_current = [&lowest] { lowest.cancel(); };
     ++session;
     stalled = false;
+    dropped.clear();
     struct Forget {
       Impl& s;
       ~Forget() {
+        if (s.live) {
+          s.live.reset();
+          if (s.on_subscription) s.on_subscription(std::nullopt);
+        }
         s.close_current = nullptr;
         ++s.session;
         s.stall_timer.cancel();
@@ -118,6 +132,7 @@ struct HeadSubscriber::Impl {
           attempt = 0;  // subscribed and answering: the endpoint is healthy again
           arm_stall_timer();
           spdlog::info("event=ws_subscribed endpoint={}", name);
+          went_live();
         }
         continue;
       }
@@ -126,10 +141,12 @@ struct HeadSubscriber::Impl {
         phase = "read";
         attempt = 0;
         spdlog::info("event=ws_subscribed endpoint={}", name);
+        went_live();
       }
       arm_stall_timer();
       ++heads;
       on_head(**head);
+      if (!dropped.empty()) throw std::runtime_error(dropped);  // drop() from within on_head
     }
   }
 
@@ -168,6 +185,7 @@ struct HeadSubscriber::Impl {
   // Why a connection ended, in words an operator can act on.
   std::string reason(const boost::system::error_code& ec) const {
     std::string p = phase;
+    if (!dropped.empty()) return dropped;
     if (p == "read" && stalled) return "no new head for " + said(options.stall_timeout) + " (chain.head_stall_timeout_seconds)";
     if (p == "read" && (ec == beast::error::timeout || ec == websocket::error::closed))
       return "no answer to pings for " + said(2 * options.ping_interval) + ": dead socket (chain.ws_ping_interval_seconds)";
@@ -197,6 +215,7 @@ asio::awaitable<void> HeadSubscriber::run() {
   std::size_t index = 0;
   while (!s.stopping) {
     const Endpoint& endpoint = s.endpoints[index];
+    s.index = index;
     std::string problem;
     try {
       co_await s.connect_and_follow(endpoint);
@@ -205,6 +224,10 @@ asio::awaitable<void> HeadSubscriber::run() {
       problem = s.reason(e.code());
     } catch (const std::exception& e) {
       problem = e.what();
+    }
+    if (!s.dropped.empty()) {
+      problem = s.dropped;
+      s.dropped.clear();
     }
     if (s.stopping) co_return;
     ++s.reconnects;
@@ -218,6 +241,16 @@ asio::awaitable<void> HeadSubscriber::run() {
     if (s.stopping) co_return;
   }
 }
+
+void HeadSubscriber::drop(std::string reason) {
+  if (!impl_->close_current) return;
+  impl_->dropped = std::move(reason);
+  impl_->close_current();
+}
+
+std::optional<std::size_t> HeadSubscriber::live_endpoint() const { return impl_->live; }
+
+void HeadSubscriber::set_on_subscription(OnSubscription f) { impl_->on_subscription = std::move(f); }
 
 void HeadSubscriber::stop() {
   impl_->stopping = true;

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -35,6 +36,8 @@ class HeadSubscriber {
     std::string name;  ///< for logs; empty: endpoint_label(url)
   };
   using OnHead = std::function<void(const schema::BlockRef&)>;
+  /// A subscription became live on endpoint i (its index in the list), or ended (nullopt).
+  using OnSubscription = std::function<void(std::optional<std::size_t>)>;
 
   HeadSubscriber(boost::asio::any_io_executor executor, std::vector<Endpoint> endpoints, Options options, OnHead on_head);
   ~HeadSubscriber();
@@ -46,6 +49,14 @@ class HeadSubscriber {
   /// rather than through Asio's per-operation cancellation, which Beast's websocket read does
   /// not honour in Boost 1.81. Call on the executor's thread.
   void stop();
+
+  /// Drops the live subscription now (it is stale, or its endpoint lags) and moves on to the next
+  /// endpoint; `reason` is logged as the reconnect's reason. Call on the executor's thread.
+  void drop(std::string reason);
+
+  /// The endpoint whose subscription is live (confirmed by the node), if any.
+  std::optional<std::size_t> live_endpoint() const;
+  void set_on_subscription(OnSubscription f);
 
   std::uint64_t reconnects() const;
   std::uint64_t heads_received() const;

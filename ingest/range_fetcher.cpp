@@ -191,6 +191,14 @@ struct RangeFetcher::Impl {
     EndpointPool::Member& m = pool.at(at);
     if (m.batch_blocks == 0) m.batch_blocks = options.batch_blocks;
     while (!stopping) {
+      // An open circuit: nothing goes to this endpoint until its cool-down ends; then one worker
+      // sends the probe and the others wait for its answer.
+      if (const auto now = std::chrono::steady_clock::now(); !m.health.available(now)) {
+        auto wait = std::chrono::steady_clock::duration(std::chrono::milliseconds(200));
+        if (m.health.state(0) == EndpointState::kOpen) wait = std::clamp(m.health.open_until() - now, std::chrono::steady_clock::duration(std::chrono::milliseconds(1)), wait);
+        co_await sleeps.wait(std::chrono::duration_cast<std::chrono::milliseconds>(wait));
+        continue;
+      }
       // A batch's calls all go at once: never more than the endpoint's burst (two calls a block).
       const std::uint64_t burst_blocks = std::max<std::uint64_t>(1, static_cast<std::uint64_t>(m.burst / 2));
       std::optional<BlockRange> range = next_range(std::min(m.batch_blocks, burst_blocks));
@@ -223,11 +231,15 @@ struct RangeFetcher::Impl {
       std::size_t answer_bytes = 0;
       std::string problem;
       std::chrono::milliseconds delay{0};
+      m.health.begin(std::chrono::steady_clock::now());
       try {
         co_await pool.check_chain_id(at);
+        const auto began = std::chrono::steady_clock::now();
         Decoded d = co_await fetch(m, *range, answer_bytes);
         in_flight_bytes -= estimated;
-        m.failures = 0;
+        // Latency per block, so that a batch compares with a single call.
+        pool.record_success(at, std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - began) /
+                                    static_cast<std::int64_t>(range->size()));
         adapt(m, *range, answer_bytes);
         ++stats.batches;
         stats.answer_bytes += answer_bytes;
@@ -241,11 +253,12 @@ struct RangeFetcher::Impl {
         ++stats.refetches;
         changed.wake_all();
         if (says_batch_too_large(e) && range->size() > 1) {
+          m.health.on_abandoned();
           m.batch_blocks = std::max<std::uint64_t>(1, range->size() / 2);
           spdlog::warn("event=range_batch_smaller endpoint={} batch_blocks={} reason=\"{}\"", m.rpc.endpoint(), m.batch_blocks, e.what());
           continue;
         }
-        ++m.failures;
+        pool.record_failure(at, e);
         auto [it, fresh] = tallies.try_emplace(range->first, pool.names(), pool.settings().undecodable_after_rounds);
         const std::string subject = "blocks " + std::to_string(range->first) + "-" + std::to_string(range->last);
         switch (it->second.record(at, e)) {

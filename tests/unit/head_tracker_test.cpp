@@ -1,0 +1,97 @@
+// Head liveness judged against the chain: the learned block interval, when to poll, a stale
+// socket, a lagging endpoint.
+
+#include "ingest/head_tracker.hpp"
+
+#include <gtest/gtest.h>
+
+namespace chainidx::ingest {
+namespace {
+
+using namespace std::chrono_literals;
+using Clock = HeadTracker::Clock;
+using Source = HeadTracker::Source;
+
+TEST(HeadTracker, TheBlockIntervalIsLearnedFromTheHeadsAsTheMedianGap) {
+  HeadTracker t({});
+  Clock::time_point now{};
+  EXPECT_EQ(t.block_interval(), 1000ms) << "before enough heads, the default";
+  std::uint64_t n = 10;
+  for (auto gap : {2000ms, 2000ms, 2100ms, 1900ms, 9000ms /* one late block */, 2000ms}) {
+    t.on_head(n++, Source::kWebSocket, now);
+    now += gap;
+  }
+  t.on_head(n, Source::kWebSocket, now);
+  EXPECT_EQ(t.block_interval(), 2000ms);
+  // Two blocks in one jump count as two intervals.
+  now += 4000ms;
+  t.on_head(n + 2, Source::kHttp, now);
+  EXPECT_EQ(t.block_interval(), 2000ms);
+}
+
+TEST(HeadTracker, AConfiguredIntervalWins) {
+  HeadTracker t({.block_interval = 12000ms});
+  Clock::time_point now{};
+  for (std::uint64_t n = 0; n < 10; ++n, now += 100ms) t.on_head(n, Source::kWebSocket, now);
+  EXPECT_EQ(t.block_interval(), 12000ms);
+}
+
+TEST(HeadTracker, WithoutALiveSubscriptionTheHeadIsPolledEveryIntervalAndWithOneAfterThree) {
+  HeadTracker t({.block_interval = 2000ms});
+  EXPECT_EQ(t.poll_after(), 2000ms);
+  t.on_subscription(true, Clock::time_point{});
+  EXPECT_EQ(t.poll_after(), 6000ms);
+  t.on_subscription(false, Clock::time_point{});
+  EXPECT_EQ(t.poll_after(), 2000ms);
+  HeadTracker fast({.block_interval = 10ms});
+  EXPECT_EQ(fast.poll_after(), 250ms) << "never more often than min_poll";
+}
+
+TEST(HeadTracker, ASocketQuietForThreeIntervalsWhileHttpMovesOnIsStale) {
+  HeadTracker t({.block_interval = 1000ms});
+  Clock::time_point now{};
+  t.on_subscription(true, now);
+  t.on_head(100, Source::kWebSocket, now);
+  now += 2500ms;
+  t.on_head(102, Source::kHttp, now);
+  EXPECT_EQ(t.stale_websocket(now), std::nullopt) << "quiet for less than three intervals";
+  now += 600ms;
+  auto why = t.stale_websocket(now);
+  ASSERT_TRUE(why);
+  EXPECT_NE(why->find("moved on to block 102"), std::string::npos) << *why;
+}
+
+TEST(HeadTracker, AQuietSocketOnAQuietChainIsNotStale) {
+  HeadTracker t({.block_interval = 1000ms});
+  Clock::time_point now{};
+  t.on_subscription(true, now);
+  t.on_head(100, Source::kWebSocket, now);
+  now += 10s;
+  t.on_head(100, Source::kHttp, now);  // HTTP has nothing newer either
+  EXPECT_EQ(t.stale_websocket(now), std::nullopt);
+}
+
+TEST(HeadTracker, ANewSubscriptionHasThreeIntervalsToBringItsFirstHead) {
+  HeadTracker t({.block_interval = 1000ms});
+  Clock::time_point now{};
+  t.on_head(100, Source::kHttp, now);
+  now += 10s;
+  t.on_subscription(true, now);
+  t.on_head(105, Source::kHttp, now);
+  EXPECT_EQ(t.stale_websocket(now + 2s), std::nullopt);
+  EXPECT_TRUE(t.stale_websocket(now + 3s));
+  t.on_subscription(false, now + 3s);
+  EXPECT_EQ(t.stale_websocket(now + 3s), std::nullopt) << "no subscription, nothing to drop";
+}
+
+TEST(HeadTracker, HeadsFromAnEndpointBeyondTheLagLimitAreNotUsed) {
+  HeadTracker t({.lag_blocks = 5});
+  Clock::time_point now{};
+  EXPECT_TRUE(t.on_head(120, Source::kHttp, now));
+  EXPECT_FALSE(t.on_head(100, Source::kWebSocket, now)) << "20 blocks behind";
+  EXPECT_TRUE(t.on_head(115, Source::kWebSocket, now)) << "within the limit: may be a real reorg";
+  EXPECT_EQ(t.best(), 120u);
+}
+
+}  // namespace
+}  // namespace chainidx::ingest

@@ -49,6 +49,8 @@ struct Pipeline::Impl {
   std::optional<schema::BlockRef> newest_head;  // newest head seen at all (decides when to catch up by ranges)
   ingest::HeadTracker heads;                    // block interval, polling, stale sockets, lagging endpoints
   ingest::HeadSubscriber* head_subscriber = nullptr;  // while run() follows the head
+  std::chrono::steady_clock::time_point last_survey{};  // when every endpoint's head was last asked for
+  std::vector<bool> lagging;                            // endpoints last seen lagging (logged once per change)
   asio::steady_timer wake;                      // cancelled when a head arrives or a stop is requested
   std::vector<asio::steady_timer*> sleeping;     // retry waits in progress: cut short by a stop, never by a head
   bool stop = false;
@@ -206,22 +208,10 @@ struct Pipeline::Impl {
     co_return r ? std::move(*r) : std::nullopt;
   }
 
-  // The head over HTTP, from the best endpoint. nullopt when stopping, or when the endpoint that
-  // answered lags behind the best head (its head is noted, not used).
+  // The head over HTTP, from the best endpoint (replay's check of how far it may go).
   Task<std::optional<schema::BlockRef>> http_head() {
-    const ingest::BlockFetcher* answered = nullptr;
-    auto op = [&answered](ingest::BlockFetcher& f) {
-      answered = &f;
-      return f.latest_head();
-    };
+    auto op = [](ingest::BlockFetcher& f) { return f.latest_head(); };
     auto head = co_await pool.run<schema::BlockRef>("latest_head", op);
-    if (!head) co_return head;
-    const std::size_t at = pool.index_of(*answered);
-    pool.record_head(at, head->number);
-    if (!heads.on_head(head->number, ingest::HeadTracker::Source::kHttp, std::chrono::steady_clock::now())) {
-      spdlog::warn("event=lagging_endpoint endpoint={} head={} best_head={} source=http", pool.names()[at], head->number, *heads.best());
-      co_return std::nullopt;
-    }
     co_return head;
   }
 
@@ -241,7 +231,49 @@ struct Pipeline::Impl {
     wake.cancel();
   }
 
+  // Every endpoint's head at once: the best one that does not lag becomes the newest head; an
+  // endpoint that lags is noted (it serves no head, and no block above its own head); the live
+  // subscription is dropped when it went stale while the chain moved on, or when its endpoint lags.
+  Task<void> survey_heads() {
+    last_survey = std::chrono::steady_clock::now();
+    const auto deadline = std::max(std::chrono::milliseconds(2000), 2 * heads.block_interval());
+    auto answers = co_await pool.survey_heads(deadline);
+    if (stop) co_return;
+    const auto now = std::chrono::steady_clock::now();
+    std::vector<std::size_t> order;
+    for (std::size_t i = 0; i < answers.size(); ++i)
+      if (answers[i]) order.push_back(i);
+    // The highest first, so that the others are judged against it.
+    std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return answers[a]->number > answers[b]->number; });
+    lagging.resize(answers.size(), false);
+    std::optional<schema::BlockRef> best;
+    for (std::size_t i : order) {
+      const bool lags = !heads.on_head(answers[i]->number, ingest::HeadTracker::Source::kHttp, now);
+      if (lags != lagging[i]) {
+        if (lags)
+          spdlog::warn("event=lagging_endpoint endpoint={} head={} best_head={} reason=\"more than {} blocks behind (chain.endpoint_max_lag_blocks): it serves no head, and no block above its own\"",
+                       pool.names()[i], answers[i]->number, *heads.best(), config.chain.endpoint_max_lag_blocks);
+        else
+          spdlog::info("event=endpoint_caught_up endpoint={} head={}", pool.names()[i], answers[i]->number);
+        lagging[i] = lags;
+      }
+      if (!lags && !best) best = answers[i];
+    }
+    if (best) {
+      saw_head(*best);
+      if (!latest_head || best->number > latest_head->number) latest_head = *best;
+    }
+    if (!head_subscriber) co_return;
+    if (auto why = heads.stale_websocket(now)) {
+      head_subscriber->drop(*why);
+    } else if (auto at = head_subscriber->live_endpoint(); at && *at < lagging.size() && lagging[*at]) {
+      head_subscriber->drop("its endpoint lags more than " + std::to_string(config.chain.endpoint_max_lag_blocks) +
+                            " blocks behind the best head (chain.endpoint_max_lag_blocks)");
+    }
+  }
+
   void on_subscription(std::optional<std::size_t> at) {
+    if (stop) return;
     heads.on_subscription(at.has_value(), std::chrono::steady_clock::now());
     if (at) spdlog::info("event=head_source source=websocket endpoint={}", pool.names()[*at]);
     else
@@ -294,12 +326,11 @@ struct Pipeline::Impl {
 
   Task<void> follow() {
     // Seed from HTTP so that a quiet chain still catches up before its next head.
-    if (auto head = co_await http_head()) {
-      saw_head(*head);
-      if (!latest_head) latest_head = *head;
-    }
+    co_await survey_heads();
     while (!stop) {
       co_await catch_up();
+      if (stop) break;
+      if (std::chrono::steady_clock::now() - last_survey >= heads.survey_every()) co_await survey_heads();
       if (stop) break;
       give_head_to_buffer();
       auto req = buffer->next_fetch();
@@ -312,13 +343,7 @@ struct Pipeline::Impl {
         wake.expires_after(heads.poll_after());
         boost::system::error_code ec;
         co_await wake.async_wait(asio::redirect_error(use_awaitable, ec));
-        if (!ec && !stop) {
-          if (auto head = co_await http_head()) {
-            saw_head(*head);
-            if (!latest_head || head->number > latest_head->number) latest_head = *head;
-          }
-          if (auto why = heads.stale_websocket(std::chrono::steady_clock::now()); why && head_subscriber) head_subscriber->drop(*why);
-        }
+        if (!ec && !stop) co_await survey_heads();
         continue;
       }
       auto block = co_await fetch(*req);

@@ -49,6 +49,10 @@ inline std::optional<std::size_t> choose_endpoint(std::span<const EndpointHealth
     if (need_head && c.needs_block && health[i]->head() && *health[i]->head() < *c.needs_block) return false;
     return true;
   };
+  // A probe that is due goes first: one request decides whether the endpoint is back, and
+  // without it an endpoint that scored badly during its outage would never be asked again.
+  for (std::size_t i = 0; i < health.size(); ++i)
+    if (usable(i, true) && health[i]->probe_due(now)) return i;
   for (bool need_head : {true, false}) {
     std::optional<std::size_t> pick;
     double pick_score = std::numeric_limits<double>::infinity();

@@ -68,6 +68,9 @@ class EndpointHealth {
     error_rate_ += kAlpha * (0.0 - error_rate_);
     ++samples_;
     consecutive_failures_ = 0;
+    // The probe decides: its answer closes the circuit with the outage's errors forgotten, so
+    // the endpoint competes on its latency again.
+    if (circuit_ != Circuit::kClosed) error_rate_ = 0;
     circuit_ = Circuit::kClosed;
   }
 
@@ -98,6 +101,9 @@ class EndpointHealth {
   void on_abandoned() {
     if (circuit_ == Circuit::kProbing) circuit_ = Circuit::kOpen;
   }
+
+  /// Whether the cool-down is over and the next request to this endpoint would be its probe.
+  bool probe_due(Clock::time_point now) const { return circuit_ == Circuit::kOpen && now >= open_until_; }
 
   /// Whether the circuit is closed (healthy or degraded).
   bool closed() const { return circuit_ == Circuit::kClosed; }

@@ -1,5 +1,7 @@
 #include "ingest/endpoint_pool.hpp"
 
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -64,6 +66,52 @@ std::size_t EndpointPool::index_of(const BlockFetcher& f) const {
 void EndpointPool::record_head(std::size_t at, std::uint64_t block_number) { members_[at]->health.on_head(block_number); }
 
 std::uint64_t EndpointPool::best_head() const { return ingest::best_head(health_); }
+
+// Shared by survey_heads and its requests, which may outlive it when one hangs past the deadline.
+struct EndpointPool::HeadSurvey {
+  HeadSurvey(asio::any_io_executor ex, std::size_t n) : answers(n), done(std::move(ex)) {}
+  std::vector<std::optional<schema::BlockRef>> answers;
+  std::size_t pending = 0;
+  Waker done;
+  std::exception_ptr wrong_chain;  // an endpoint of another chain: the caller must stop
+};
+
+Task<void> EndpointPool::ask_head(std::size_t at, std::shared_ptr<HeadSurvey> survey) {
+  try {
+    co_await check_chain_id(at);
+    const auto began = std::chrono::steady_clock::now();
+    schema::BlockRef head = co_await members_[at]->fetcher.latest_head();
+    record_success(at, std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - began));
+    record_head(at, head.number);
+    survey->answers[at] = head;
+  } catch (const RpcError& e) {
+    record_failure(at, e);
+    spdlog::debug("event=head_survey_failed endpoint={} reason=\"{}\"", members_[at]->rpc.endpoint(), e.what());
+  } catch (const PoolError&) {
+    survey->wrong_chain = std::current_exception();
+  }
+  if (--survey->pending == 0) survey->done.wake_all();
+}
+
+Task<std::vector<std::optional<schema::BlockRef>>> EndpointPool::survey_heads(std::chrono::milliseconds deadline) {
+  auto survey = std::make_shared<HeadSurvey>(executor_, members_.size());
+  for (std::size_t i = 0; i < members_.size(); ++i) {
+    const auto now = std::chrono::steady_clock::now();
+    if (!members_[i]->health.available(now)) continue;
+    members_[i]->health.begin(now);
+    first_attempt();
+    ++survey->pending;
+    asio::co_spawn(executor_, ask_head(i, survey), asio::detached);
+  }
+  const auto until = std::chrono::steady_clock::now() + deadline;
+  while (survey->pending > 0 && !stop_) {
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= until) break;
+    co_await survey->done.wait(until - now);
+  }
+  if (survey->wrong_chain) std::rethrow_exception(survey->wrong_chain);
+  co_return survey->answers;
+}
 
 EndpointState EndpointPool::state(std::size_t at) const { return members_[at]->health.state(best_head()); }
 

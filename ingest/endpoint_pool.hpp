@@ -111,6 +111,10 @@ class EndpointPool {
   void record_head(std::size_t at, std::uint64_t block_number);
   /// The newest head any endpoint reported (0: none yet).
   std::uint64_t best_head() const;
+  /// Asks every endpoint whose circuit lets a request through for its head, all at once, one
+  /// attempt each (a failure counts in its health, nothing is retried); each answer is recorded
+  /// as its endpoint's head. The answers by endpoint, once all came or `deadline` passed.
+  Task<std::vector<std::optional<schema::BlockRef>>> survey_heads(std::chrono::milliseconds deadline);
   /// Endpoint `at`'s state now.
   EndpointState state(std::size_t at) const;
   /// Wakes when an endpoint's circuit changes (a probe answered) or a stop is requested.
@@ -145,6 +149,11 @@ class EndpointPool {
   std::chrono::steady_clock::time_point budget_logged_{};
   std::mt19937 rng_{std::random_device{}()};
   std::vector<const EndpointHealth*> health_;  // members' health, for choose_endpoint
+
+  struct HeadSurvey;
+  // One endpoint's part of survey_heads (a member coroutine, so that its arguments live in its
+  // frame: a lambda's captures would die with the lambda).
+  Task<void> ask_head(std::size_t at, std::shared_ptr<HeadSurvey> survey);
 
   // The endpoint for this attempt, waiting while every usable one has its circuit open. nullopt
   // on a stop.

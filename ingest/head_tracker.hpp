@@ -26,6 +26,7 @@ class HeadTracker {
  public:
   using Clock = std::chrono::steady_clock;
   static constexpr unsigned kStaleIntervals = 3;
+  static constexpr unsigned kSurveyIntervals = 10;
 
   struct Options {
     std::chrono::milliseconds block_interval{0};  ///< 0: learned from the heads
@@ -80,6 +81,13 @@ class HeadTracker {
     const auto interval = block_interval();
     const auto d = ws_live_ ? interval * kStaleIntervals : interval;
     return std::clamp(d, options_.min_poll, options_.max_poll);
+  }
+
+  /// How often every endpoint's head is asked for even while heads come (to learn each
+  /// endpoint's lag and to catch a subscription on a lagging endpoint): kSurveyIntervals block
+  /// intervals, within [2 s, 60 s].
+  std::chrono::milliseconds survey_every() const {
+    return std::clamp(block_interval() * kSurveyIntervals, std::chrono::milliseconds(2000), std::chrono::milliseconds(60000));
   }
 
   /// Whether the live WebSocket is stale at `now`: it brought nothing for kStaleIntervals block

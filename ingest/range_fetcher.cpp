@@ -213,6 +213,14 @@ struct RangeFetcher::Impl {
         co_await changed.wait();
         continue;
       }
+      // An endpoint known to lag below the range leaves it to one that has it: its answer would
+      // only be missing blocks, fetched again elsewhere.
+      if (const auto head = m.health.head(); head && *head < range->last && pool.best_head() >= range->last) {
+        part_of(range->first).planner.give_back(*range);
+        changed.wake_all();
+        co_await sleeps.wait(std::chrono::milliseconds(200));
+        continue;
+      }
       // The last range of the last segment held is out: the job's next segment can be asked for
       // while this one is fetched.
       if (parts.back().planner.exhausted()) changed.wake_all();

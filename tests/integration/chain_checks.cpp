@@ -76,23 +76,31 @@ void expect_each_block_published_once(const std::vector<std::string>& block_mess
   EXPECT_EQ(total, expected_total) << "the topic holds blocks beyond " << through << " or off the chain";
 }
 
-std::string answer_refusing(const Anvil& anvil, const std::string& request,
-                            const std::function<bool(const std::string& method, const std::string& params)>& refuse, int code,
-                            const std::string& message, std::atomic<int>& refused) {
+std::string answer_calls(const Anvil& anvil, const std::string& request,
+                         const std::function<std::optional<std::string>(const std::string& method, const std::string& params)>& answer) {
   simdjson::dom::parser parser;
   simdjson::dom::element parsed = parser.parse(request);
-  auto answer = [&](simdjson::dom::element call) {
+  auto one = [&](simdjson::dom::element call) {
     const std::string id = simdjson::minify(call["id"]);
     const std::string name(call["method"].get_string().value());
     const std::string params = simdjson::minify(call["params"]);
-    if (!refuse(name, params)) return "{\"jsonrpc\":\"2.0\",\"id\":" + id + ",\"result\":" + anvil.rpc(name, params) + "}";
-    ++refused;
-    return "{\"jsonrpc\":\"2.0\",\"id\":" + id + ",\"error\":{\"code\":" + std::to_string(code) + ",\"message\":\"" + message + "\"}}";
+    const std::string body = answer(name, params).value_or("\"result\":" + anvil.rpc(name, params));
+    return "{\"jsonrpc\":\"2.0\",\"id\":" + id + "," + body + "}";
   };
-  if (!parsed.is_array()) return answer(parsed);
+  if (!parsed.is_array()) return one(parsed);
   std::string out = "[";
-  for (simdjson::dom::element call : parsed.get_array()) out += (out.size() > 1 ? "," : "") + answer(call);
+  for (simdjson::dom::element call : parsed.get_array()) out += (out.size() > 1 ? "," : "") + one(call);
   return out + "]";
+}
+
+std::string answer_refusing(const Anvil& anvil, const std::string& request,
+                            const std::function<bool(const std::string& method, const std::string& params)>& refuse, int code,
+                            const std::string& message, std::atomic<int>& refused) {
+  return answer_calls(anvil, request, [&](const std::string& method, const std::string& params) -> std::optional<std::string> {
+    if (!refuse(method, params)) return std::nullopt;
+    ++refused;
+    return "\"error\":{\"code\":" + std::to_string(code) + ",\"message\":\"" + message + "\"}";
+  });
 }
 
 std::string answer_without_method(const Anvil& anvil, const std::string& request, const std::string& method, int code,

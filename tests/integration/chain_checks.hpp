@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -26,6 +27,12 @@ void mine_transfers(const Anvil& anvil, int rounds, unsigned seed = 11);
 /// a real cluster hides them; a test that makes a transaction fail names its blocks here.
 void expect_each_block_published_once(const std::vector<std::string>& block_messages, const std::string& db_url,
                                       std::uint64_t through, std::uint64_t repeat_from = 1, std::uint64_t repeat_to = 0);
+
+/// Answers a request (one call or a batch) call by call: with `answer(method, params)`'s text
+/// (`"result":...` or `"error":{...}`) where it gives one, else as `anvil` would. For a
+/// FaultProxy's intercept.
+std::string answer_calls(const Anvil& anvil, const std::string& request,
+                         const std::function<std::optional<std::string>(const std::string& method, const std::string& params)>& answer);
 
 /// Answers a request (one call or a batch) as `anvil` would, except that each call for which
 /// `refuse(method, params)` holds gets the JSON-RPC error (`code`, `message`), as a node without

@@ -147,6 +147,7 @@ class Indexer {
     std::uint64_t confirmations = 3;
     std::uint32_t batch_blocks = 10;
     std::optional<std::string> http_url;  ///< instead of anvil's own, e.g. a FaultProxy
+    std::optional<std::string> ws_url;    ///< instead of anvil's own, e.g. a TcpRelay
     /// (ws, http) endpoints put before anvil's own, in this order.
     std::vector<std::pair<std::string, std::string>> extra_endpoints_first;
     /// Extra lines for the [chain], [kafka] and [pipeline] tables.

@@ -1,0 +1,199 @@
+// Head tracking when the WebSocket side fails, against real anvil behind an in-process relay:
+// every socket down (heads by HTTP polling, then back), a half-open socket, a socket that
+// answers pings but brings no head while the chain moves on. Each ends with Postgres and the
+// topics equal to the node's chain.
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <csignal>
+#include <thread>
+
+#include "chain_checks.hpp"
+#include "fake_ws_node.hpp"
+#include "fault_proxy.hpp"
+#include "harness.hpp"
+#include "tcp_relay.hpp"
+
+namespace chainidx::testing {
+namespace {
+
+struct Chain {
+  TempDir dir;
+  Anvil anvil{dir.path()};
+  DevBroker broker{dir.path(), "anvil"};
+  std::string emitter = anvil.deploy_emitter();
+};
+
+// Mines a block with two transfers every `interval` on its own thread until destroyed.
+class Miner {
+ public:
+  Miner(const Anvil& anvil, std::chrono::milliseconds interval)
+      : thread_([this, &anvil, interval] {
+          unsigned seed = 1;
+          while (!stop_) {
+            mine_transfers(anvil, 1, seed++);
+            std::this_thread::sleep_for(interval);
+          }
+        }) {}
+  ~Miner() { stop(); }
+  void stop() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+std::string to_hex_number(std::uint64_t n) {
+  char buf[20];
+  std::snprintf(buf, sizeof buf, "%llx", static_cast<unsigned long long>(n));
+  return buf;
+}
+
+std::size_t count_of(const std::string& text, const std::string& what) {
+  std::size_t n = 0;
+  for (auto at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
+// Stops mining, waits for the indexer to confirm the head, stops it and checks every row and
+// message against the node.
+void finish(Chain& run, Miner& miner, Indexer& indexer, const std::string& db) {
+  miner.stop();
+  const std::uint64_t head = run.anvil.block_number();
+  ASSERT_TRUE(wait_until([&] { return cursor_of(db) >= head - 3; }, 60s)) << indexer.log();
+  EXPECT_EQ(indexer.stop(SIGTERM), 0) << indexer.log();
+  expect_postgres_hashes_equal_anvil(db, run.anvil);
+  expect_each_block_published_once(run.broker.consume("anvil.blocks"), db, head - 3);
+}
+
+TEST(HeadTracking, WhileEveryWebSocketIsDownHeadsComeByPollingAndTheSubscriptionReturnsWithNoGap) {
+  Chain run;
+  TcpRelay relay(run.anvil.port());
+  const std::string db = Postgres::instance().create_database("ws_down_polling");
+  Indexer indexer(run.dir.path(), run.anvil, db, run.broker.bootstrap(),
+                  {.ws_url = relay.ws_url(), .chain_extra = "block_interval_ms = 300\nbackoff_initial_ms = 100\nbackoff_max_ms = 1000\n"});
+  indexer.start();
+  Miner miner(run.anvil, 300ms);
+  ASSERT_TRUE(wait_until([&] { return count_of(indexer.log(), "event=head_source source=websocket") == 1 && cursor_of(db) >= 3; }, 30s))
+      << indexer.log();
+
+  relay.set_mode(TcpRelay::Mode::kDown);
+  ASSERT_TRUE(wait_until([&] { return indexer.log().find("event=head_source source=http_poll") != std::string::npos; }, 10s))
+      << indexer.log();
+  const std::uint64_t at_down = cursor_of(db);
+  // Confirmation goes on at the chain's pace: polled once a block interval, the cursor stays
+  // within a few blocks of head - confirmations (a fixed 3 s poll would leave it 10 behind).
+  std::uint64_t worst_lag = 0;
+  for (int i = 0; i < 16; ++i) {
+    std::this_thread::sleep_for(400ms);
+    const std::uint64_t head = run.anvil.block_number();
+    const std::uint64_t cursor = cursor_of(db);
+    worst_lag = std::max(worst_lag, head - 3 > cursor ? head - 3 - cursor : 0);
+  }
+  EXPECT_GE(cursor_of(db), at_down + 10) << "confirmation stopped while every WebSocket was down";
+  EXPECT_LE(worst_lag, 4u) << "heads were polled too seldom while every WebSocket was down";
+  EXPECT_GE(relay.connections(), 3) << "the subscriber stopped reconnecting";
+
+  relay.set_mode(TcpRelay::Mode::kPass);
+  ASSERT_TRUE(wait_until([&] { return count_of(indexer.log(), "event=head_source source=websocket") == 2; }, 15s)) << indexer.log();
+  std::this_thread::sleep_for(1500ms);  // heads by WebSocket again for a while
+  ASSERT_NO_FATAL_FAILURE(finish(run, miner, indexer, db));
+}
+
+TEST(HeadTracking, AHalfOpenSocketWhosePingsNobodyAnswersIsFoundWithinTwoPingIntervals) {
+  Chain run;
+  TcpRelay relay(run.anvil.port());
+  const std::string db = Postgres::instance().create_database("ws_half_open");
+  Indexer indexer(run.dir.path(), run.anvil, db, run.broker.bootstrap(),
+                  {.ws_url = relay.ws_url(),
+                   .chain_extra = "ws_ping_interval_seconds = 1\nws_handshake_timeout_seconds = 2\nhead_stall_timeout_seconds = 600\n"
+                                  "backoff_initial_ms = 100\nbackoff_max_ms = 500\n"});
+  indexer.start();
+  Miner miner(run.anvil, 300ms);
+  ASSERT_TRUE(wait_until([&] { return indexer.log().find("event=head_source source=websocket") != std::string::npos && cursor_of(db) >= 3; }, 30s))
+      << indexer.log();
+  miner.stop();  // a quiet chain: only the pings can tell the socket is dead
+  relay.set_mode(TcpRelay::Mode::kBlackhole);
+  const auto blackholed = std::chrono::steady_clock::now();
+  ASSERT_TRUE(wait_until([&] { return indexer.log().find("no answer to pings for 2 s: dead socket") != std::string::npos; }, 10s))
+      << indexer.log();
+  const auto found = std::chrono::steady_clock::now() - blackholed;
+  // Two intervals of silence, plus the 100 ms of this test's polling and a margin for the
+  // timer's granularity (Beast checks the idle timeout once per half interval).
+  EXPECT_LE(found, 3500ms) << std::chrono::duration_cast<std::chrono::milliseconds>(found).count() << " ms";
+  relay.set_mode(TcpRelay::Mode::kPass);
+  Miner again(run.anvil, 300ms);
+  ASSERT_TRUE(wait_until([&] { return count_of(indexer.log(), "event=head_source source=websocket") >= 2; }, 15s)) << indexer.log();
+  ASSERT_NO_FATAL_FAILURE(finish(run, again, indexer, db));
+}
+
+TEST(HeadTracking, ASocketThatAnswersPingsButBringsNoHeadIsDroppedOnceTheHttpHeadMovesOn) {
+  Chain run;
+  FakeWsNode idle(FakeWsNode::Behaviour::kIdle);  // subscribes, answers pings, sends no head
+  const std::string db = Postgres::instance().create_database("ws_idle_stale");
+  Indexer indexer(run.dir.path(), run.anvil, db, run.broker.bootstrap(),
+                  {.extra_endpoints_first = {{"ws://127.0.0.1:" + std::to_string(idle.port()), run.anvil.http_url()}},
+                   .chain_extra = "block_interval_ms = 300\nhead_stall_timeout_seconds = 600\nbackoff_initial_ms = 100\n"});
+  indexer.start();
+  ASSERT_TRUE(wait_until([&] { return idle.connections() >= 1 && indexer.log().find("event=head_source source=websocket") != std::string::npos; }, 30s))
+      << indexer.log();
+  Miner miner(run.anvil, 300ms);
+  // Three block intervals without a head while HTTP moves on: dropped, long before the 600 s
+  // head-stall timeout, and the next endpoint's subscription brings the heads.
+  ASSERT_TRUE(wait_until([&] { return indexer.log().find("while the HTTP head moved on to block") != std::string::npos; }, 10s))
+      << indexer.log();
+  ASSERT_TRUE(wait_until([&] { return count_of(indexer.log(), "event=head_source source=websocket") >= 2; }, 10s)) << indexer.log();
+  std::this_thread::sleep_for(1500ms);
+  ASSERT_NO_FATAL_FAILURE(finish(run, miner, indexer, db));
+}
+
+// The first endpoint is a node stuck at block X (its HTTP head stays at X and it has no block
+// above; its WebSocket subscribes and brings nothing) while the chain goes 20 and more blocks
+// on. It must serve no head and no block above X: no false reorg, no block asked of it above X.
+TEST(HeadTracking, AnEndpointStuckTwentyBlocksBehindServesNoHeadOrBlockAboveItAndCausesNoFalseReorg) {
+  Chain run;
+  mine_transfers(run.anvil, 5);
+  const std::uint64_t stuck_at = run.anvil.block_number();
+  auto number_in = [](const std::string& params) -> std::optional<std::uint64_t> {
+    if (params.rfind("[\"0x", 0) != 0) return std::nullopt;
+    const std::string digits = params.substr(4, params.find('"', 4) - 4);
+    if (digits.size() > 16) return std::nullopt;  // a block hash, not a number
+    return std::stoull(digits, nullptr, 16);
+  };
+  std::atomic<int> asked_above{0};
+  FaultProxy frozen(run.anvil.port(), [&](const std::string& body, std::uint64_t) -> std::optional<FaultProxy::Canned> {
+    std::string answer = answer_calls(run.anvil, body, [&](const std::string& method, const std::string& params) -> std::optional<std::string> {
+      if (method == "eth_blockNumber") return "\"result\":\"0x" + to_hex_number(stuck_at) + "\"";
+      if (method == "eth_getBlockByNumber" && params.rfind("[\"latest\"", 0) == 0)
+        return "\"result\":" + run.anvil.rpc(method, "[\"0x" + to_hex_number(stuck_at) + "\"" + params.substr(9));
+      if (method != "eth_getBlockByNumber" && method != "eth_getBlockReceipts") return std::nullopt;
+      if (auto n = number_in(params); n && *n > stuck_at) {
+        ++asked_above;
+        return std::string("\"result\":null");
+      }
+      return std::nullopt;
+    });
+    return FaultProxy::Canned{200, answer};
+  });
+  FakeWsNode idle(FakeWsNode::Behaviour::kIdle);
+  const std::string db = Postgres::instance().create_database("endpoint_stuck");
+  Indexer indexer(run.dir.path(), run.anvil, db, run.broker.bootstrap(),
+                  {.extra_endpoints_first = {{"ws://127.0.0.1:" + std::to_string(idle.port()), frozen.url()}},
+                   .chain_extra = "block_interval_ms = 300\nendpoint_max_lag_blocks = 5\nhead_stall_timeout_seconds = 600\nbackoff_initial_ms = 100\n"});
+  indexer.start();
+  Miner miner(run.anvil, 200ms);
+  ASSERT_TRUE(wait_until([&] { return run.anvil.block_number() >= stuck_at + 25 && cursor_of(db) >= stuck_at + 20; }, 60s)) << indexer.log();
+  ASSERT_NO_FATAL_FAILURE(finish(run, miner, indexer, db));
+  const std::string log = indexer.log();
+  EXPECT_NE(log.find("event=lagging_endpoint endpoint="), std::string::npos) << log;
+  for (const char* wrong : {"event=reorg", "event=rollback", "event=stale_branch_dropped", "event=unexpected_block"})
+    EXPECT_EQ(log.find(wrong), std::string::npos) << wrong << " in\n" << log;
+  EXPECT_EQ(asked_above.load(), 0) << "blocks above its head were asked of the stuck endpoint" << log;
+}
+
+}  // namespace
+}  // namespace chainidx::testing

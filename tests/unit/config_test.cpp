@@ -89,6 +89,10 @@ TEST(Config, EachBadFileGetsAnErrorNamingTheKeyAndTheFix) {
       {"bad listen", replace(kGood, "listen = \"127.0.0.1:9464\"", "listen = \"localhost:99999\""), {"server.listen"}},
       {"verify flag not a boolean", replace(kGood, "start_block = 0", "start_block = 0\nverify_block_hash = \"yes\""), {"chain.verify_block_hash", "true or false"}},
       {"stall timeout zero", replace(kGood, "start_block = 0", "start_block = 0\nhead_stall_timeout_seconds = 0"), {"chain.head_stall_timeout_seconds", "between 1 and 86400"}},
+      {"circuit never opens", replace(kGood, "start_block = 0", "start_block = 0\ncircuit_failures = 0"), {"chain.circuit_failures", "between 1 and 1000", "circuit breaker"}},
+      {"circuit cool-down zero", replace(kGood, "start_block = 0", "start_block = 0\ncircuit_cooldown_seconds = 0"), {"chain.circuit_cooldown_seconds", "probe"}},
+      {"lag limit zero", replace(kGood, "start_block = 0", "start_block = 0\nendpoint_max_lag_blocks = 0"), {"chain.endpoint_max_lag_blocks", "between 1 and 100000"}},
+      {"block interval negative", replace(kGood, "start_block = 0", "start_block = 0\nblock_interval_ms = -1"), {"chain.block_interval_ms", "0 to learn it"}},
       {"unreadable CA file", replace(kGood, "start_block = 0", "start_block = 0\ntls_ca_file = \"/nonexistent/ca.pem\""), {"chain.tls_ca_file", "cannot read"}},
       {"rate zero", replace(kGood, "requests_per_second = 50", "requests_per_second = 0"), {"requests_per_second"}},
       {"syntax error", replace(kGood, "[postgres]", "[postgres"), {"TOML syntax error", "bad.toml:"}},
@@ -173,9 +177,15 @@ TEST(Config, TimeoutsAndBackoffKeysParseWithDefaults) {
   EXPECT_EQ(d->kafka.transaction_timeout_seconds, 60u);
   EXPECT_EQ(d->pipeline.sink_retry_initial_ms, 500u);
   EXPECT_EQ(d->pipeline.sink_retry_max_ms, 30000u);
+  EXPECT_EQ(d->chain.circuit_failures, 5u);
+  EXPECT_EQ(d->chain.circuit_cooldown_seconds, 60u);
+  EXPECT_EQ(d->chain.endpoint_max_lag_blocks, 5u);
+  EXPECT_EQ(d->chain.block_interval_ms, 0u);
   auto c = parse_config(replace(replace(replace(kGood, "start_block = 0",
                                                 "start_block = 0\nws_ping_interval_seconds = 3\nhttp_timeout_seconds = 5\n"
-                                                "retry_after_max_seconds = 7\nbackoff_initial_ms = 50\nbackoff_max_ms = 900"),
+                                                "retry_after_max_seconds = 7\nbackoff_initial_ms = 50\nbackoff_max_ms = 900\n"
+                                                "circuit_failures = 3\ncircuit_cooldown_seconds = 20\nendpoint_max_lag_blocks = 8\n"
+                                                "block_interval_ms = 12000"),
                                         "[kafka]\n", "[kafka]\ntransaction_timeout_seconds = 12\n"),
                                 "ws = \"ws://127.0.0.1:8545\"", "name = \"local-anvil\"\nws = \"ws://127.0.0.1:8545\""),
                         "f.toml", env);
@@ -185,6 +195,10 @@ TEST(Config, TimeoutsAndBackoffKeysParseWithDefaults) {
   EXPECT_EQ(c->chain.retry_after_max_seconds, 7u);
   EXPECT_EQ(c->chain.backoff_initial_ms, 50u);
   EXPECT_EQ(c->chain.backoff_max_ms, 900u);
+  EXPECT_EQ(c->chain.circuit_failures, 3u);
+  EXPECT_EQ(c->chain.circuit_cooldown_seconds, 20u);
+  EXPECT_EQ(c->chain.endpoint_max_lag_blocks, 8u);
+  EXPECT_EQ(c->chain.block_interval_ms, 12000u);
   EXPECT_EQ(c->kafka.transaction_timeout_seconds, 12u);
   EXPECT_EQ(c->chain.endpoints[0].name, "local-anvil");
   auto bad = parse_config(replace(kGood, "start_block = 0", "start_block = 0\nbackoff_initial_ms = 500\nbackoff_max_ms = 100"), "f.toml", env);

@@ -152,7 +152,8 @@ Config build(const toml::table& root, const EnvLookup& env) {
                                "head_stall_timeout_seconds", "tls_ca_file", "endpoints", "ws_ping_interval_seconds",
                                "ws_handshake_timeout_seconds", "http_timeout_seconds", "retry_after_max_seconds",
                                "backoff_initial_ms", "backoff_max_ms", "undecodable_after_rounds", "circuit_failures",
-                               "circuit_cooldown_seconds", "endpoint_max_lag_blocks", "block_interval_ms"});
+                               "circuit_cooldown_seconds", "endpoint_max_lag_blocks", "block_interval_ms",
+                               "repoll_interval_seconds", "repoll_blocks"});
   c.chain.name = *r.string(chain, "chain", "name", true, "\"mainnet\"");
   if (!std::regex_match(c.chain.name, std::regex("[a-z_][a-z0-9_]{0,62}")))
     fail("chain.name", r.shown("chain.name", c.chain.name) + " is not usable as a Postgres schema and Kafka topic prefix",
@@ -205,6 +206,9 @@ Config build(const toml::table& root, const EnvLookup& env) {
           "set how many blocks an endpoint's head may trail the best one's before it serves no head, e.g. 5");
   bounded("block_interval_ms", c.chain.block_interval_ms, 0, 3600000,
           "set the chain's block interval, e.g. 12000 for Ethereum, or 0 to learn it from the heads");
+  bounded("repoll_interval_seconds", c.chain.repoll_interval_seconds, 0, 86400,
+          "set how often the newest confirmed blocks' hashes are compared with the node's again, e.g. 60, or 0 for never");
+  bounded("repoll_blocks", c.chain.repoll_blocks, 1, 10000, "set how many of the newest confirmed blocks the re-poll compares, e.g. 64");
   if (c.chain.backoff_max_ms < c.chain.backoff_initial_ms)
     fail("chain.backoff_max_ms", "is below chain.backoff_initial_ms", "make the longest wait at least the first one");
 

@@ -51,6 +51,8 @@ struct Pipeline::Impl {
   ingest::HeadSubscriber* head_subscriber = nullptr;  // while run() follows the head
   std::chrono::steady_clock::time_point last_survey{};  // when every endpoint's head was last asked for
   std::vector<bool> lagging;                            // endpoints last seen lagging (logged once per change)
+  std::deque<schema::BlockRef> recent;                  // the newest blocks written (for the re-poll)
+  std::chrono::steady_clock::time_point last_repoll = std::chrono::steady_clock::now();
   asio::steady_timer wake;                      // cancelled when a head arrives or a stop is requested
   std::vector<asio::steady_timer*> sleeping;     // retry waits in progress: cut short by a stop, never by a head
   bool stop = false;
@@ -182,6 +184,10 @@ struct Pipeline::Impl {
     }
     spdlog::info("event=confirmed blocks={}-{} count={} last_hash={}", unwritten.front().number, unwritten.back().number,
                  unwritten.size(), schema::to_hex(unwritten.back().hash));
+    for (const auto& b : unwritten) {
+      recent.push_back(b.ref());
+      if (recent.size() > config.chain.repoll_blocks) recent.pop_front();
+    }
     unwritten.clear();
   }
 
@@ -324,6 +330,44 @@ struct Pipeline::Impl {
     latest_head.reset();
   }
 
+  // The backup re-poll: the newest written blocks' hashes compared with the node's again, by
+  // number, in batches. A difference is a reorg below the cursor that the live path missed (an
+  // outage during it, a provider that served a stale branch): asked once more, of the best
+  // endpoint, and if it stands, handled by the deep-reorg policy rather than left in the tables.
+  Task<void> repoll() {
+    last_repoll = std::chrono::steady_clock::now();
+    if (recent.empty()) co_return;
+    // Only what is contiguous up to the cursor (a catch-up may have written before `recent`).
+    const std::uint64_t last = recent.back().number;
+    const std::uint64_t first = recent.front().number;
+    constexpr std::uint64_t kBatch = 10;  // within any provider's burst
+    for (std::uint64_t from = first; from <= last && !stop; from += kBatch) {
+      const std::uint64_t to = std::min(last, from + kBatch - 1);
+      auto op = [from, to](ingest::BlockFetcher& f) { return f.headers_by_number(from, to); };
+      std::string subject = "blocks " + std::to_string(from) + "-" + std::to_string(to);
+      auto node = co_await pool.run<std::vector<std::optional<schema::BlockRef>>>("repoll", op, std::move(subject), to);
+      if (!node) co_return;
+      for (std::size_t k = 0; k < node->size(); ++k) {
+        const schema::BlockRef& ours = recent[from - first + k];
+        const auto& theirs = (*node)[k];
+        if (ours.number != from + k) co_return;  // not contiguous: nothing to compare by position
+        if (!theirs || theirs->hash == ours.hash) continue;  // a node without the block proves nothing
+        auto again_op = [n = ours.number](ingest::BlockFetcher& f) { return f.header_by_number(n); };
+        std::string again_subject = "block " + std::to_string(ours.number);
+        auto again = co_await pool.run<std::optional<schema::BlockRef>>("repoll_confirm", again_op, std::move(again_subject), ours.number);
+        if (!again || !*again || (*again)->hash == ours.hash) continue;
+        spdlog::error("event=deep_reorg source=repoll block={} stored_hash={} node_hash={} cursor={}", ours.number, schema::to_hex(ours.hash),
+                      schema::to_hex((*again)->hash), recent.back().number);
+        throw Fatal{kExitDeepReorg, "deep reorg found by the re-poll: the stored block " + std::to_string(ours.number) + " (" +
+                                        schema::to_hex(ours.hash) + ") is no longer the node's (" + schema::to_hex((*again)->hash) +
+                                        "), a reorg below the cursor that the live path missed. Policy 'halt': stopping with the cursor at " +
+                                        std::to_string(recent.back().number) + ". Replay from below block " + std::to_string(ours.number) +
+                                        " once the cause is understood"};
+      }
+    }
+    spdlog::debug("event=repoll_ok blocks={}-{}", first, last);
+  }
+
   Task<void> follow() {
     // Seed from HTTP so that a quiet chain still catches up before its next head.
     co_await survey_heads();
@@ -331,6 +375,9 @@ struct Pipeline::Impl {
       co_await catch_up();
       if (stop) break;
       if (std::chrono::steady_clock::now() - last_survey >= heads.survey_every()) co_await survey_heads();
+      if (config.chain.repoll_interval_seconds > 0 &&
+          std::chrono::steady_clock::now() - last_repoll >= std::chrono::seconds(config.chain.repoll_interval_seconds))
+        co_await repoll();
       if (stop) break;
       give_head_to_buffer();
       auto req = buffer->next_fetch();

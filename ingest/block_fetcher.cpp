@@ -170,6 +170,24 @@ Task<std::optional<schema::BlockRef>> BlockFetcher::header_by_number(std::uint64
   co_return (*b)->ref();
 }
 
+Task<std::vector<std::optional<schema::BlockRef>>> BlockFetcher::headers_by_number(std::uint64_t first, std::uint64_t last) {
+  std::vector<RpcRequest> requests;
+  for (std::uint64_t n = first; n <= last; ++n)
+    requests.push_back({"eth_getBlockByNumber", "[" + quoted(schema::to_quantity_hex(n)) + ",false]"});
+  std::vector<RpcReply> replies = co_await rpc_.batch(std::move(requests));
+  std::vector<std::optional<schema::BlockRef>> out;
+  for (auto& reply : replies) {
+    if (reply.error_code)
+      throw RpcError(RpcError::Kind::kRpc, rpc_.endpoint() + ": eth_getBlockByNumber: " + reply.error_message, *reply.error_code);
+    auto b = decode_block(reply.result);
+    if (!b.ok()) malformed(rpc_.endpoint(), "eth_getBlockByNumber: " + b.error().message);
+    if (b->has_value() && (*b)->number != first + out.size())
+      malformed(rpc_.endpoint(), "eth_getBlockByNumber(" + std::to_string(first + out.size()) + ") answered block " + std::to_string((*b)->number));
+    out.push_back(b->has_value() ? std::optional<schema::BlockRef>((*b)->ref()) : std::nullopt);
+  }
+  co_return out;
+}
+
 Task<schema::BlockRef> BlockFetcher::latest_head() {
   RpcRequest request{"eth_getBlockByNumber", "[\"latest\",false]"};
   std::string json = co_await rpc_.call(std::move(request));

@@ -31,6 +31,10 @@ class BlockFetcher {
   /// The header of a block by number, or nullopt.
   Task<std::optional<schema::BlockRef>> header_by_number(std::uint64_t number);
 
+  /// The headers of blocks first..last (eth_getBlockByNumber(n, false) each, in one batch), in
+  /// order; nullopt for a block the node does not have.
+  Task<std::vector<std::optional<schema::BlockRef>>> headers_by_number(std::uint64_t first, std::uint64_t last);
+
   /// Blocks refused because their parts did not agree (for metrics and tests).
   std::uint64_t rejected() const { return rejected_; }
   bool uses_block_receipts() const { return block_receipts_; }

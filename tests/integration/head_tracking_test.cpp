@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <mutex>
 #include <csignal>
 #include <thread>
 
@@ -193,6 +194,45 @@ TEST(HeadTracking, AnEndpointStuckTwentyBlocksBehindServesNoHeadOrBlockAboveItAn
   for (const char* wrong : {"event=reorg", "event=rollback", "event=stale_branch_dropped", "event=unexpected_block"})
     EXPECT_EQ(log.find(wrong), std::string::npos) << wrong << " in\n" << log;
   EXPECT_EQ(asked_above.load(), 0) << "blocks above its head were asked of the stuck endpoint" << log;
+}
+
+// A provider keeps serving the old branch's head after a reorg deeper than the confirmations, and
+// no WebSocket is up: the live path sees nothing change. The re-poll compares the newest
+// confirmed blocks by number with the node's, finds the reorg, and the deep-reorg policy halts.
+TEST(RePoll, AReorgBelowTheCursorThatTheLivePathMissedIsFoundAndHalts) {
+  Chain run;
+  TcpRelay relay(run.anvil.port());
+  relay.set_mode(TcpRelay::Mode::kDown);  // heads by HTTP polling only
+  std::mutex mu;
+  std::string stale_latest;  // once set, "latest" is answered with it (the old branch's head)
+  FaultProxy stale(run.anvil.port(), [&](const std::string& body, std::uint64_t) -> std::optional<FaultProxy::Canned> {
+    std::lock_guard lock(mu);
+    if (stale_latest.empty()) return std::nullopt;
+    return FaultProxy::Canned{200, answer_calls(run.anvil, body, [&](const std::string& method, const std::string& params) -> std::optional<std::string> {
+      if (method == "eth_getBlockByNumber" && params.rfind("[\"latest\"", 0) == 0) return "\"result\":" + stale_latest;
+      return std::nullopt;
+    })};
+  });
+  const std::string db = Postgres::instance().create_database("repoll_deep_reorg");
+  Indexer indexer(run.dir.path(), run.anvil, db, run.broker.bootstrap(),
+                  {.http_url = stale.url(), .ws_url = relay.ws_url(),
+                   .chain_extra = "block_interval_ms = 300\nrepoll_interval_seconds = 1\nrepoll_blocks = 8\n"});
+  indexer.start();
+  mine_transfers(run.anvil, 12);
+  const std::uint64_t head = run.anvil.block_number();
+  ASSERT_TRUE(wait_until([&] { return cursor_of(db) >= head - 3; }, 30s)) << indexer.log();
+  {
+    std::lock_guard lock(mu);
+    stale_latest = run.anvil.rpc("eth_getBlockByNumber", "[\"latest\",false]");
+  }
+  run.anvil.reorg(6);  // replaces head-5..head: three confirmed blocks among them
+  ASSERT_EQ(run.anvil.block_number(), head);
+  auto code = indexer.wait(20s);
+  ASSERT_TRUE(code) << "the reorg below the cursor went unnoticed\n" << indexer.log();
+  EXPECT_EQ(*code, 3) << indexer.log();
+  EXPECT_NE(indexer.log().find("deep reorg found by the re-poll: the stored block " + std::to_string(head - 5)), std::string::npos)
+      << indexer.log();
+  EXPECT_EQ(cursor_of(db), head - 3) << "the cursor moved after the reorg";
 }
 
 }  // namespace

@@ -92,6 +92,7 @@ TEST(Config, EachBadFileGetsAnErrorNamingTheKeyAndTheFix) {
       {"circuit never opens", replace(kGood, "start_block = 0", "start_block = 0\ncircuit_failures = 0"), {"chain.circuit_failures", "between 1 and 1000", "circuit breaker"}},
       {"circuit cool-down zero", replace(kGood, "start_block = 0", "start_block = 0\ncircuit_cooldown_seconds = 0"), {"chain.circuit_cooldown_seconds", "probe"}},
       {"lag limit zero", replace(kGood, "start_block = 0", "start_block = 0\nendpoint_max_lag_blocks = 0"), {"chain.endpoint_max_lag_blocks", "between 1 and 100000"}},
+      {"re-poll of no block", replace(kGood, "start_block = 0", "start_block = 0\nrepoll_blocks = 0"), {"chain.repoll_blocks", "between 1 and 10000"}},
       {"block interval negative", replace(kGood, "start_block = 0", "start_block = 0\nblock_interval_ms = -1"), {"chain.block_interval_ms", "0 to learn it"}},
       {"unreadable CA file", replace(kGood, "start_block = 0", "start_block = 0\ntls_ca_file = \"/nonexistent/ca.pem\""), {"chain.tls_ca_file", "cannot read"}},
       {"rate zero", replace(kGood, "requests_per_second = 50", "requests_per_second = 0"), {"requests_per_second"}},
@@ -181,6 +182,8 @@ TEST(Config, TimeoutsAndBackoffKeysParseWithDefaults) {
   EXPECT_EQ(d->chain.circuit_cooldown_seconds, 60u);
   EXPECT_EQ(d->chain.endpoint_max_lag_blocks, 5u);
   EXPECT_EQ(d->chain.block_interval_ms, 0u);
+  EXPECT_EQ(d->chain.repoll_interval_seconds, 60u);
+  EXPECT_EQ(d->chain.repoll_blocks, 64u);
   auto c = parse_config(replace(replace(replace(kGood, "start_block = 0",
                                                 "start_block = 0\nws_ping_interval_seconds = 3\nhttp_timeout_seconds = 5\n"
                                                 "retry_after_max_seconds = 7\nbackoff_initial_ms = 50\nbackoff_max_ms = 900\n"

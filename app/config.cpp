@@ -153,7 +153,7 @@ Config build(const toml::table& root, const EnvLookup& env) {
                                "ws_handshake_timeout_seconds", "http_timeout_seconds", "retry_after_max_seconds",
                                "backoff_initial_ms", "backoff_max_ms", "undecodable_after_rounds", "circuit_failures",
                                "circuit_cooldown_seconds", "endpoint_max_lag_blocks", "block_interval_ms",
-                               "repoll_interval_seconds", "repoll_blocks"});
+                               "repoll_interval_seconds", "repoll_blocks", "verify_with"});
   c.chain.name = *r.string(chain, "chain", "name", true, "\"mainnet\"");
   if (!std::regex_match(c.chain.name, std::regex("[a-z_][a-z0-9_]{0,62}")))
     fail("chain.name", r.shown("chain.name", c.chain.name) + " is not usable as a Postgres schema and Kafka topic prefix",
@@ -252,6 +252,13 @@ Config build(const toml::table& root, const EnvLookup& env) {
       e.max_in_flight = static_cast<std::uint32_t>(in_range(prefix + ".max_in_flight", *v, 1, 256,
                                                             "set how many HTTP requests may be open at once, e.g. 4"));
     c.chain.endpoints.push_back(std::move(e));
+  }
+  if (auto v = r.integer(chain, "chain", "verify_with", false, "0")) {
+    const std::int64_t others = static_cast<std::int64_t>(c.chain.endpoints.size()) - 1;
+    c.chain.verify_with = static_cast<std::uint32_t>(in_range(
+        "chain.verify_with", *v, 0, std::max<std::int64_t>(0, others),
+        others > 0 ? "set how many other endpoints must confirm each batch's newest hash, at most the number of endpoints less one, or 0 for none"
+                   : "verification asks other endpoints: add endpoints, or set 0"));
   }
 
   const toml::table& pg = table_at(root, "", "postgres", true);

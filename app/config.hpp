@@ -60,6 +60,7 @@ struct Config {
     std::uint32_t endpoint_max_lag_blocks = 5;        ///< an endpoint further behind the best head serves no head
     std::uint32_t block_interval_ms = 0;              ///< the chain's block interval; 0: learned from the heads
     std::uint32_t repoll_interval_seconds = 60;       ///< re-check recently confirmed hashes this often (0: never)
+    std::uint32_t verify_with = 0;                    ///< check each batch's newest block against this many other endpoints
     std::uint32_t repoll_blocks = 64;                 ///< how many of the newest confirmed blocks the re-poll checks
     std::vector<EndpointConfig> endpoints;
   } chain;

@@ -10,6 +10,7 @@
 #include <spdlog/spdlog.h>
 
 #include <deque>
+#include <map>
 #include <random>
 
 #include <unistd.h>
@@ -52,6 +53,8 @@ struct Pipeline::Impl {
   std::chrono::steady_clock::time_point last_survey{};  // when every endpoint's head was last asked for
   std::vector<bool> lagging;                            // endpoints last seen lagging (logged once per change)
   std::deque<schema::BlockRef> recent;                  // the newest blocks written (for the re-poll)
+  std::optional<schema::BlockRef> written;              // the last block written by `run` (the cursor)
+  std::uint64_t contradicted = 0;                       // answers that contradicted the majority (verify_with)
   std::chrono::steady_clock::time_point last_repoll = std::chrono::steady_clock::now();
   asio::steady_timer wake;                      // cancelled when a head arrives or a stop is requested
   std::vector<asio::steady_timer*> sleeping;     // retry waits in progress: cut short by a stop, never by a head
@@ -137,12 +140,71 @@ struct Pipeline::Impl {
     }
   }
 
+  // chain.verify_with = N: before a batch is written, its newest block's hash is asked of the N + 1
+  // best endpoints (one of them may have served it); the batch is linked by parent hashes below
+  // it and to the cursor, so one hash vouches for all of it. N agreeing answers and none
+  // against: written. Any answer against: every endpoint is asked, and the majority decides.
+  // Ours in the majority: those that said otherwise are put in quarantine. Ours in the minority:
+  // those that said ours are, and the batch is discarded and fetched again (Unverified). No
+  // majority, or too few answers: held, and asked again after a back-off.
+  Task<void> verify_top() {
+    const std::size_t n = config.chain.verify_with;
+    for (unsigned attempt = 0; !stop; ++attempt) {
+      const schema::BlockRef ours = unwritten.back().ref();
+      std::vector<std::size_t> verifiers = pool.ranked();
+      if (verifiers.size() > n + 1) verifiers.resize(n + 1);
+      auto answers = co_await pool.ask_headers(verifiers, ours.number, std::chrono::milliseconds(config.chain.http_timeout_seconds * 1000));
+      std::size_t agree = 0, against = 0;
+      for (const auto& a : answers) {
+        if (!a) continue;
+        if (a->hash == ours.hash) ++agree;
+        else ++against;
+      }
+      if (against == 0 && agree >= n) co_return;
+      std::string problem;
+      if (against > 0) {
+        // Everyone votes.
+        std::vector<std::size_t> all = pool.ranked();
+        auto votes = co_await pool.ask_headers(all, ours.number, std::chrono::milliseconds(config.chain.http_timeout_seconds * 1000));
+        std::map<schema::Hash32, std::size_t> tally;
+        std::size_t voted = 0;
+        for (const auto& v : votes)
+          if (v) ++tally[v->hash], ++voted;
+        std::optional<schema::Hash32> majority;
+        for (const auto& [hash, count] : tally)
+          if (2 * count > voted) majority = hash;
+        if (majority) {
+          for (std::size_t i = 0; i < votes.size(); ++i) {
+            if (!votes[i] || votes[i]->hash == *majority) continue;
+            ++contradicted;
+            spdlog::warn("event=endpoint_contradicted endpoint={} block={} its_hash={} majority_hash={} votes={}/{} contradicted_total={}",
+                         pool.names()[i], ours.number, schema::to_hex(votes[i]->hash), schema::to_hex(*majority), tally[*majority], voted,
+                         contradicted);
+            pool.quarantine(i, "its block " + std::to_string(ours.number) + " is not the one the majority of endpoints has (chain.verify_with)");
+          }
+          if (*majority == ours.hash) co_return;
+          spdlog::warn("event=batch_refused blocks={}-{} top_hash={} majority_hash={} reason=\"the endpoints that served it are contradicted by the majority: not written, fetched again\"",
+                       unwritten.front().number, ours.number, schema::to_hex(ours.hash), schema::to_hex(*majority));
+          throw Unverified{};
+        }
+        problem = "no majority among " + std::to_string(voted) + " answers";
+      } else {
+        problem = std::to_string(agree) + " of the " + std::to_string(n) + " answers needed (chain.verify_with)";
+      }
+      auto delay = backoff.delay(attempt, std::uniform_real_distribution<double>(0, 1)(rng));
+      spdlog::warn("event=verify_hold block={} hash={} attempt={} backoff_ms={} reason=\"{}\"", ours.number, schema::to_hex(ours.hash),
+                   attempt + 1, delay.count(), problem);
+      co_await sleep(delay);
+    }
+  }
+
   // Writes `unwritten` to every sink in order, retrying only the sink that failed, with a
   // growing backoff and a log line per attempt, for as long as it takes: no new batch is taken
   // meanwhile (back-pressure), so memory stays flat however long a sink is away. First the
   // writer claim is checked, so a replaced instance publishes nothing more.
   Task<void> write_unwritten() {
     if (unwritten.empty()) co_return;
+    if (live && config.chain.verify_with > 0) co_await verify_top();
     std::size_t i = 0;
     bool writer_checked = false;
     for (unsigned attempt = 0; i < sinks.size(); ++attempt) {
@@ -184,6 +246,7 @@ struct Pipeline::Impl {
     }
     spdlog::info("event=confirmed blocks={}-{} count={} last_hash={}", unwritten.front().number, unwritten.back().number,
                  unwritten.size(), schema::to_hex(unwritten.back().hash));
+    written = unwritten.back().ref();
     for (const auto& b : unwritten) {
       recent.push_back(b.ref());
       if (recent.size() > config.chain.repoll_blocks) recent.pop_front();
@@ -368,75 +431,104 @@ struct Pipeline::Impl {
     spdlog::debug("event=repoll_ok blocks={}-{}", first, last);
   }
 
+  // A batch whose top the other endpoints contradict (chain.verify_with): it was discarded, and
+  // the endpoints that served it are in quarantine; fetch again from the last block written.
+  struct Unverified {};
+
   Task<void> follow() {
     // Seed from HTTP so that a quiet chain still catches up before its next head.
     co_await survey_heads();
     while (!stop) {
-      co_await catch_up();
-      if (stop) break;
-      if (std::chrono::steady_clock::now() - last_survey >= heads.survey_every()) co_await survey_heads();
-      if (config.chain.repoll_interval_seconds > 0 &&
-          std::chrono::steady_clock::now() - last_repoll >= std::chrono::seconds(config.chain.repoll_interval_seconds))
-        co_await repoll();
-      if (stop) break;
-      give_head_to_buffer();
-      auto req = buffer->next_fetch();
-      if (!req) {
-        co_await write_unwritten();
-        if (stop || latest_head) continue;
-        // No head for a while (a block interval with no live subscription, three with one): ask
-        // over HTTP. That keeps confirmation going while every WebSocket is down, and finds a
-        // subscription that went quiet while the chain moved on.
-        wake.expires_after(heads.poll_after());
-        boost::system::error_code ec;
-        co_await wake.async_wait(asio::redirect_error(use_awaitable, ec));
-        if (!ec && !stop) co_await survey_heads();
-        continue;
+      bool refetch = false;
+      try {
+        co_await follow_step();
+      } catch (const Unverified&) {
+        refetch = true;
       }
-      auto block = co_await fetch(*req);
-      if (stop) break;
-      if (!block) {
-        buffer->on_fetch_missing(*req);
-        continue;
-      }
-      using Kind = reorg::AddResult::Kind;
-      std::uint64_t number = block->number;
-      std::string hash = schema::to_hex(block->hash);
-      auto r = buffer->add_block(std::move(*block));
-      switch (r.kind) {
-        case Kind::kReorged:
-          spdlog::warn("event=reorg new_block={} new_hash={} reverted={}", number, hash, r.reverted);
-          break;
-        case Kind::kStaleBranch:
-          spdlog::warn("event=stale_branch_dropped cursor={}", buffer->last_confirmed()->number);
-          break;
-        case Kind::kUnexpected:
-          spdlog::warn("event=unexpected_block block={} hash={}", number, hash);
-          break;
-        case Kind::kDeepReorg: {
-          const auto& d = *buffer->deep_reorg();
-          for (auto& b : buffer->take_confirmed()) unwritten.push_back(std::move(b));
-          co_await write_unwritten();
-          throw Fatal{kExitDeepReorg,
-                      "deep reorg: the node's chain no longer contains confirmed block " + std::to_string(d.last_confirmed.number) +
-                          " (" + schema::to_hex(d.last_confirmed.hash) + "); its branch at block " + std::to_string(d.branch_block.number) +
-                          " (" + schema::to_hex(d.branch_block.hash) + ") forks below it. Policy 'halt': stopping with the cursor at " +
-                          std::to_string(d.last_confirmed.number) + ". Replay from below the fork once the cause is understood."};
-        }
-        default:
-          break;
-      }
-      for (auto& b : buffer->take_confirmed()) {
-        if (unwritten.empty()) unwritten_since = std::chrono::steady_clock::now();
-        unwritten.push_back(std::move(b));
-      }
-      // Full, or waited long enough: a slow catch-up must not hold confirmed blocks back.
-      if (unwritten.size() >= config.pipeline.batch_blocks ||
-          (!unwritten.empty() &&
-           std::chrono::steady_clock::now() - unwritten_since >= std::chrono::milliseconds(config.pipeline.max_batch_delay_ms)))
-        co_await write_unwritten();
+      if (refetch) start_again_from_written();
     }
-    co_await write_unwritten();
+    try {
+      co_await write_unwritten();
+    } catch (const Unverified&) {
+      // Stopping: the next start fetches them again from the cursor.
+    }
+  }
+
+  void start_again_from_written() {
+    unwritten.clear();
+    buffer.emplace(reorg::BufferConfig{config.chain.confirmations, config.chain.start_block}, written);
+    latest_head.reset();
+    newest_head.reset();
+    last_survey = {};  // ask every endpoint's head again now
+    spdlog::info("event=refetch_from block={} reason=\"the batch above it was contradicted by the other endpoints\"",
+                 written ? std::to_string(written->number) : std::string("none"));
+  }
+
+  // One turn of the live loop: catch up, take a head, fetch one block or wait, write.
+  Task<void> follow_step() {
+    co_await catch_up();
+    if (stop) co_return;
+    if (std::chrono::steady_clock::now() - last_survey >= heads.survey_every()) co_await survey_heads();
+    if (config.chain.repoll_interval_seconds > 0 &&
+        std::chrono::steady_clock::now() - last_repoll >= std::chrono::seconds(config.chain.repoll_interval_seconds))
+      co_await repoll();
+    if (stop) co_return;
+    give_head_to_buffer();
+    auto req = buffer->next_fetch();
+    if (!req) {
+      co_await write_unwritten();
+      if (stop || latest_head) co_return;
+      // No head for a while (a block interval with no live subscription, three with one): ask
+      // over HTTP. That keeps confirmation going while every WebSocket is down, and finds a
+      // subscription that went quiet while the chain moved on.
+      wake.expires_after(heads.poll_after());
+      boost::system::error_code ec;
+      co_await wake.async_wait(asio::redirect_error(use_awaitable, ec));
+      if (!ec && !stop) co_await survey_heads();
+      co_return;
+    }
+    auto block = co_await fetch(*req);
+    if (stop) co_return;
+    if (!block) {
+      buffer->on_fetch_missing(*req);
+      co_return;
+    }
+    using Kind = reorg::AddResult::Kind;
+    std::uint64_t number = block->number;
+    std::string hash = schema::to_hex(block->hash);
+    auto r = buffer->add_block(std::move(*block));
+    switch (r.kind) {
+      case Kind::kReorged:
+        spdlog::warn("event=reorg new_block={} new_hash={} reverted={}", number, hash, r.reverted);
+        break;
+      case Kind::kStaleBranch:
+        spdlog::warn("event=stale_branch_dropped cursor={}", buffer->last_confirmed()->number);
+        break;
+      case Kind::kUnexpected:
+        spdlog::warn("event=unexpected_block block={} hash={}", number, hash);
+        break;
+      case Kind::kDeepReorg: {
+        const auto& d = *buffer->deep_reorg();
+        for (auto& b : buffer->take_confirmed()) unwritten.push_back(std::move(b));
+        co_await write_unwritten();
+        throw Fatal{kExitDeepReorg,
+                    "deep reorg: the node's chain no longer contains confirmed block " + std::to_string(d.last_confirmed.number) +
+                        " (" + schema::to_hex(d.last_confirmed.hash) + "); its branch at block " + std::to_string(d.branch_block.number) +
+                        " (" + schema::to_hex(d.branch_block.hash) + ") forks below it. Policy 'halt': stopping with the cursor at " +
+                        std::to_string(d.last_confirmed.number) + ". Replay from below the fork once the cause is understood."};
+      }
+      default:
+        break;
+    }
+    for (auto& b : buffer->take_confirmed()) {
+      if (unwritten.empty()) unwritten_since = std::chrono::steady_clock::now();
+      unwritten.push_back(std::move(b));
+    }
+    // Full, or waited long enough: a slow catch-up must not hold confirmed blocks back.
+    if (unwritten.size() >= config.pipeline.batch_blocks ||
+        (!unwritten.empty() &&
+         std::chrono::steady_clock::now() - unwritten_since >= std::chrono::milliseconds(config.pipeline.max_batch_delay_ms)))
+      co_await write_unwritten();
   }
 
   Task<int> run() {
@@ -620,6 +712,7 @@ struct Pipeline::Impl {
       spdlog::info("event=first_run start_block={}", config.chain.start_block);
     }
     buffer.emplace(reorg::BufferConfig{config.chain.confirmations, config.chain.start_block}, cursor);
+    written = cursor;
 
     std::vector<ingest::HeadSubscriber::Endpoint> ws_endpoints;
     for (auto& e : config.chain.endpoints) ws_endpoints.push_back({e.ws, e.name});

@@ -96,6 +96,16 @@ class EndpointHealth {
     return false;
   }
 
+  /// Opens the circuit now for a cool-down, whatever came before: the endpoint served data that
+  /// the other endpoints contradict.
+  void open_now(Clock::time_point now, double random01) {
+    const double j = options_.jitter * (2.0 * std::clamp(random01, 0.0, 1.0) - 1.0);
+    open_until_ = now + std::chrono::duration_cast<Clock::duration>(options_.cooldown * (1.0 + j));
+    circuit_ = Circuit::kOpen;
+    error_rate_ = 1.0;
+    ++opened_;
+  }
+
   /// The request was not the endpoint's fault (a refusal of the method, the caller gave up): a
   /// probe sent for it decides nothing, so the next request may probe again.
   void on_abandoned() {

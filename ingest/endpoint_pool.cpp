@@ -76,13 +76,15 @@ struct EndpointPool::HeadSurvey {
   std::exception_ptr wrong_chain;  // an endpoint of another chain: the caller must stop
 };
 
-Task<void> EndpointPool::ask_head(std::size_t at, std::shared_ptr<HeadSurvey> survey) {
+Task<void> EndpointPool::ask_head(std::size_t at, std::shared_ptr<HeadSurvey> survey, std::optional<std::uint64_t> number) {
   try {
     co_await check_chain_id(at);
     const auto began = std::chrono::steady_clock::now();
-    schema::BlockRef head = co_await members_[at]->fetcher.latest_head();
+    std::optional<schema::BlockRef> head;
+    if (number) head = co_await members_[at]->fetcher.header_by_number(*number);
+    else head = co_await members_[at]->fetcher.latest_head();
     record_success(at, std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - began));
-    record_head(at, head.number);
+    if (head && !number) record_head(at, head->number);
     survey->answers[at] = head;
   } catch (const RpcError& e) {
     record_failure(at, e);
@@ -93,15 +95,16 @@ Task<void> EndpointPool::ask_head(std::size_t at, std::shared_ptr<HeadSurvey> su
   if (--survey->pending == 0) survey->done.wake_all();
 }
 
-Task<std::vector<std::optional<schema::BlockRef>>> EndpointPool::survey_heads(std::chrono::milliseconds deadline) {
+Task<std::vector<std::optional<schema::BlockRef>>> EndpointPool::survey(std::vector<std::size_t> which, std::optional<std::uint64_t> number,
+                                                                        std::chrono::milliseconds deadline) {
   auto survey = std::make_shared<HeadSurvey>(executor_, members_.size());
-  for (std::size_t i = 0; i < members_.size(); ++i) {
+  for (std::size_t i : which) {
     const auto now = std::chrono::steady_clock::now();
     if (!members_[i]->health.available(now)) continue;
     members_[i]->health.begin(now);
     first_attempt();
     ++survey->pending;
-    asio::co_spawn(executor_, ask_head(i, survey), asio::detached);
+    asio::co_spawn(executor_, ask_head(i, survey, number), asio::detached);
   }
   const auto until = std::chrono::steady_clock::now() + deadline;
   while (survey->pending > 0 && !stop_) {
@@ -111,6 +114,36 @@ Task<std::vector<std::optional<schema::BlockRef>>> EndpointPool::survey_heads(st
   }
   if (survey->wrong_chain) std::rethrow_exception(survey->wrong_chain);
   co_return survey->answers;
+}
+
+Task<std::vector<std::optional<schema::BlockRef>>> EndpointPool::survey_heads(std::chrono::milliseconds deadline) {
+  std::vector<std::size_t> all(members_.size());
+  for (std::size_t i = 0; i < all.size(); ++i) all[i] = i;
+  return survey(std::move(all), std::nullopt, deadline);
+}
+
+Task<std::vector<std::optional<schema::BlockRef>>> EndpointPool::ask_headers(std::vector<std::size_t> which, std::uint64_t number,
+                                                                             std::chrono::milliseconds deadline) {
+  return survey(std::move(which), number, deadline);
+}
+
+std::vector<std::size_t> EndpointPool::ranked() const {
+  const auto now = std::chrono::steady_clock::now();
+  EndpointChoice choice;
+  choice.excluded.assign(members_.size(), false);
+  std::vector<std::size_t> out;
+  while (auto at = choose_endpoint(health_, now, choice)) {
+    out.push_back(*at);
+    choice.excluded[*at] = true;
+  }
+  return out;
+}
+
+void EndpointPool::quarantine(std::size_t at, const std::string& reason) {
+  Member& m = *members_[at];
+  m.health.open_now(std::chrono::steady_clock::now(), std::uniform_real_distribution<double>(0, 1)(rng_));
+  const auto cooldown = std::chrono::duration_cast<std::chrono::milliseconds>(m.health.open_until() - std::chrono::steady_clock::now());
+  spdlog::warn("event=circuit_open endpoint={} cooldown_ms={} reason=\"{}\"", m.rpc.endpoint(), cooldown.count(), reason);
 }
 
 EndpointState EndpointPool::state(std::size_t at) const { return members_[at]->health.state(best_head()); }

@@ -115,6 +115,16 @@ class EndpointPool {
   /// attempt each (a failure counts in its health, nothing is retried); each answer is recorded
   /// as its endpoint's head. The answers by endpoint, once all came or `deadline` passed.
   Task<std::vector<std::optional<schema::BlockRef>>> survey_heads(std::chrono::milliseconds deadline);
+  /// Asks the endpoints in `which` for block `number`'s header, all at once, one attempt each
+  /// (failures count in their health). The answers by endpoint (nullopt: no answer, or no such
+  /// block), once all came or `deadline` passed.
+  Task<std::vector<std::optional<schema::BlockRef>>> ask_headers(std::vector<std::size_t> which, std::uint64_t number,
+                                                                 std::chrono::milliseconds deadline);
+  /// The endpoints whose circuit lets a request through now, best first (see choose_endpoint).
+  std::vector<std::size_t> ranked() const;
+  /// Opens endpoint `at`'s circuit now (it served data the others contradict): it gets nothing
+  /// for a cool-down. Logs `reason`.
+  void quarantine(std::size_t at, const std::string& reason);
   /// Endpoint `at`'s state now.
   EndpointState state(std::size_t at) const;
   /// Wakes when an endpoint's circuit changes (a probe answered) or a stop is requested.
@@ -153,7 +163,9 @@ class EndpointPool {
   struct HeadSurvey;
   // One endpoint's part of survey_heads (a member coroutine, so that its arguments live in its
   // frame: a lambda's captures would die with the lambda).
-  Task<void> ask_head(std::size_t at, std::shared_ptr<HeadSurvey> survey);
+  Task<void> ask_head(std::size_t at, std::shared_ptr<HeadSurvey> survey, std::optional<std::uint64_t> number);
+  Task<std::vector<std::optional<schema::BlockRef>>> survey(std::vector<std::size_t> which, std::optional<std::uint64_t> number,
+                                                            std::chrono::milliseconds deadline);
 
   // The endpoint for this attempt, waiting while every usable one has its circuit open. nullopt
   // on a stop.

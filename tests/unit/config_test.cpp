@@ -92,6 +92,7 @@ TEST(Config, EachBadFileGetsAnErrorNamingTheKeyAndTheFix) {
       {"circuit never opens", replace(kGood, "start_block = 0", "start_block = 0\ncircuit_failures = 0"), {"chain.circuit_failures", "between 1 and 1000", "circuit breaker"}},
       {"circuit cool-down zero", replace(kGood, "start_block = 0", "start_block = 0\ncircuit_cooldown_seconds = 0"), {"chain.circuit_cooldown_seconds", "probe"}},
       {"lag limit zero", replace(kGood, "start_block = 0", "start_block = 0\nendpoint_max_lag_blocks = 0"), {"chain.endpoint_max_lag_blocks", "between 1 and 100000"}},
+      {"verify with more endpoints than there are", replace(kGood, "start_block = 0", "start_block = 0\nverify_with = 1"), {"chain.verify_with", "add endpoints, or set 0"}},
       {"re-poll of no block", replace(kGood, "start_block = 0", "start_block = 0\nrepoll_blocks = 0"), {"chain.repoll_blocks", "between 1 and 10000"}},
       {"block interval negative", replace(kGood, "start_block = 0", "start_block = 0\nblock_interval_ms = -1"), {"chain.block_interval_ms", "0 to learn it"}},
       {"unreadable CA file", replace(kGood, "start_block = 0", "start_block = 0\ntls_ca_file = \"/nonexistent/ca.pem\""), {"chain.tls_ca_file", "cannot read"}},

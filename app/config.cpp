@@ -161,9 +161,19 @@ Config build(const toml::table& root, const EnvLookup& env) {
   // At most 2^53 - 1, so that it travels exactly as a JSON number (schema/kafka/README.md).
   c.chain.chain_id = in_range("chain.chain_id", *r.integer(chain, "chain", "chain_id", true, "1"), 1,
                               (std::int64_t{1} << 53) - 1, "set the chain's id as eth_chainId reports it");
-  if (auto v = r.integer(chain, "chain", "confirmations", false, "12"))
+  if (const toml::node* n = chain.get("confirmations"); n && n->is_string()) {
+    // The node's own block tags instead of a depth: a block is confirmed once the node's safe
+    // (or finalized) block is it or above it. The depth stays as the buffer's ceiling.
+    const std::string tag = n->as_string()->get();
+    if (tag != "safe" && tag != "finalized")
+      fail("chain.confirmations", "unknown block tag \"" + tag + "\"",
+           "use a depth such as 12, or \"safe\" / \"finalized\" for chains whose nodes serve those tags");
+    c.chain.confirm_tag = tag;
+    c.chain.confirmations = kMaxConfirmations;
+  } else if (auto v = r.integer(chain, "chain", "confirmations", false, "12")) {
     c.chain.confirmations = in_range("chain.confirmations", *v, 1, static_cast<std::int64_t>(kMaxConfirmations),
-                                     "set the depth at which a block counts as final, e.g. 12 (64 for Ethereum finality)");
+                                     "set the depth at which a block counts as final, e.g. 12 (64 for Ethereum finality), or \"safe\" / \"finalized\"");
+  }
   if (auto v = r.integer(chain, "chain", "start_block", false, "0"))
     c.chain.start_block = in_range("chain.start_block", *v, 0, std::numeric_limits<std::int64_t>::max(), "use a block number >= 0");
   if (auto v = r.string(chain, "chain", "deep_reorg_policy", false, "\"halt\"")) {

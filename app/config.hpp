@@ -42,7 +42,8 @@ struct Config {
   struct Chain {
     std::string name;
     std::uint64_t chain_id = 0;
-    std::uint64_t confirmations = 12;
+    std::uint64_t confirmations = 12;  ///< the depth; with confirm_tag, the buffer's ceiling (kMaxConfirmations)
+    std::string confirm_tag;           ///< "safe" or "finalized": confirmed up to the node's tagged block ("": by depth)
     std::uint64_t start_block = 0;
     DeepReorgPolicy deep_reorg_policy = DeepReorgPolicy::kHalt;
     bool verify_block_hash = true;  ///< refuse blocks whose header fields do not hash to their hash

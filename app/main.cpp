@@ -175,7 +175,7 @@ int check_config(const Args& args) {
   auto config = load_or_report(args.config);
   if (!config) return app::kExitConfig;
   std::cout << "config ok: chain " << config->chain.name << " (chain id " << config->chain.chain_id << "), confirmations "
-            << config->chain.confirmations << ", " << config->chain.endpoints.size() << " endpoint(s):";
+            << (config->chain.confirm_tag.empty() ? std::to_string(config->chain.confirmations) : config->chain.confirm_tag) << ", " << config->chain.endpoints.size() << " endpoint(s):";
   for (auto& e : config->chain.endpoints)
     std::cout << " " << (e.name.empty() ? ingest::redact_endpoint_url(e.http) : e.name + " (" + ingest::redact_endpoint_url(e.http) + ")");
   std::cout << ", postgres " << schema::redact_postgres_url(config->postgres.url) << ", kafka " << config->kafka.brokers << "\n";
@@ -306,7 +306,8 @@ int run(const Args& args) {
   for (const auto& e : config->chain.endpoints)
     endpoint_names += (endpoint_names.empty() ? "" : ",") + (e.name.empty() ? ingest::endpoint_label(e.http) : e.name);
   spdlog::info("event=start chain={} chain_id={} confirmations={} endpoints={} postgres={} kafka={} instance={}",
-               config->chain.name, config->chain.chain_id, config->chain.confirmations, endpoint_names,
+               config->chain.name, config->chain.chain_id,
+               config->chain.confirm_tag.empty() ? std::to_string(config->chain.confirmations) : config->chain.confirm_tag, endpoint_names,
                schema::redact_postgres_url(config->postgres.url), brokers, instance);
   try {
     if (!config->chain.tls_ca_file.empty()) ingest::trust_ca_file(config->chain.tls_ca_file);

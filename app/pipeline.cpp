@@ -55,6 +55,8 @@ struct Pipeline::Impl {
   std::deque<schema::BlockRef> recent;                  // the newest blocks written (for the re-poll)
   std::optional<schema::BlockRef> written;              // the last block written by `run` (the cursor)
   std::uint64_t contradicted = 0;                       // answers that contradicted the majority (verify_with)
+  std::optional<schema::BlockRef> final_block;          // the node's safe / finalized block (chain.confirmations as a tag)
+  std::optional<std::uint64_t> final_asked_at;          // the newest head when it was last asked for
   std::chrono::steady_clock::time_point last_repoll = std::chrono::steady_clock::now();
   asio::steady_timer wake;                      // cancelled when a head arrives or a stop is requested
   std::vector<asio::steady_timer*> sleeping;     // retry waits in progress: cut short by a stop, never by a head
@@ -357,9 +359,38 @@ struct Pipeline::Impl {
   // engine), then start the buffer again from the last block written. The buffer's unconfirmed
   // blocks were never written, so dropping them loses nothing; the buffer fetches from the new
   // cursor up, linked to it, so the seam has no gap and no duplicate.
+  // The newest block that counts as confirmed now: head - confirmations, or the node's tagged
+  // block when chain.confirmations is "safe" / "finalized".
+  std::optional<std::uint64_t> confirmed_top() const {
+    if (!config.chain.confirm_tag.empty()) return final_block ? std::optional<std::uint64_t>(final_block->number) : std::nullopt;
+    if (!newest_head || newest_head->number < config.chain.confirmations) return std::nullopt;
+    return newest_head->number - config.chain.confirmations;
+  }
+
+  // Asks for the node's safe / finalized block when the head moved since the last time.
+  Task<void> refresh_final() {
+    if (config.chain.confirm_tag.empty() || !newest_head || final_asked_at == newest_head->number) co_return;
+    final_asked_at = newest_head->number;
+    auto op = [tag = config.chain.confirm_tag](ingest::BlockFetcher& f) { return f.tagged_header(tag); };
+    std::string subject = "the node's " + config.chain.confirm_tag + " block";
+    auto tagged = co_await pool.run<std::optional<schema::BlockRef>>("tagged_block", op, std::move(subject));
+    if (tagged && *tagged && (!final_block || (*tagged)->number >= final_block->number)) final_block = **tagged;
+  }
+
+  // Moves what the buffer confirmed (by depth, or up to the node's tagged block) to `unwritten`.
+  void take_confirmed() {
+    if (final_block) buffer->on_final(*final_block);
+    for (auto& b : buffer->take_confirmed()) {
+      if (unwritten.empty()) unwritten_since = std::chrono::steady_clock::now();
+      unwritten.push_back(std::move(b));
+    }
+  }
+
   Task<void> catch_up() {
-    if (!newest_head || newest_head->number < config.chain.confirmations) co_return;
-    const std::uint64_t top = newest_head->number - config.chain.confirmations;
+    co_await refresh_final();
+    const std::optional<std::uint64_t> top_now = confirmed_top();
+    if (!top_now) co_return;
+    const std::uint64_t top = *top_now;
     const auto& confirmed = buffer->last_confirmed();
     const std::uint64_t from = confirmed ? confirmed->number + 1 : config.chain.start_block;
     if (top < from || top - from + 1 < config.pipeline.batch_blocks) co_return;
@@ -476,6 +507,7 @@ struct Pipeline::Impl {
     give_head_to_buffer();
     auto req = buffer->next_fetch();
     if (!req) {
+      take_confirmed();
       co_await write_unwritten();
       if (stop || latest_head) co_return;
       // No head for a while (a block interval with no live subscription, three with one): ask
@@ -520,10 +552,7 @@ struct Pipeline::Impl {
       default:
         break;
     }
-    for (auto& b : buffer->take_confirmed()) {
-      if (unwritten.empty()) unwritten_since = std::chrono::steady_clock::now();
-      unwritten.push_back(std::move(b));
-    }
+    take_confirmed();
     // Full, or waited long enough: a slow catch-up must not hold confirmed blocks back.
     if (unwritten.size() >= config.pipeline.batch_blocks ||
         (!unwritten.empty() &&
@@ -591,10 +620,13 @@ struct Pipeline::Impl {
     const std::string job = r.job();
     auto head = co_await http_head();
     if (!head) co_return kExitOk;
-    const std::uint64_t conf = config.chain.confirmations;
-    if (head->number < conf || r.last > head->number - conf)
-      throw Fatal{kExitReplayRefused, "blocks above head - confirmations (" +
-                                          (head->number < conf ? std::string("none yet") : std::to_string(head->number - conf)) +
+    saw_head(*head);
+    co_await refresh_final();
+    const std::optional<std::uint64_t> top = confirmed_top();
+    if (!top || r.last > *top)
+      throw Fatal{kExitReplayRefused, std::string("blocks above ") +
+                                          (config.chain.confirm_tag.empty() ? "head - confirmations" : "the node's " + config.chain.confirm_tag + " block") +
+                                          " (" + (top ? std::to_string(*top) : std::string("none yet")) +
                                           ") are not final: replay up to it at most; `chainidx run` indexes the rest as they confirm"};
     std::optional<schema::BlockRef> cursor;
     if (!co_await with_sink("load_cursor", [&] { cursor = pg.load_cursor(); })) co_return kExitOk;

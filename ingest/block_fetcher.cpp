@@ -188,6 +188,15 @@ Task<std::vector<std::optional<schema::BlockRef>>> BlockFetcher::headers_by_numb
   co_return out;
 }
 
+Task<std::optional<schema::BlockRef>> BlockFetcher::tagged_header(const std::string& tag) {
+  RpcRequest request{"eth_getBlockByNumber", "[" + quoted(tag) + ",false]"};
+  std::string json = co_await rpc_.call(std::move(request));
+  auto b = decode_block(json);
+  if (!b.ok()) malformed(rpc_.endpoint(), "eth_getBlockByNumber(" + tag + "): " + b.error().message);
+  if (!b->has_value()) co_return std::nullopt;
+  co_return (*b)->ref();
+}
+
 Task<schema::BlockRef> BlockFetcher::latest_head() {
   RpcRequest request{"eth_getBlockByNumber", "[\"latest\",false]"};
   std::string json = co_await rpc_.call(std::move(request));

@@ -28,6 +28,8 @@ class BlockFetcher {
   Task<std::uint64_t> chain_id();
   /// The header of the node's latest block (eth_getBlockByNumber("latest", false)).
   Task<schema::BlockRef> latest_head();
+  /// The header of the node's block with `tag` ("safe", "finalized"), or nullopt when it has none.
+  Task<std::optional<schema::BlockRef>> tagged_header(const std::string& tag);
   /// The header of a block by number, or nullopt.
   Task<std::optional<schema::BlockRef>> header_by_number(std::uint64_t number);
 

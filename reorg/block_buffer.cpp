@@ -144,6 +144,21 @@ void BlockBuffer::confirm() {
   }
 }
 
+bool BlockBuffer::on_final(const schema::BlockRef& final) {
+  if (deep_reorg_) return false;
+  if (confirmed_ && final.number <= confirmed_->number) return true;
+  if (!contains(final.hash)) return false;
+  while (!chain_.empty() && chain_.front().number <= final.number) {
+    Block& b = chain_.front();
+    assert(!confirmed_ || b.parent_hash == confirmed_->hash);
+    confirmed_ = b.ref();
+    index_.erase(b.hash);
+    ready_.push_back(std::move(b));
+    chain_.pop_front();
+  }
+  return true;
+}
+
 void BlockBuffer::on_fetch_missing(const FetchRequest& request) {
   if (suspect_) {
     // The node lacks the cursor's number: it lags behind us, so its branch is no evidence.

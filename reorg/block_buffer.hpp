@@ -95,6 +95,12 @@ class BlockBuffer {
   /// from is stale. The buffer drops that branch / target and waits for the next head.
   void on_fetch_missing(const FetchRequest& request);
 
+  /// Confirmation by the node's tag (chain.confirmations = "safe" / "finalized"): `final` is the
+  /// node's safe or finalized block. When it is a block of the chain, it and every block below it
+  /// are confirmed. True when it was (or was confirmed already); false when the chain does not
+  /// hold it (not fetched yet, or another branch): nothing changes.
+  bool on_final(const schema::BlockRef& final);
+
   /// Moves out the blocks confirmed since the last call, in ascending order.
   std::vector<schema::Block> take_confirmed();
 

@@ -353,7 +353,7 @@ Indexer::Indexer(const std::string& dir, const Anvil& anvil, std::string postgre
   for (const auto& [ws, http] : o.extra_endpoints_first)
     extra += "[[chain.endpoints]]\nws = \"" + ws + "\"\nhttp = \"" + http + "\"\nrequests_per_second = 1000\nburst = 1000\n\n";
   std::ofstream(config_path_) << "[chain]\nname = \"" << o.chain_name << "\"\nchain_id = " << o.chain_id
-                              << "\nconfirmations = " << o.confirmations << "\nstart_block = 0\n" << o.chain_extra << "\n" << extra
+                              << "\nconfirmations = " << (o.confirmations_tag.empty() ? std::to_string(o.confirmations) : "\"" + o.confirmations_tag + "\"") << "\nstart_block = 0\n" << o.chain_extra << "\n" << extra
                               << "[[chain.endpoints]]\nws = \"" << o.ws_url.value_or(anvil.ws_url()) << "\"\nhttp = \"" << o.http_url.value_or(anvil.http_url())
                               << "\"\nrequests_per_second = " << o.requests_per_second << "\nburst = "
                               << static_cast<int>(std::max(1.0, o.requests_per_second)) << "\n\n"

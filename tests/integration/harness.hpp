@@ -145,6 +145,7 @@ class Indexer {
     std::string chain_name = "anvil";
     std::uint64_t chain_id = 31337;
     std::uint64_t confirmations = 3;
+    std::string confirmations_tag;  ///< "safe" / "finalized" instead of the depth, when set
     std::uint32_t batch_blocks = 10;
     std::optional<std::string> http_url;  ///< instead of anvil's own, e.g. a FaultProxy
     std::optional<std::string> ws_url;    ///< instead of anvil's own, e.g. a TcpRelay

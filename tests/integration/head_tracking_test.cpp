@@ -235,5 +235,40 @@ TEST(RePoll, AReorgBelowTheCursorThatTheLivePathMissedIsFoundAndHalts) {
   EXPECT_EQ(cursor_of(db), head - 3) << "the cursor moved after the reorg";
 }
 
+std::uint64_t tagged_number(const Anvil& anvil, const char* tag) {
+  const std::string header = anvil.rpc("eth_getBlockByNumber", std::string("[\"") + tag + "\",false]");
+  const auto at = header.find("\"number\":\"0x");
+  return std::stoull(header.substr(at + 12, header.find('"', at + 12) - at - 12), nullptr, 16);
+}
+
+// chain.confirmations = "safe": a block is confirmed once the node's safe block is it or above
+// it (anvil's is 32 below its head), never earlier, and the output is the node's chain.
+TEST(ConfirmByTag, BlocksAreConfirmedUpToTheNodesSafeBlockAndNoFurther) {
+  Chain run;
+  run.anvil.rpc("anvil_mine", "[\"0x30\"]");  // a history for the range engine to catch up
+  const std::string db = Postgres::instance().create_database("confirm_safe");
+  Indexer indexer(run.dir.path(), run.anvil, db, run.broker.bootstrap(), {.confirmations_tag = "safe"});
+  indexer.start();
+  Miner miner(run.anvil, 100ms);
+  std::uint64_t samples = 0;
+  for (int i = 0; i < 40; ++i) {
+    std::this_thread::sleep_for(150ms);
+    const std::uint64_t cursor = cursor_of(db);  // read first: the safe block only grows
+    const std::uint64_t safe = tagged_number(run.anvil, "safe");
+    EXPECT_LE(cursor, safe) << "block " << cursor << " was confirmed above the node's safe block " << safe;
+    if (cursor > 0) ++samples;
+  }
+  EXPECT_GT(samples, 0u) << "nothing was confirmed while mining\n" << indexer.log();
+  miner.stop();
+  const std::uint64_t safe = tagged_number(run.anvil, "safe");
+  ASSERT_EQ(safe + 32, run.anvil.block_number());
+  ASSERT_TRUE(wait_until([&] { return cursor_of(db) == safe; }, 30s)) << "cursor " << cursor_of(db) << ", safe " << safe << "\n"
+                                                                       << indexer.log();
+  EXPECT_EQ(indexer.stop(SIGTERM), 0) << indexer.log();
+  EXPECT_EQ(cursor_of(db), safe);
+  expect_postgres_hashes_equal_anvil(db, run.anvil);
+  expect_each_block_published_once(run.broker.consume("anvil.blocks"), db, safe);
+}
+
 }  // namespace
 }  // namespace chainidx::testing

@@ -58,6 +58,31 @@ TEST(BlockBuffer, ConfirmsWhenHeadReachesNumberPlusConfirmations) {
   EXPECT_EQ(numbers(buf.take_confirmed()), (std::vector<std::uint64_t>{10}));
 }
 
+// Confirmation by the node's tag: the buffer's depth is only a ceiling, and the tag's block
+// confirms itself and everything below it, once it is a block of the chain.
+TEST(BlockBuffer, TheNodesSafeBlockConfirmsItAndEverythingBelowIt) {
+  BlockBuffer buf({.confirmations = 10000, .start_block = 0}, BlockRef{9, hash_of(9, 0), hash_of(8, 0)});
+  for (std::uint64_t n = 10; n <= 20; ++n) {
+    buf.on_head(make_block(n, 0, 0).ref());
+    buf.add_block(make_block(n, 0, 0));
+  }
+  EXPECT_TRUE(buf.take_confirmed().empty());
+  EXPECT_FALSE(buf.on_final(make_block(14, 1, 0).ref())) << "a safe block of another branch confirms nothing";
+  EXPECT_TRUE(buf.take_confirmed().empty());
+  EXPECT_FALSE(buf.on_final(make_block(25, 0, 0).ref())) << "a safe block not fetched yet confirms nothing";
+  EXPECT_TRUE(buf.on_final(make_block(14, 0, 0).ref()));
+  EXPECT_EQ(numbers(buf.take_confirmed()), (std::vector<std::uint64_t>{10, 11, 12, 13, 14}));
+  EXPECT_TRUE(buf.on_final(make_block(12, 0, 0).ref())) << "an older safe block: confirmed already";
+  EXPECT_TRUE(buf.take_confirmed().empty());
+  EXPECT_EQ(buf.last_confirmed()->number, 14u);
+  EXPECT_EQ(buf.unconfirmed_size(), 6u);
+  // A reorg above the safe block is an ordinary reorg.
+  buf.on_head(make_block(17, 2, 0).ref());
+  EXPECT_EQ(buf.add_block(make_block(17, 2, 0)).kind, Kind::kReorged);
+  EXPECT_TRUE(buf.on_final(make_block(17, 2, 0).ref()));
+  EXPECT_EQ(numbers(buf.take_confirmed()), (std::vector<std::uint64_t>{15, 16, 17}));
+}
+
 TEST(BlockBuffer, DuplicateHeadIsIgnored) {
   BlockBuffer buf({.confirmations = 3}, BlockRef{9, hash_of(9, 0), hash_of(8, 0)});
   buf.on_head(make_block(10, 0, 0).ref());

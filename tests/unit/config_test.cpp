@@ -93,6 +93,7 @@ TEST(Config, EachBadFileGetsAnErrorNamingTheKeyAndTheFix) {
       {"circuit cool-down zero", replace(kGood, "start_block = 0", "start_block = 0\ncircuit_cooldown_seconds = 0"), {"chain.circuit_cooldown_seconds", "probe"}},
       {"lag limit zero", replace(kGood, "start_block = 0", "start_block = 0\nendpoint_max_lag_blocks = 0"), {"chain.endpoint_max_lag_blocks", "between 1 and 100000"}},
       {"verify with more endpoints than there are", replace(kGood, "start_block = 0", "start_block = 0\nverify_with = 1"), {"chain.verify_with", "add endpoints, or set 0"}},
+      {"unknown block tag", replace(kGood, "confirmations = 12", "confirmations = \"latest\""), {"chain.confirmations", "unknown block tag", "\"safe\" / \"finalized\""}},
       {"re-poll of no block", replace(kGood, "start_block = 0", "start_block = 0\nrepoll_blocks = 0"), {"chain.repoll_blocks", "between 1 and 10000"}},
       {"block interval negative", replace(kGood, "start_block = 0", "start_block = 0\nblock_interval_ms = -1"), {"chain.block_interval_ms", "0 to learn it"}},
       {"unreadable CA file", replace(kGood, "start_block = 0", "start_block = 0\ntls_ca_file = \"/nonexistent/ca.pem\""), {"chain.tls_ca_file", "cannot read"}},
@@ -168,8 +169,15 @@ TEST(Config, NewUserMistakesAreRefusedOrAccepted) {
 
 TEST(Config, TimeoutsAndBackoffKeysParseWithDefaults) {
   auto env = env_with({{"API_KEY", "k"}});
+  for (const char* tag : {"safe", "finalized"}) {
+    auto t = parse_config(replace(kGood, "confirmations = 12", std::string("confirmations = \"") + tag + "\""), "f.toml", env);
+    ASSERT_TRUE(t.ok()) << t.error().message;
+    EXPECT_EQ(t->chain.confirm_tag, tag);
+    EXPECT_EQ(t->chain.confirmations, kMaxConfirmations) << "the depth is only the buffer's ceiling";
+  }
   auto d = parse_config(kGood, "f.toml", env);
   ASSERT_TRUE(d.ok()) << d.error().message;
+  EXPECT_EQ(d->chain.confirm_tag, "");
   EXPECT_EQ(d->chain.ws_ping_interval_seconds, 10u);
   EXPECT_EQ(d->chain.ws_handshake_timeout_seconds, 10u);
   EXPECT_EQ(d->chain.http_timeout_seconds, 15u);

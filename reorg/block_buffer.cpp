@@ -134,7 +134,11 @@ void BlockBuffer::append_pending() {
 
 void BlockBuffer::confirm() {
   const std::uint64_t tip_number = chain_.back().number;
-  while (!chain_.empty() && tip_number >= chain_.front().number + config_.confirmations) {
+  if (tip_number >= config_.confirmations) confirm_through(tip_number - config_.confirmations);
+}
+
+void BlockBuffer::confirm_through(std::uint64_t last) {
+  while (!chain_.empty() && chain_.front().number <= last) {
     Block& b = chain_.front();
     assert(!confirmed_ || b.parent_hash == confirmed_->hash);
     confirmed_ = b.ref();
@@ -148,14 +152,7 @@ bool BlockBuffer::on_final(const schema::BlockRef& final) {
   if (deep_reorg_) return false;
   if (confirmed_ && final.number <= confirmed_->number) return true;
   if (!contains(final.hash)) return false;
-  while (!chain_.empty() && chain_.front().number <= final.number) {
-    Block& b = chain_.front();
-    assert(!confirmed_ || b.parent_hash == confirmed_->hash);
-    confirmed_ = b.ref();
-    index_.erase(b.hash);
-    ready_.push_back(std::move(b));
-    chain_.pop_front();
-  }
+  confirm_through(final.number);
   return true;
 }
 

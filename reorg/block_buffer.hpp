@@ -120,6 +120,7 @@ class BlockBuffer {
   void append_pending();
   void truncate_after(std::size_t keep);
   void confirm();
+  void confirm_through(std::uint64_t last);  // moves the chain's blocks up to `last` out, in order
 
   BufferConfig config_;
   std::optional<schema::BlockRef> confirmed_;

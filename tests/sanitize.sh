@@ -29,7 +29,7 @@ if [ "$preset" = tsan ] && [ $# -eq 0 ]; then
   # starts no Kafka client: the unit tests and the in-process integration tests (the range engine
   # with its decode pool, the HTTP client, the head subscriber, the Postgres sink).
   ctest --output-on-failure -j "$(nproc)" --timeout 900 -L unit
-  ctest --output-on-failure -j "$(nproc)" --timeout 900 -R '^(RangeEngine|HttpRpcClient|HeadSubscriber|PostgresSink)\.'
+  ctest --output-on-failure -j "$(nproc)" --timeout 900 -R '^(RangeEngine|HttpRpcClient|HeadSubscriber|EndpointPool|PostgresSink)\.'
 else
   ctest --output-on-failure -j "$(nproc)" --timeout 900 "$@"
 fi

@@ -12,6 +12,15 @@
 
 namespace chainidx::testing {
 
+/// anvil with the Transfer emitter deployed, and a dev broker with the chain's topics, in one
+/// temporary directory.
+struct TestChain {
+  TempDir dir;
+  Anvil anvil{dir.path()};
+  DevBroker broker{dir.path(), "anvil"};
+  std::string emitter = anvil.deploy_emitter();
+};
+
 /// The cursor's block number in the anvil schema; 0 before the schema exists.
 std::uint64_t cursor_of(const std::string& url);
 

@@ -19,12 +19,7 @@
 namespace chainidx::testing {
 namespace {
 
-struct Chain {
-  TempDir dir;
-  Anvil anvil{dir.path()};
-  DevBroker broker{dir.path(), "anvil"};
-  std::string emitter = anvil.deploy_emitter();
-};
+using Chain = TestChain;
 
 // Mines a block with two transfers every `interval` on its own thread until destroyed.
 class Miner {

@@ -33,19 +33,24 @@ struct TcpRelay::Impl {
   std::atomic<int> accepted{0};
   std::thread thread;
 
-  // Copies one direction while passing; in a blackhole, waits without reading (so nothing moves).
+  // Copies one direction while passing; stalled, waits without reading; in a blackhole, reads and
+  // throws away.
   asio::awaitable<void> pump(std::shared_ptr<Pair> p, bool from_client) {
     std::array<char, 16384> buf;
     tcp::socket& from = from_client ? p->client : p->upstream;
     tcp::socket& to = from_client ? p->upstream : p->client;
     try {
       for (;;) {
-        while (mode == Mode::kBlackhole) {
+        while (mode == Mode::kStall) {  // nothing read: it waits in the kernel's buffers
           asio::steady_timer t(io, std::chrono::milliseconds(20));
           co_await t.async_wait(use_awaitable);
         }
         std::size_t n = co_await from.async_read_some(asio::buffer(buf), use_awaitable);
-        if (mode == Mode::kBlackhole) continue;  // swallowed, as a dead path would
+        while (mode == Mode::kStall) {  // read as the stall began: held until it ends
+          asio::steady_timer t(io, std::chrono::milliseconds(20));
+          co_await t.async_wait(use_awaitable);
+        }
+        if (mode == Mode::kBlackhole) continue;  // lost, as on a dead path
         co_await asio::async_write(to, asio::buffer(buf.data(), n), use_awaitable);
       }
     } catch (const std::exception&) {

@@ -1,7 +1,8 @@
 #pragma once
 // A TCP relay in front of a real peer (anvil's WebSocket) that fails on demand: passes bytes
-// both ways, or is down (open connections cut, new ones closed at once), or blackholes (keeps
-// every connection open and moves no byte either way: a half-open socket whose pings nobody
+// both ways; or is down (open connections cut, new ones closed at once); or stalls (moves no
+// byte either way until it passes again, then delivers what waited); or blackholes (keeps every
+// connection open and throws away every byte both ways: a half-open socket whose pings nobody
 // answers). For what a real node does not do on request.
 
 #include <memory>
@@ -11,7 +12,7 @@ namespace chainidx::testing {
 
 class TcpRelay {
  public:
-  enum class Mode { kPass, kDown, kBlackhole };
+  enum class Mode { kPass, kDown, kStall, kBlackhole };
 
   explicit TcpRelay(int upstream_port);
   ~TcpRelay();

@@ -18,12 +18,7 @@
 namespace chainidx::testing {
 namespace {
 
-struct Chain {
-  TempDir dir;
-  Anvil anvil{dir.path()};
-  DevBroker broker{dir.path(), "anvil"};
-  std::string emitter = anvil.deploy_emitter();
-};
+using Chain = TestChain;
 
 std::string quantity(std::uint64_t n) {
   char buf[24];

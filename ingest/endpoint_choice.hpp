@@ -23,6 +23,9 @@ struct EndpointChoice {
   /// to be below it is used only when no other can be.
   std::optional<std::uint64_t> needs_block;
   double stickiness = 1.5;
+  /// How long each endpoint's rate limit would hold a request now, in ms (empty: none): added to
+  /// its score, so that load spreads by rate limit as well as by quality.
+  std::vector<double> rate_wait_ms;
 };
 
 /// The newest head any endpoint reported (0 when none did).
@@ -56,14 +59,17 @@ inline std::optional<std::size_t> choose_endpoint(std::span<const EndpointHealth
   for (bool need_head : {true, false}) {
     std::optional<std::size_t> pick;
     double pick_score = std::numeric_limits<double>::infinity();
+    auto score = [&](std::size_t i) {
+      return health[i]->score(best, unknown) + (i < c.rate_wait_ms.size() ? c.rate_wait_ms[i] : 0.0);
+    };
     for (std::size_t i = 0; i < health.size(); ++i) {
       if (!usable(i, need_head)) continue;
-      const double s = health[i]->score(best, unknown);
+      const double s = score(i);
       if (s < pick_score) pick = i, pick_score = s;
     }
     if (!pick) continue;
     if (c.current && *c.current != *pick && usable(*c.current, need_head) &&
-        health[*c.current]->score(best, unknown) <= pick_score * c.stickiness + 2.0)
+        score(*c.current) <= pick_score * c.stickiness + 2.0)
       return c.current;
     return pick;
   }

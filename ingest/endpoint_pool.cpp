@@ -127,10 +127,17 @@ Task<std::vector<std::optional<schema::BlockRef>>> EndpointPool::ask_headers(std
   return survey(std::move(which), number, deadline);
 }
 
+std::vector<double> EndpointPool::rate_waits() const {
+  std::vector<double> out;
+  for (const auto& m : members_) out.push_back(std::chrono::duration<double, std::milli>(m->rpc.rate_wait()).count());
+  return out;
+}
+
 std::vector<std::size_t> EndpointPool::ranked() const {
   const auto now = std::chrono::steady_clock::now();
   EndpointChoice choice;
   choice.excluded.assign(members_.size(), false);
+  choice.rate_wait_ms = rate_waits();
   std::vector<std::size_t> out;
   while (auto at = choose_endpoint(health_, now, choice)) {
     out.push_back(*at);

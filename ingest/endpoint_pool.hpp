@@ -167,6 +167,9 @@ class EndpointPool {
   Task<std::vector<std::optional<schema::BlockRef>>> survey(std::vector<std::size_t> which, std::optional<std::uint64_t> number,
                                                             std::chrono::milliseconds deadline);
 
+  // Each endpoint's rate-limit wait now, for EndpointChoice::rate_wait_ms.
+  std::vector<double> rate_waits() const;
+
   // The endpoint for this attempt, waiting while every usable one has its circuit open. nullopt
   // on a stop.
   Task<std::optional<std::size_t>> choose(EndpointChoice& choice);
@@ -187,6 +190,7 @@ Task<std::optional<T>> EndpointPool::run(const char* what, Op op, std::string su
     else co_await retry_allowed();
     for (std::size_t i = 0; i < members_.size(); ++i) choice.excluded[i] = tally.refused(i) || tried[i];
     choice.current = current_;
+    choice.rate_wait_ms = rate_waits();
     auto chosen = co_await choose(choice);
     if (!chosen) break;
     const std::size_t at = *chosen;

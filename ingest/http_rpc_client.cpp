@@ -229,6 +229,8 @@ std::uint64_t HttpRpcClient::requests_sent() const { return impl_->sent; }
 std::uint64_t HttpRpcClient::calls_sent() const { return impl_->calls; }
 std::size_t HttpRpcClient::in_flight_limit() const { return impl_->allowed_in_flight(); }
 
+std::chrono::nanoseconds HttpRpcClient::rate_wait() const { return impl_->bucket.wait(TokenBucket::Clock::now()); }
+
 Task<std::string> HttpRpcClient::call(RpcRequest request) {
   std::uint64_t id = impl_->next_id++;
   const std::string& method = request.method;

@@ -47,6 +47,8 @@ class HttpRpcClient {
   std::uint64_t requests_sent() const;
   /// JSON-RPC calls sent (a batch counts each of its calls), as the token bucket counts them.
   std::uint64_t calls_sent() const;
+  /// How long a call would wait for the rate limit now (Retry-After included).
+  std::chrono::nanoseconds rate_wait() const;
   /// Requests allowed in flight now (max_in_flight, lowered while the provider throttles).
   std::size_t in_flight_limit() const;
 

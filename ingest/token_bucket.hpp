@@ -54,6 +54,14 @@ class TokenBucket {
     return std::chrono::nanoseconds(static_cast<std::int64_t>((1.0 - tokens_) / rate_ * 1e9));
   }
 
+  /// How long a call would wait for its token now (zero when one is there); takes nothing.
+  std::chrono::nanoseconds wait(Clock::time_point now) const {
+    if (now < paused_until_) return paused_until_ - now;
+    const double t = now <= last_ ? tokens_ : std::min(burst_, tokens_ + std::chrono::duration<double>(now - last_).count() * rate_);
+    if (t >= 1.0) return std::chrono::nanoseconds::zero();
+    return std::chrono::nanoseconds(static_cast<std::int64_t>((1.0 - t) / rate_ * 1e9));
+  }
+
   /// Adds `tokens` (at most up to the burst), as a retry budget's first attempts do.
   void deposit(double tokens, Clock::time_point now) {
     refill(now);

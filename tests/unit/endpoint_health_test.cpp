@@ -2,6 +2,7 @@
 
 #include "ingest/endpoint_choice.hpp"
 #include "ingest/endpoint_health.hpp"
+#include "ingest/token_bucket.hpp"
 
 #include <gtest/gtest.h>
 
@@ -173,6 +174,30 @@ TEST(EndpointChoice, ABlockAboveAnEndpointsHeadGoesToOneThatHasIt) {
   c.excluded = {false, true};
   c.needs_block = 102;
   EXPECT_EQ(choose_endpoint(view(hs), Clock::time_point{}, c), 0u) << "with no other, the endpoint behind is still asked";
+}
+
+TEST(EndpointChoice, AnEndpointWhoseRateLimitWouldHoldTheRequestRanksBelowOneThatWouldNot) {
+  std::vector<EndpointHealth> hs(2, EndpointHealth(quick()));
+  for (int i = 0; i < 10; ++i) hs[0].on_success(2ms), hs[1].on_success(10ms);
+  EndpointChoice c;
+  c.current = 0;
+  EXPECT_EQ(choose_endpoint(view(hs), Clock::time_point{}, c), 0u);
+  c.rate_wait_ms = {400.0, 0.0};  // the first is out of tokens (or paused by a Retry-After)
+  EXPECT_EQ(choose_endpoint(view(hs), Clock::time_point{}, c), 1u);
+  c.rate_wait_ms = {1.0, 0.0};  // a token nearly there: not worth moving for
+  EXPECT_EQ(choose_endpoint(view(hs), Clock::time_point{}, c), 0u);
+}
+
+TEST(TokenBucket, WaitTellsHowLongACallWouldWaitAndTakesNothing) {
+  TokenBucket b(10, 2, Clock::time_point{});
+  EXPECT_EQ(b.wait(Clock::time_point{}), std::chrono::nanoseconds::zero());
+  EXPECT_EQ(b.try_take(Clock::time_point{}), std::chrono::nanoseconds::zero());
+  EXPECT_EQ(b.try_take(Clock::time_point{}), std::chrono::nanoseconds::zero());
+  EXPECT_EQ(b.wait(Clock::time_point{}), 100ms);
+  EXPECT_EQ(b.wait(Clock::time_point{}), 100ms) << "wait() took a token";
+  EXPECT_EQ(b.wait(Clock::time_point{} + 50ms), 50ms);
+  b.pause_until(Clock::time_point{} + 3s);
+  EXPECT_EQ(b.wait(Clock::time_point{} + 1s), 2s);
 }
 
 TEST(EndpointChoice, EndpointsNotHeardFromYetAreTriedInTheirConfiguredOrder) {

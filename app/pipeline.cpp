@@ -753,6 +753,7 @@ struct Pipeline::Impl {
     options.handshake_timeout = std::chrono::seconds(config.chain.ws_handshake_timeout_seconds);
     options.ping_interval = std::chrono::seconds(config.chain.ws_ping_interval_seconds);
     options.backoff = backoff;
+    options.backoff.full_jitter = true;
     // The subscriber's endpoints are the pool's, in the same order.
     ingest::HeadSubscriber subscriber(io.get_executor(), ws_endpoints, options, [this](const schema::BlockRef& head) {
       if (head_subscriber)

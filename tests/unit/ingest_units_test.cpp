@@ -90,6 +90,15 @@ TEST(RpcError, ProviderRateLimitErrorsAreRecognised) {
   EXPECT_FALSE(says_rate_limited(-32601, "the method eth_foo does not exist/is not available"));
 }
 
+TEST(Backoff, FullJitterDrawsFromTheWholeWindow) {
+  BackoffPolicy p{.initial = 100ms, .max = 1000ms, .full_jitter = true};
+  EXPECT_EQ(p.delay(0, 0.0), 0ms);
+  EXPECT_EQ(p.delay(0, 0.25), 25ms);
+  EXPECT_EQ(p.delay(2, 0.5), 200ms);
+  EXPECT_EQ(p.delay(10, 0.999), 999ms);
+  EXPECT_EQ(p.delay(10, 0.1), 100ms) << "no fixed half: the herd spreads over the whole window";
+}
+
 TEST(Backoff, DoublesWithJitterUpToTheCap) {
   BackoffPolicy p{.initial = 100ms, .max = 1000ms};
   EXPECT_EQ(p.delay(0, 1.0), 100ms);

@@ -59,7 +59,9 @@ void expect_failover_within_500ms(const Anvil& anvil, const std::string& first_u
   const auto took = std::chrono::steady_clock::now() - began;
   ASSERT_TRUE(head);
   EXPECT_EQ(head->number, anvil.block_number());
-  if (first_requests) EXPECT_GE(first_requests(), 1u) << "the first endpoint was never asked";
+  if (first_requests) {
+    EXPECT_GE(first_requests(), 1u) << "the first endpoint was never asked";
+  }
   const auto ms = std::chrono::duration_cast<std::chrono::microseconds>(took).count() / 1000.0;
   std::cout << "failover: answered by the second endpoint " << ms << " ms after the request began" << std::endl;
   EXPECT_LT(took, std::chrono::milliseconds(500)) << ms << " ms";

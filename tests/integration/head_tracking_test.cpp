@@ -200,8 +200,11 @@ TEST(RePoll, AReorgBelowTheCursorThatTheLivePathMissedIsFoundAndHalts) {
   relay.set_mode(TcpRelay::Mode::kDown);  // heads by HTTP polling only
   std::mutex mu;
   std::string stale_latest;  // once set, "latest" is answered with it (the old branch's head)
+  std::string head_hash;     // once set: whether the indexer asked for that block
+  bool head_fetched = false;
   FaultProxy stale(run.anvil.port(), [&](const std::string& body, std::uint64_t) -> std::optional<FaultProxy::Canned> {
     std::lock_guard lock(mu);
+    if (!head_hash.empty() && body.find(head_hash) != std::string::npos) head_fetched = true;
     if (stale_latest.empty()) return std::nullopt;
     return FaultProxy::Canned{200, answer_calls(run.anvil, body, [&](const std::string& method, const std::string& params) -> std::optional<std::string> {
       if (method == "eth_getBlockByNumber" && params.rfind("[\"latest\"", 0) == 0) return "\"result\":" + stale_latest;
@@ -215,7 +218,17 @@ TEST(RePoll, AReorgBelowTheCursorThatTheLivePathMissedIsFoundAndHalts) {
   indexer.start();
   mine_transfers(run.anvil, 12);
   const std::uint64_t head = run.anvil.block_number();
-  ASSERT_TRUE(wait_until([&] { return cursor_of(db) >= head - 3; }, 30s)) << indexer.log();
+  {
+    std::lock_guard lock(mu);
+    head_hash = run.anvil.block_hash(head).substr(2);  // as the request has it, with or without 0x
+  }
+  // The live path is done with this branch: the head block fetched, head - 3 written. A reorg
+  // during its fetches would be its own to find.
+  ASSERT_TRUE(wait_until([&] {
+    std::lock_guard lock(mu);
+    return head_fetched && cursor_of(db) >= head - 3;
+  }, 30s)) << indexer.log();
+  std::this_thread::sleep_for(300ms);
   {
     std::lock_guard lock(mu);
     stale_latest = run.anvil.rpc("eth_getBlockByNumber", "[\"latest\",false]");

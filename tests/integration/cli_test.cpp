@@ -63,7 +63,8 @@ TEST(Cli, BadConfigFilesEachGetTheirClearErrorFromCheckConfigAndRun) {
   std::vector<Case> cases = {
       {"missing key", with("chain_id = 31337\n", ""), "chain.chain_id: missing"},
       {"unknown key", with("confirmations = 12", "confirmations = 12\nconfimations = 4"), "chain.confimations: unknown key"},
-      {"wrong type", with("confirmations = 12", "confirmations = \"twelve\""), "chain.confirmations: expected an integer"},
+      {"wrong type", with("confirmations = 12", "confirmations = 12.5"), "chain.confirmations: expected an integer"},
+      {"unknown tag", with("confirmations = 12", "confirmations = \"twelve\""), "chain.confirmations: unknown block tag \"twelve\"; use a depth such as 12, or \"safe\" / \"finalized\""},
       {"bad url", with("ws = \"ws://127.0.0.1:8545\"", "ws = \"127.0.0.1:8545\""), "chain.endpoints[0].ws: not a valid URL"},
       {"confirmations out of range", with("confirmations = 12", "confirmations = 0"), "chain.confirmations: must be between 1 and 10000"},
       {"unset variable", with("${CHAINIDX_TEST_KEY}", "${CHAINIDX_UNSET_VARIABLE}"), "CHAINIDX_UNSET_VARIABLE is not set"},

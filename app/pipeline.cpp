@@ -40,7 +40,8 @@ struct Pipeline::Impl {
   Config config;
   std::vector<sinks::Sink*> sinks;
   sinks::CheckpointStore& checkpoints;
-  asio::thread_pool workers{1};
+  asio::thread_pool workers{1};       // every blocking sink call, one at a time (a sink is not thread-safe)
+  asio::thread_pool kafka_worker{1};  // the live write's Kafka part, while `workers` copies the Postgres rows
   // Every RPC goes through the pool, which owns retries and failover; history (everything at
   // confirmed depth, more than a batch of it) goes through the range engine.
   ingest::EndpointPool pool;
@@ -62,6 +63,7 @@ struct Pipeline::Impl {
   std::vector<asio::steady_timer*> sleeping;     // retry waits in progress: cut short by a stop, never by a head
   bool stop = false;
   bool live = true;  // the live writer checks its writer claim before each batch; a replay has none
+  sinks::PostgresSink* overlapped = nullptr;  // run's Postgres sink when the sinks are Kafka then it (see write_overlapped)
   std::vector<schema::Block> unwritten;  // confirmed, not yet in every sink
   std::chrono::steady_clock::time_point unwritten_since;  // when the oldest of them was confirmed
   std::mt19937 rng{std::random_device{}()};
@@ -116,10 +118,51 @@ struct Pipeline::Impl {
   // Runs blocking work on the worker thread; the coroutine resumes on the io thread.
   template <class F>
   Task<void> blocking(F f) {
-    co_await asio::co_spawn(workers, [f = std::move(f)]() -> asio::awaitable<void> {
+    co_await blocking_on(workers, std::move(f));
+  }
+  template <class F>
+  Task<void> blocking_on(asio::thread_pool& pool, F f) {
+    co_await asio::co_spawn(pool, [f = std::move(f)]() -> asio::awaitable<void> {
       f();
       co_return;
     }, use_awaitable);
+  }
+
+  // The live write's first step when the sinks are Kafka then Postgres: the Postgres rows are
+  // copied (PostgresSink::prepare) while the Kafka transaction runs, and only the Postgres COMMIT
+  // waits for Kafka's, so the cursor still never passes a block Kafka lacks. Returns how many
+  // sinks are done: 2, or 1 when Kafka committed and Postgres failed (rethrown, to be retried by
+  // write()). A Kafka failure rolls the Postgres part back and is rethrown: both are retried.
+  Task<std::size_t> write_overlapped(sinks::PostgresSink& pg, std::string& failed) {
+    std::exception_ptr kafka_error, pg_error;
+    sinks::Sink* kafka = sinks.front();
+    const auto began = std::chrono::steady_clock::now();
+    auto kafka_part = [&]() -> asio::awaitable<void> {
+      try {
+        co_await blocking_on(kafka_worker, [&] { kafka->write(unwritten); });
+      } catch (...) {
+        kafka_error = std::current_exception();
+      }
+    };
+    auto pg_part = [&]() -> asio::awaitable<void> {
+      try {
+        co_await blocking([&] { pg.prepare(unwritten); });
+      } catch (...) {
+        pg_error = std::current_exception();
+      }
+    };
+    co_await (kafka_part() && pg_part());
+    if (kafka_error) {
+      co_await blocking([&] { pg.abort_prepared(); });
+      failed = std::string(kafka->name());
+      std::rethrow_exception(kafka_error);
+    }
+    failed = "postgres";
+    if (pg_error) std::rethrow_exception(pg_error);
+    co_await blocking([&] { pg.commit_prepared(); });
+    spdlog::debug("event=sink_written sink=kafka+postgres blocks={}-{} us={}", unwritten.front().number, unwritten.back().number,
+                  std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - began).count());
+    co_return 2;
   }
 
   // A call to a sink outside the batch writes (cursor, replay chunks): database trouble is waited
@@ -216,6 +259,18 @@ struct Pipeline::Impl {
         if (!writer_checked && live) {
           co_await blocking([&] { checkpoints.check_writer(); });
           writer_checked = true;
+        }
+        // The first attempt of a live batch writes both sinks at once; retries go one by one.
+        if (i == 0 && attempt == 0 && overlapped) {
+          i = 1;  // should the Postgres part fail, Kafka's is done
+          std::size_t done = 0;
+          try {
+            done = co_await write_overlapped(*overlapped, failed);
+          } catch (...) {
+            if (failed != "postgres") i = 0;
+            throw;
+          }
+          i = done;
         }
         for (; i < sinks.size(); ++i) {
           sinks::Sink* sink = sinks[i];
@@ -745,6 +800,7 @@ struct Pipeline::Impl {
     }
     buffer.emplace(reorg::BufferConfig{config.chain.confirmations, config.chain.start_block}, cursor);
     written = cursor;
+    if (sinks.size() == 2 && sinks[0]->name() == "kafka") overlapped = dynamic_cast<sinks::PostgresSink*>(sinks[1]);
 
     std::vector<ingest::HeadSubscriber::Endpoint> ws_endpoints;
     for (auto& e : config.chain.endpoints) ws_endpoints.push_back({e.ws, e.name});
@@ -794,7 +850,10 @@ struct Pipeline::Impl {
 Pipeline::Pipeline(asio::io_context& io, Config config, std::vector<sinks::Sink*> sinks, sinks::CheckpointStore& checkpoints)
     : impl_(std::make_unique<Impl>(io, std::move(config), std::move(sinks), checkpoints)) {}
 
-Pipeline::~Pipeline() { impl_->workers.join(); }
+Pipeline::~Pipeline() {
+  impl_->workers.join();
+  impl_->kafka_worker.join();
+}
 
 Task<int> Pipeline::run() { return impl_->run(); }
 

@@ -152,8 +152,8 @@ class EndpointPool {
   std::vector<std::unique_ptr<Member>> members_;
   std::size_t current_ = 0;
   bool stop_ = false;
-  Waker health_changed_;
   Waker sleeps_;
+  Waker health_changed_;
   RetryBudget budget_;
   std::uint64_t retries_delayed_ = 0;
   std::chrono::steady_clock::time_point budget_logged_{};

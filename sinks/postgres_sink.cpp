@@ -306,6 +306,7 @@ struct PostgresSink::Impl {
   std::unique_ptr<pqxx::connection> conn;
   std::string instance;  // this process's writer claim, once claimed
   CopyPosition copying;  // the COPY in progress during write()
+  std::unique_ptr<pqxx::work> prepared;  // prepare()'s open transaction (after conn: destroyed first)
 
   // A database that stops answering must not hang the pipeline: connects give up after 10 s
   // (unless the URL says otherwise) and statements after 120 s; both surface as SinkError and
@@ -537,22 +538,30 @@ void PostgresSink::check_writer() {
 }
 
 void PostgresSink::write(std::span<const Block> blocks) {
+  prepare(blocks);
+  commit_prepared();
+}
+
+void PostgresSink::prepare(std::span<const Block> blocks) {
+  abort_prepared();
   if (blocks.empty()) return;
   impl_->copying = {};
   impl_->guarded("write", [&] {
     pqxx::connection& c = impl_->connection();
     const std::string q = c.quote_name(impl_->schema);
-    pqxx::work tx(c);
-    impl_->require_writer(tx, q, /*lock=*/true);
+    // Held here until it is complete: on an error it rolls back before guarded() drops the
+    // connection under it.
+    auto tx = std::make_unique<pqxx::work>(c);
+    impl_->require_writer(*tx, q, /*lock=*/true);
     // The cursor row is locked for the whole transaction: one writer per chain at a time.
-    auto cur = tx.exec("SELECT block_number, block_hash FROM " + q + ".cursor FOR UPDATE");
+    auto cur = tx->exec("SELECT block_number, block_hash FROM " + q + ".cursor FOR UPDATE");
     if (!cur.empty()) {
       std::uint64_t n = cur[0][0].as<std::uint64_t>();
       schema::Hash32 h = hash_from_bytea(cur[0][1]);
       if (n >= blocks.back().number) {
         // A retry of a batch whose commit reached the server although the answer was lost
         // (the connection broke during COMMIT): already written if the hash there agrees.
-        auto stored = tx.exec("SELECT hash FROM " + q + ".blocks WHERE number = " + std::to_string(blocks.back().number));
+        auto stored = tx->exec("SELECT hash FROM " + q + ".blocks WHERE number = " + std::to_string(blocks.back().number));
         if (!stored.empty() && hash_from_bytea(stored[0][0]) == blocks.back().hash) return;
       }
       if (blocks.front().number != n + 1 || blocks.front().parent_hash != h)
@@ -561,16 +570,31 @@ void PostgresSink::write(std::span<const Block> blocks) {
     }
     require_linked(blocks, "postgres write");
 
-    impl_->copy_rows(tx, q, blocks);
+    impl_->copy_rows(*tx, q, blocks);
     CopyPosition& at = impl_->copying;
     at = {"cursor", {}};
     const Block& last = blocks.back();
-    tx.exec0("INSERT INTO " + q + ".cursor (id, block_number, block_hash, updated_at) VALUES (true, " + std::to_string(last.number) +
-             ", " + bytea_literal(last.hash) + ", now()) ON CONFLICT (id) DO UPDATE SET "
-             "block_number = excluded.block_number, block_hash = excluded.block_hash, updated_at = now()");
+    tx->exec0("INSERT INTO " + q + ".cursor (id, block_number, block_hash, updated_at) VALUES (true, " + std::to_string(last.number) +
+              ", " + bytea_literal(last.hash) + ", now()) ON CONFLICT (id) DO UPDATE SET "
+              "block_number = excluded.block_number, block_hash = excluded.block_hash, updated_at = now()");
     at = {};
-    tx.commit();
+    impl_->prepared = std::move(tx);
   });
+}
+
+void PostgresSink::commit_prepared() {
+  if (!impl_->prepared) return;
+  impl_->guarded("write", [&] {
+    std::unique_ptr<pqxx::work> tx = std::move(impl_->prepared);
+    tx->commit();
+  });
+}
+
+void PostgresSink::abort_prepared() noexcept {
+  try {
+    impl_->prepared.reset();  // the transaction's destructor rolls it back
+  } catch (...) {
+  }
 }
 
 namespace {

@@ -31,6 +31,14 @@ class PostgresSink final : public Sink, public CheckpointStore {
   /// when another instance has claimed the chain. std::logic_error when the batch does not
   /// continue the stored cursor (a bug upstream: nothing is written).
   void write(std::span<const schema::Block> blocks) override;
+  /// write() in two steps, so that the rows can be copied while another sink writes the batch:
+  /// prepare() does all of it (writer check, cursor lock, COPY, cursor row) but the commit and
+  /// keeps the transaction open; commit_prepared() commits it; abort_prepared() rolls it back.
+  /// Errors as write(). A batch already written (a retry after a commit whose answer was lost)
+  /// prepares nothing, and its commit does nothing.
+  void prepare(std::span<const schema::Block> blocks);
+  void commit_prepared();
+  void abort_prepared() noexcept;
   std::optional<schema::BlockRef> load_cursor() override;
 
   /// A replay's claim on a chunk of its range, renewed by every write_range() of the chunk.

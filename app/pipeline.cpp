@@ -194,11 +194,12 @@ struct Pipeline::Impl {
   // majority, or too few answers: held, and asked again after a back-off.
   Task<void> verify_top() {
     const std::size_t n = config.chain.verify_with;
+    const std::chrono::milliseconds deadline(config.chain.http_timeout_seconds * 1000);
     for (unsigned attempt = 0; !stop; ++attempt) {
       const schema::BlockRef ours = unwritten.back().ref();
       std::vector<std::size_t> verifiers = pool.ranked();
       if (verifiers.size() > n + 1) verifiers.resize(n + 1);
-      auto answers = co_await pool.ask_headers(verifiers, ours.number, std::chrono::milliseconds(config.chain.http_timeout_seconds * 1000));
+      auto answers = co_await pool.ask_headers(verifiers, ours.number, deadline);
       std::size_t agree = 0, against = 0;
       for (const auto& a : answers) {
         if (!a) continue;
@@ -210,7 +211,7 @@ struct Pipeline::Impl {
       if (against > 0) {
         // Everyone votes.
         std::vector<std::size_t> all = pool.ranked();
-        auto votes = co_await pool.ask_headers(all, ours.number, std::chrono::milliseconds(config.chain.http_timeout_seconds * 1000));
+        auto votes = co_await pool.ask_headers(all, ours.number, deadline);
         std::map<schema::Hash32, std::size_t> tally;
         std::size_t voted = 0;
         for (const auto& v : votes)

@@ -22,16 +22,6 @@ namespace chainidx::ingest {
 
 enum class EndpointState { kHealthy, kDegraded, kOpen, kProbing };
 
-inline const char* to_string(EndpointState s) {
-  switch (s) {
-    case EndpointState::kHealthy: return "healthy";
-    case EndpointState::kDegraded: return "degraded";
-    case EndpointState::kOpen: return "open";
-    case EndpointState::kProbing: return "probing";
-  }
-  return "?";
-}
-
 struct CircuitOptions {
   unsigned failures_to_open = 5;              ///< chain.circuit_failures
   std::chrono::milliseconds cooldown{60000};  ///< chain.circuit_cooldown_seconds
@@ -86,11 +76,7 @@ class EndpointHealth {
       return false;
     }
     if (circuit_ == Circuit::kProbing || (circuit_ == Circuit::kClosed && consecutive_failures_ >= options_.failures_to_open)) {
-      const double j = options_.jitter * (2.0 * std::clamp(random01, 0.0, 1.0) - 1.0);
-      const auto cooldown = std::chrono::duration_cast<Clock::duration>(options_.cooldown * (1.0 + j));
-      open_until_ = now + cooldown;
-      circuit_ = Circuit::kOpen;
-      ++opened_;
+      open(now, random01);
       return true;
     }
     return false;
@@ -99,11 +85,8 @@ class EndpointHealth {
   /// Opens the circuit now for a cool-down, whatever came before: the endpoint served data that
   /// the other endpoints contradict.
   void open_now(Clock::time_point now, double random01) {
-    const double j = options_.jitter * (2.0 * std::clamp(random01, 0.0, 1.0) - 1.0);
-    open_until_ = now + std::chrono::duration_cast<Clock::duration>(options_.cooldown * (1.0 + j));
-    circuit_ = Circuit::kOpen;
     error_rate_ = 1.0;
-    ++opened_;
+    open(now, random01);
   }
 
   /// The request was not the endpoint's fault (a refusal of the method, the caller gave up): a
@@ -151,6 +134,15 @@ class EndpointHealth {
 
  private:
   enum class Circuit { kClosed, kOpen, kProbing };
+
+  // Opens the circuit for a cool-down drawn from cooldown × [1 - jitter, 1 + jitter].
+  void open(Clock::time_point now, double random01) {
+    const double j = options_.jitter * (2.0 * std::clamp(random01, 0.0, 1.0) - 1.0);
+    open_until_ = now + std::chrono::duration_cast<Clock::duration>(options_.cooldown * (1.0 + j));
+    circuit_ = Circuit::kOpen;
+    ++opened_;
+  }
+
   static constexpr double kAlpha = 0.2;               // weight of the newest sample in the moving averages
   static constexpr double kDegradedErrorRate = 0.25;  // about one request in four failing lately
 

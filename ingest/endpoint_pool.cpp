@@ -27,7 +27,6 @@ EndpointPool::EndpointPool(asio::any_io_executor executor, PoolSettings settings
 void EndpointPool::record_success(std::size_t at, std::chrono::microseconds latency) {
   Member& m = *members_[at];
   const bool was_closed = m.health.closed();
-  m.failures = 0;
   m.health.on_success(latency);
   if (!was_closed) {
     spdlog::info("event=circuit_closed endpoint={} reason=\"the probe was answered\"", m.rpc.endpoint());
@@ -42,7 +41,6 @@ void EndpointPool::record_failure(std::size_t at, const RpcError& e) {
     m.health.on_abandoned();
     return;
   }
-  ++m.failures;
   // The last endpoint with a closed circuit keeps it closed: with nowhere else to go, backoff and
   // the retry budget pace its retries, and an open circuit would only add the cool-down.
   bool another_closed = false;
@@ -55,12 +53,6 @@ void EndpointPool::record_failure(std::size_t at, const RpcError& e) {
                  m.health.consecutive_failures(), cooldown.count(), was_probing ? std::string("the probe failed: ") + e.what() : e.what());
   }
   if (was_probing) health_changed_.wake_all();
-}
-
-std::size_t EndpointPool::index_of(const BlockFetcher& f) const {
-  for (std::size_t i = 0; i < members_.size(); ++i)
-    if (&members_[i]->fetcher == &f) return i;
-  throw std::logic_error("endpoint pool: a fetcher of no member");
 }
 
 void EndpointPool::record_head(std::size_t at, std::uint64_t block_number) { members_[at]->health.on_head(block_number); }

@@ -74,8 +74,7 @@ class EndpointPool {
     std::size_t max_in_flight;
     double burst;  ///< the token bucket's burst: a batch never holds more calls than this
     bool chain_id_checked = false;
-    unsigned failures = 0;  ///< consecutive failed requests (reset by a success)
-    EndpointHealth health;  ///< circuit breaker, latency, error rate, head
+    EndpointHealth health;  ///< circuit breaker, latency, error rate, head, failures in a row
     std::size_t batch_blocks = 0;  ///< blocks per range batch, adapted to answers (0: not yet set)
   };
 
@@ -105,8 +104,6 @@ class EndpointPool {
   /// after `latency`; `at` failed (`e` says whether it was the endpoint's fault).
   void record_success(std::size_t at, std::chrono::microseconds latency);
   void record_failure(std::size_t at, const RpcError& e);
-  /// The index of the endpoint whose fetcher `f` is.
-  std::size_t index_of(const BlockFetcher& f) const;
   /// Endpoint `at` reported `block_number` as its head.
   void record_head(std::size_t at, std::uint64_t block_number);
   /// The newest head any endpoint reported (0: none yet).

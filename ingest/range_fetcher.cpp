@@ -281,10 +281,10 @@ struct RangeFetcher::Impl {
         // A 429 has paused the endpoint's token bucket already (for Retry-After, or a second):
         // waiting here as well would only idle this worker once the bucket lets calls go again.
         const bool throttled = e.kind() == RpcError::Kind::kHttpStatus && e.code() == 429;
-        if (e.retryable() && !throttled) delay = pool.retry_delay(e, m.failures - 1);
+        if (e.retryable() && !throttled) delay = pool.retry_delay(e, m.health.consecutive_failures() - 1);
       }
       spdlog::warn("event=rpc_retry op=fetch_range blocks={}-{} attempt={} endpoint={} backoff_ms={} reason=\"{}\"", range->first,
-                   range->last, m.failures, m.rpc.endpoint(), delay.count(), problem);
+                   range->last, m.health.consecutive_failures(), m.rpc.endpoint(), delay.count(), problem);
       if (delay.count() > 0 && !stopping) co_await sleeps.wait(delay);
     }
   }

@@ -310,7 +310,15 @@ Config build(const toml::table& root, const EnvLookup& env) {
 
   const toml::table& pipeline = table_at(root, "", "pipeline", false);
   check_known(pipeline, "pipeline",
-              {"batch_blocks", "sink_retry_initial_ms", "sink_retry_max_ms", "max_batch_delay_ms", "range_batch_blocks", "range_buffer_mb"});
+              {"batch_blocks", "sink_retry_initial_ms", "sink_retry_max_ms", "max_batch_delay_ms", "range_batch_blocks", "range_buffer_mb",
+               "stage_ahead"});
+  if (auto v = r.string(pipeline, "pipeline", "stage_ahead", false, "\"postgres\"")) {
+    if (*v != "off" && *v != "postgres" && *v != "all")
+      fail("pipeline.stage_ahead", r.shown("pipeline.stage_ahead", *v) + " is not a staging mode",
+           "use \"postgres\" (the default), \"all\" (Kafka too: only on a cluster whose read_committed consumers never see aborted "
+           "transactions) or \"off\"");
+    c.pipeline.stage_ahead = *v;
+  }
   if (auto v = r.integer(pipeline, "pipeline", "range_batch_blocks", false, "50"))
     c.pipeline.range_batch_blocks = static_cast<std::uint32_t>(in_range("pipeline.range_batch_blocks", *v, 1, 1000,
                                                                         "set how many blocks one JSON-RPC batch of history asks for, e.g. 50"));

@@ -82,6 +82,10 @@ struct Config {
     std::uint32_t batch_blocks = 100;  ///< most confirmed blocks written in one sink transaction
     std::uint32_t sink_retry_initial_ms = 500;  ///< first wait before a failed sink write is retried
     std::uint32_t sink_retry_max_ms = 30000;    ///< longest wait between sink write retries
+    /// The live write of the block the next head confirms, prepared before that head comes and
+    /// committed when it does: "postgres" (its rows copied), "all" (its Kafka transaction
+    /// produced too) or "off".
+    std::string stage_ahead = "postgres";
     std::uint32_t max_batch_delay_ms = 2000;    ///< a confirmed block waits at most this long for its batch to fill
     std::uint32_t range_batch_blocks = 50;      ///< history: blocks per JSON-RPC batch (lowered for big answers)
     std::uint32_t range_buffer_mb = 64;         ///< history: fetched and not yet written, at most (about)

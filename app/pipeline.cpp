@@ -1,6 +1,5 @@
 #include "app/pipeline.hpp"
 
-#include <deque>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/redirect_error.hpp>
@@ -20,6 +19,7 @@
 #include "ingest/head_tracker.hpp"
 #include "ingest/range_fetcher.hpp"
 #include "reorg/block_buffer.hpp"
+#include "sinks/kafka_sink.hpp"
 
 namespace chainidx::app {
 
@@ -64,6 +64,16 @@ struct Pipeline::Impl {
   bool stop = false;
   bool live = true;  // the live writer checks its writer claim before each batch; a replay has none
   sinks::PostgresSink* overlapped = nullptr;  // run's Postgres sink when the sinks are Kafka then it (see write_overlapped)
+  sinks::KafkaSink* overlapped_kafka = nullptr;  // and its Kafka sink
+  // The live write staged ahead of its confirmation (see stage_next): the block, its Postgres
+  // transaction copied and, with pipeline.stage_ahead = "all", its Kafka transaction produced;
+  // neither committed.
+  struct Staged {
+    schema::BlockRef block;
+    std::chrono::steady_clock::time_point at;
+    bool kafka = false;
+  };
+  std::optional<Staged> staged;
   std::vector<schema::Block> unwritten;  // confirmed, not yet in every sink
   std::chrono::steady_clock::time_point unwritten_since;  // when the oldest of them was confirmed
   std::mt19937 rng{std::random_device{}()};
@@ -133,13 +143,16 @@ struct Pipeline::Impl {
   // waits for Kafka's, so the cursor still never passes a block Kafka lacks. Returns how many
   // sinks are done: 2, or 1 when Kafka committed and Postgres failed (rethrown, to be retried by
   // write()). A Kafka failure rolls the Postgres part back and is rethrown: both are retried.
-  Task<std::size_t> write_overlapped(sinks::PostgresSink& pg, std::string& failed) {
+  // With `from_staged`, Postgres holds the batch prepared already (stage_next), and Kafka too
+  // when `kafka_staged`: only the commits are left.
+  Task<std::size_t> write_overlapped(sinks::PostgresSink& pg, std::string& failed, bool from_staged, bool kafka_staged) {
     std::exception_ptr kafka_error, pg_error;
     sinks::Sink* kafka = sinks.front();
     const auto began = std::chrono::steady_clock::now();
     auto kafka_part = [&]() -> asio::awaitable<void> {
       try {
-        co_await blocking_on(kafka_worker, [&] { kafka->write(unwritten); });
+        if (kafka_staged) co_await blocking_on(kafka_worker, [&] { overlapped_kafka->commit_prepared(); });
+        else co_await blocking_on(kafka_worker, [&] { kafka->write(unwritten); });
       } catch (...) {
         kafka_error = std::current_exception();
       }
@@ -151,7 +164,9 @@ struct Pipeline::Impl {
         pg_error = std::current_exception();
       }
     };
-    co_await (kafka_part() && pg_part());
+    if (from_staged) co_await kafka_part();
+    else co_await (kafka_part() && pg_part());
+    const auto kafka_done = std::chrono::steady_clock::now();
     if (kafka_error) {
       co_await blocking([&] { pg.abort_prepared(); });
       failed = std::string(kafka->name());
@@ -160,9 +175,73 @@ struct Pipeline::Impl {
     failed = "postgres";
     if (pg_error) std::rethrow_exception(pg_error);
     co_await blocking([&] { pg.commit_prepared(); });
-    spdlog::debug("event=sink_written sink=kafka+postgres blocks={}-{} us={}", unwritten.front().number, unwritten.back().number,
-                  std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - began).count());
+    const auto us = [](auto d) { return std::chrono::duration_cast<std::chrono::microseconds>(d).count(); };
+    spdlog::debug("event=sink_written sink=kafka+postgres blocks={}-{} staged={} us={} kafka_us={}", unwritten.front().number,
+                  unwritten.back().number, from_staged, us(std::chrono::steady_clock::now() - began), us(kafka_done - began));
     co_return 2;
+  }
+
+  // The live write, staged: while the chain is followed at the head and nothing waits to be
+  // written, the block that the next head will confirm is prepared (its Postgres rows copied and
+  // the cursor row set, the writer claim checked and held locked; with pipeline.stage_ahead =
+  // "all", its Kafka transaction produced and acknowledged by the broker too), so that when that
+  // head comes little more than the commits is left. Nothing is published before the block is confirmed: a
+  // reorg, a burst of heads or a catch-up aborts the staged write (discard_staged) and the blocks
+  // go the usual way. Staging trouble is no error: the write happens at confirmation as before.
+  Task<void> stage_next() {
+    if (staged || !overlapped_kafka || !live || !unwritten.empty() || stop || config.pipeline.stage_ahead == "off") co_return;
+    const schema::Block* next = buffer->next_to_confirm();
+    if (!next) co_return;
+    const std::vector<schema::Block> batch{*next};
+    const bool with_kafka = config.pipeline.stage_ahead == "all";
+    std::exception_ptr kafka_error, pg_error;
+    auto kafka_part = [&]() -> asio::awaitable<void> {
+      try {
+        if (with_kafka) co_await blocking_on(kafka_worker, [&] { overlapped_kafka->prepare(batch); });
+      } catch (...) {
+        kafka_error = std::current_exception();
+      }
+    };
+    auto pg_part = [&]() -> asio::awaitable<void> {
+      try {
+        co_await blocking([&] { overlapped->prepare(batch); });
+      } catch (...) {
+        pg_error = std::current_exception();
+      }
+    };
+    co_await (kafka_part() && pg_part());
+    if (kafka_error || pg_error) {
+      std::string why;
+      try {
+        std::rethrow_exception(kafka_error ? kafka_error : pg_error);
+      } catch (const std::exception& e) {
+        why = e.what();
+      }
+      spdlog::debug("event=stage_skipped block={} reason=\"{}\"", batch.back().number, why);
+      co_await abort_prepared(with_kafka);
+      co_return;
+    }
+    staged = Staged{batch.back().ref(), std::chrono::steady_clock::now(), with_kafka};
+  }
+
+  // Aborts a staged write in both sinks (nothing of it was published).
+  Task<void> discard_staged(const char* reason) {
+    if (!staged) co_return;
+    const bool kafka = staged->kafka;
+    spdlog::info("event=staged_write_dropped block={} hash={} reason=\"{}\"", staged->block.number, schema::to_hex(staged->block.hash), reason);
+    staged.reset();
+    co_await abort_prepared(kafka);
+  }
+  Task<void> abort_prepared(bool kafka) {
+    if (kafka) co_await blocking_on(kafka_worker, [&] {
+      try {
+        overlapped_kafka->abort_prepared();
+      } catch (const std::exception& e) {
+        // Left to the next write, which aborts it again first (or stops, when fenced).
+        spdlog::warn("event=kafka_abort_deferred reason=\"{}\"", e.what());
+      }
+    });
+    co_await blocking([&] { overlapped->abort_prepared(); });
   }
 
   // A call to a sink outside the batch writes (cursor, replay chunks): database trouble is waited
@@ -251,8 +330,15 @@ struct Pipeline::Impl {
   Task<void> write_unwritten() {
     if (unwritten.empty()) co_return;
     if (live && config.chain.verify_with > 0) co_await verify_top();
+    // The staged write is used when it is exactly this batch; otherwise it is aborted first.
+    // Its Postgres transaction checked the writer claim and holds it locked until it commits,
+    // after Kafka's: no separate check is needed before publishing.
+    bool from_staged = staged && unwritten.size() == 1 && unwritten.back().hash == staged->block.hash;
+    const bool kafka_staged = from_staged && staged->kafka;
+    if (staged && !from_staged) co_await discard_staged("the blocks confirmed are not the one staged (a reorg or a burst of heads)");
+    staged.reset();
     std::size_t i = 0;
-    bool writer_checked = false;
+    bool writer_checked = from_staged;
     for (unsigned attempt = 0; i < sinks.size(); ++attempt) {
       std::string failed = "postgres";
       std::string problem;
@@ -266,9 +352,10 @@ struct Pipeline::Impl {
           i = 1;  // should the Postgres part fail, Kafka's is done
           std::size_t done = 0;
           try {
-            done = co_await write_overlapped(*overlapped, failed);
+            done = co_await write_overlapped(*overlapped, failed, std::exchange(from_staged, false), kafka_staged);
           } catch (...) {
             if (failed != "postgres") i = 0;
+            writer_checked = false;
             throw;
           }
           i = done;
@@ -451,6 +538,7 @@ struct Pipeline::Impl {
     const std::uint64_t from = confirmed ? confirmed->number + 1 : config.chain.start_block;
     if (top < from || top - from + 1 < config.pipeline.batch_blocks) co_return;
     co_await write_unwritten();
+    co_await discard_staged("a catch-up by ranges");
     if (stop) co_return;
     const std::optional<schema::BlockRef> cursor = buffer->last_confirmed();
     spdlog::info("event=catch_up from={} to={} head={} blocks={}", from, top, newest_head->number, top - from + 1);
@@ -532,13 +620,17 @@ struct Pipeline::Impl {
       } catch (const Unverified&) {
         refetch = true;
       }
-      if (refetch) start_again_from_written();
+      if (refetch) {
+        co_await discard_staged("the other endpoints contradicted the chain");
+        start_again_from_written();
+      }
     }
     try {
       co_await write_unwritten();
     } catch (const Unverified&) {
       // Stopping: the next start fetches them again from the cursor.
     }
+    co_await discard_staged("stopping");
   }
 
   void start_again_from_written() {
@@ -552,19 +644,40 @@ struct Pipeline::Impl {
   }
 
   // One turn of the live loop: catch up, take a head, fetch one block or wait, write.
+  // The periodic chores (every endpoint's head, the re-poll) run while the live loop is idle, so
+  // that no head waits for them; when it is never idle (a long gap filled block by block), they
+  // run anyway once twice overdue.
+  Task<void> chores(bool idle) {
+    const int slack = idle ? 1 : 2;
+    if (std::chrono::steady_clock::now() - last_survey >= slack * heads.survey_every()) co_await survey_heads();
+    if (config.chain.repoll_interval_seconds > 0 &&
+        std::chrono::steady_clock::now() - last_repoll >= slack * std::chrono::seconds(config.chain.repoll_interval_seconds))
+      co_await repoll();
+  }
+
   Task<void> follow_step() {
     co_await catch_up();
     if (stop) co_return;
-    if (std::chrono::steady_clock::now() - last_survey >= heads.survey_every()) co_await survey_heads();
-    if (config.chain.repoll_interval_seconds > 0 &&
-        std::chrono::steady_clock::now() - last_repoll >= std::chrono::seconds(config.chain.repoll_interval_seconds))
-      co_await repoll();
+    co_await chores(/*idle=*/false);
     if (stop) co_return;
+    // A staged write must not keep its Kafka transaction open until the broker times it out.
+    if (staged && std::chrono::steady_clock::now() - staged->at > std::chrono::seconds(config.kafka.transaction_timeout_seconds) / 2)
+      co_await discard_staged("staged for half of kafka.transaction_timeout_seconds with no head");
     give_head_to_buffer();
     auto req = buffer->next_fetch();
+    // A head that extends the tip confirms as it arrives (BlockBuffer::on_head): when nothing but
+    // its body is missing, the confirmed blocks are written before that body is fetched.
+    if (req && req->kind == reorg::FetchRequest::Kind::kByHash && buffer->pending_size() == 0 && buffer->tip() &&
+        req->number == buffer->tip()->number + 1) {
+      take_confirmed();
+      co_await write_unwritten();
+      if (stop) co_return;
+    }
     if (!req) {
       take_confirmed();
       co_await write_unwritten();
+      co_await stage_next();
+      if (!stop && !latest_head) co_await chores(/*idle=*/true);
       if (stop || latest_head) co_return;
       // No head for a while (a block interval with no live subscription, three with one): ask
       // over HTTP. That keeps confirmation going while every WebSocket is down, and finds a
@@ -801,7 +914,10 @@ struct Pipeline::Impl {
     }
     buffer.emplace(reorg::BufferConfig{config.chain.confirmations, config.chain.start_block}, cursor);
     written = cursor;
-    if (sinks.size() == 2 && sinks[0]->name() == "kafka") overlapped = dynamic_cast<sinks::PostgresSink*>(sinks[1]);
+    if (sinks.size() == 2 && sinks[0]->name() == "kafka") {
+      overlapped = dynamic_cast<sinks::PostgresSink*>(sinks[1]);
+      overlapped_kafka = overlapped ? dynamic_cast<sinks::KafkaSink*>(sinks[0]) : nullptr;
+    }
 
     std::vector<ingest::HeadSubscriber::Endpoint> ws_endpoints;
     for (auto& e : config.chain.endpoints) ws_endpoints.push_back({e.ws, e.name});

@@ -8,13 +8,14 @@
 #
 #   bench/live_latency.sh [--rounds 200] [--interval-ms 500] [--confirmations 3] [--record]
 #                         [--bin-dir BUILD_DIR]   (binaries built already; no Release build)
+#                         [--stage-ahead MODE]    (pipeline.stage_ahead: off, postgres (default), all)
 # With BENCH_KEEP=1 the scratch directory (chainidx.log, latency.us) is kept; with
 # CHAINIDX_LOG_LEVEL=debug the log times each sink write (event=sink_written ... us=N).
 set -euo pipefail
 top="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$top"
 
-rounds=200 interval=500 confirmations=3 record=0 bin_dir=""
+rounds=200 interval=500 confirmations=3 record=0 bin_dir="" stage_ahead=postgres
 while [ $# -gt 0 ]; do
   case "$1" in
     --rounds) rounds="$2"; shift 2 ;;
@@ -22,7 +23,8 @@ while [ $# -gt 0 ]; do
     --confirmations) confirmations="$2"; shift 2 ;;
     --record) record=1; shift ;;
     --bin-dir) bin_dir="$2"; shift 2 ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    --stage-ahead) stage_ahead="$2"; shift 2 ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
     *) echo "live_latency.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -33,6 +35,7 @@ pids+=($anvil_pid)
 start_postgres chainidx
 start_devbroker anvil.blocks,anvil.transactions,anvil.logs
 write_config "$work/chainidx.toml" "" ""
+printf '\n[pipeline]\nstage_ahead = "%s"\n' "$stage_ahead" >>"$work/chainidx.toml"
 CHAINIDX_LOG_LEVEL=${CHAINIDX_LOG_LEVEL:-info} "$chainidx" run --config "$work/chainidx.toml" >"$work/chainidx.log" 2>&1 &
 idx_pid=$!
 pids+=($idx_pid)

@@ -37,8 +37,19 @@ BlockBuffer::HeadResult BlockBuffer::on_head(const BlockRef& head) {
     target_.reset();
     return {true, reverted};
   }
+  // A head that extends the tip by one block buries the blocks below it as surely as its body
+  // would: what it puts `confirmations` deep is confirmed now, before the body is fetched (the
+  // live path's write need not wait for that round trip).
+  if (!chain_.empty() && pending_.empty() && !suspect_ && head.number == chain_.back().number + 1 &&
+      head.parent_hash == chain_.back().hash && head.number >= config_.confirmations)
+    confirm_through(head.number - config_.confirmations);
   target_ = head;
   return {true, 0};
+}
+
+const Block* BlockBuffer::next_to_confirm() const {
+  if (halted() || suspect_ || !pending_.empty() || chain_.empty() || chain_.size() < config_.confirmations) return nullptr;
+  return &chain_.front();
 }
 
 std::optional<FetchRequest> BlockBuffer::next_fetch() const {

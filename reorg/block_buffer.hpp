@@ -14,9 +14,10 @@
 // hash while walking back a branch whose parent is unknown (a reorg). When a branch links to
 // a block in chain_, the blocks after that point are dropped (reverted) and the branch becomes
 // the chain. A block is confirmed, moved out in order and exactly once, when
-// tip.number >= number + confirmations. A branch that can only link below the last confirmed
-// block is either stale (a lagging provider's old head) or a deep reorg; the buffer asks for the
-// cursor's block by number to tell which. A deep reorg is reported and halts the buffer (the
+// tip.number >= number + confirmations, or as soon as a head whose parent is the tip arrives
+// with head.number >= number + confirmations (before its body is fetched). A branch that can
+// only link below the last confirmed block is either stale (a lagging provider's old head) or a
+// deep reorg; the buffer asks for the cursor's block by number to tell which. A deep reorg is reported and halts the buffer (the
 // only policy so far).
 //
 // Memory: chain_ holds at most confirmations blocks past the cursor, pending_ at most
@@ -84,6 +85,11 @@ class BlockBuffer {
     std::uint64_t reverted = 0;  ///< blocks dropped by a roll back to a known block
   };
   HeadResult on_head(const schema::BlockRef& head);
+
+  /// The block that a head extending the tip by one would confirm (the oldest unconfirmed block,
+  /// when the chain holds `confirmations` of them), or nullptr. The live writer stages its write
+  /// ahead of that head. Valid until the next call that changes the buffer.
+  const schema::Block* next_to_confirm() const;
 
   /// The block the buffer needs next, or nullopt when it is up to date with the latest head.
   std::optional<FetchRequest> next_fetch() const;

@@ -178,12 +178,11 @@ struct KafkaSink::Impl {
 
   // Ends an open or failed transaction so that a new one can begin. SinkError when the abort
   // could not finish yet (it resumes at the next call).
-  void abort_open() {
+  void abort_open(const char* reason = "the batch is sent again in a new transaction") {
     if (txn == Txn::kNone) return;
     auto e = take(rd_kafka_abort_transaction(rk, call_timeout_ms()));
     if (!e) {
-      spdlog::info("event=kafka_aborted blocks={}-{} reason=\"the batch is sent again in a new transaction\"", pending.first,
-                   pending.last);
+      spdlog::info("event=kafka_aborted blocks={}-{} reason=\"{}\"", pending.first, pending.last, reason);
       txn = Txn::kNone;
       return;
     }
@@ -239,6 +238,8 @@ struct KafkaSink::Impl {
     spdlog::debug("event=kafka_produced blocks={}-{} messages={}", pending.first, pending.last, produced);
     txn = Txn::kCommitting;
   }
+
+  std::span<const schema::Block> unpublished(std::span<const schema::Block> blocks) const;
 
   void commit() {
     auto e = take(rd_kafka_commit_transaction(rk, call_timeout_ms()));
@@ -376,10 +377,10 @@ void KafkaSink::ensure_topics() {
                "first use with its default partition count\"", missing.size(), problem);
 }
 
-void KafkaSink::write(std::span<const schema::Block> blocks) {
-  Impl& s = *impl_;
+std::span<const schema::Block> KafkaSink::Impl::unpublished(std::span<const schema::Block> blocks) const {
   // Leave out what an earlier run committed to Kafka but not to Postgres before it died (a
   // replay publishes what it is given).
+  const Impl& s = *this;
   std::size_t first = 0;
   if (s.published_tip && s.config.replay_job.empty()) {
     while (first < blocks.size() && blocks[first].number <= s.published_tip->first) {
@@ -395,9 +396,13 @@ void KafkaSink::write(std::span<const schema::Block> blocks) {
       spdlog::info("event=kafka_skip_published blocks={}-{} reason=\"committed to Kafka by an earlier run\"",
                    blocks.front().number, blocks[first - 1].number);
   }
-  if (first == blocks.size()) return;
-  auto batch = blocks.subspan(first);
+  return blocks.subspan(first);
+}
 
+void KafkaSink::write(std::span<const schema::Block> blocks) {
+  Impl& s = *impl_;
+  auto batch = s.unpublished(blocks);
+  if (batch.empty()) return;
   s.ready_producer();
   Impl::Pending identity{batch.front().number, batch.back().number, batch.back().hash};
   if (s.txn == Impl::Txn::kCommitting && s.pending.same_blocks(identity)) {
@@ -407,6 +412,30 @@ void KafkaSink::write(std::span<const schema::Block> blocks) {
     s.produce_batch(batch);
   }
   s.commit();
+}
+
+void KafkaSink::prepare(std::span<const schema::Block> blocks) {
+  Impl& s = *impl_;
+  auto batch = s.unpublished(blocks);
+  s.ready_producer();
+  s.abort_open();
+  if (batch.empty()) return;
+  s.produce_batch(batch);
+  // Until the broker has every message: what is left for commit_prepared() is the commit. A
+  // message that failed makes the commit fail (and the batch go again), so the flush's own
+  // answer adds nothing.
+  rd_kafka_flush(s.rk, s.call_timeout_ms());
+}
+
+void KafkaSink::commit_prepared() {
+  Impl& s = *impl_;
+  if (s.txn != Impl::Txn::kCommitting) return;  // nothing was left to publish
+  s.commit();
+}
+
+void KafkaSink::abort_prepared() {
+  Impl& s = *impl_;
+  if (s.rk) s.abort_open("written ahead of its confirmation, and not used");
 }
 
 namespace {

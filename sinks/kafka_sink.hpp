@@ -57,6 +57,14 @@ class KafkaSink final : public Sink {
 
   std::string_view name() const override { return "kafka"; }
   void write(std::span<const schema::Block> blocks) override;
+  /// write() in two steps, for a write staged before its blocks are confirmed: prepare() begins
+  /// the transaction, produces the batch and waits until the broker has it, so that
+  /// commit_prepared() is only the commit (publishing the batch); abort_prepared() aborts it and
+  /// nothing was published. Errors as write(); a commit that failed is resumed or redone by a
+  /// write() of the same batch.
+  void prepare(std::span<const schema::Block> blocks);
+  void commit_prepared();
+  void abort_prepared();
 
   /// Messages handed to the broker and acknowledged, since start (for metrics and tests).
   std::uint64_t acknowledged() const;

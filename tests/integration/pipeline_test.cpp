@@ -302,6 +302,61 @@ TEST(Pipeline, RepeatedShallowReorgsLeaveNoOrphanInPostgresOrKafka) {
   expect_topics_hold_postgres(p.db, p.broker, /*exactly_once_blocks=*/true);
 }
 
+// At the head, the block the next head will confirm is written ahead (staged, not committed):
+// its Postgres rows by default, its Kafka transaction too with stage_ahead = "all". A reorg as deep as
+// the confirmations replaces it: the staged write is dropped (the Kafka transaction aborted) and
+// only the new branch's block is committed.
+class StagedWrite : public ::testing::TestWithParam<bool> {};
+
+TEST_P(StagedWrite, AReorgThatReplacesTheStagedBlockDropsItsWriteAndLeavesNoOrphan) {
+  const bool kafka_ahead = GetParam();
+  Peers p(kafka_ahead ? "staged_reorg_kafka" : "staged_reorg");
+  std::mt19937 rng(11);
+  const int confirmations = 3;
+  Indexer indexer(p.dir.path(), p.anvil, p.db_url, p.broker.bootstrap(),
+                  {.confirmations = confirmations, .pipeline_extra = kafka_ahead ? "stage_ahead = \"all\"" : ""});
+  indexer.start();
+  mine_with_transfers(p.anvil, confirmations + 3, rng);
+  std::set<std::string> orphans;
+  for (int round = 0; round < 4; ++round) {
+    const std::uint64_t head = p.anvil.block_number();
+    wait_for_cursor(p.db, head - confirmations, indexer);
+    // The indexer is at the head: it stages block head - 2 right after writing head - 3.
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    for (int i = 0; i < confirmations; ++i) orphans.insert(p.anvil.block_hash(head - i));
+    p.anvil.reorg(confirmations);
+    mine_with_transfers(p.anvil, 1, rng);
+  }
+  mine_with_transfers(p.anvil, confirmations + 2, rng);
+  const std::uint64_t head = p.anvil.block_number();
+  wait_for_cursor(p.db, head - confirmations, indexer);
+  EXPECT_EQ(indexer.stop(SIGTERM), 0) << indexer.log();
+  const std::string log = indexer.log();
+  EXPECT_NE(log.find("event=staged_write_dropped"), std::string::npos) << "no staged write was dropped\n" << log;
+  for (const auto& r : p.db.query("SELECT '0x' || encode(hash, 'hex') FROM anvil.blocks"))
+    EXPECT_FALSE(orphans.contains(r[0].as<std::string>())) << "orphaned block in Postgres";
+  expect_postgres_equals_anvil(p.db, p.anvil);
+  TopicContents t = read_topics(p.broker);
+  if (!kafka_ahead) {
+    for (const auto& h : t.block_hashes_everywhere) EXPECT_FALSE(orphans.contains(h)) << "orphaned block in Kafka";
+    expect_topics_hold_postgres(p.db, p.broker, /*exactly_once_blocks=*/true);
+    return;
+  }
+  // The development broker shows aborted transactions to read_committed consumers (a real
+  // cluster does not): an orphan there must be a block whose staged transaction was aborted.
+  EXPECT_NE(log.find("written ahead of its confirmation, and not used"), std::string::npos) << log;
+  std::set<std::string> dropped;
+  for (std::size_t at = log.find("event=staged_write_dropped"); at != std::string::npos; at = log.find("event=staged_write_dropped", at + 1)) {
+    const std::size_t h = log.find("hash=", at);
+    dropped.insert(log.substr(h + 5, 66));
+  }
+  for (const auto& h : t.block_hashes_everywhere)
+    if (orphans.contains(h)) EXPECT_TRUE(dropped.contains(h)) << "orphan " << h << " in Kafka was never staged and dropped";
+}
+
+INSTANTIATE_TEST_SUITE_P(Pipeline, StagedWrite, ::testing::Values(false, true),
+                         [](const auto& info) { return info.param ? "KafkaStagedToo" : "PostgresStaged"; });
+
 class PipelineRestart : public ::testing::TestWithParam<int> {};
 
 TEST_P(PipelineRestart, StopMidStreamThenRestartLeavesNoGapOrDuplicate) {

@@ -60,6 +60,52 @@ TEST(BlockBuffer, ConfirmsWhenHeadReachesNumberPlusConfirmations) {
 
 // Confirmation by the node's tag: the buffer's depth is only a ceiling, and the tag's block
 // confirms itself and everything below it, once it is a block of the chain.
+TEST(BlockBuffer, AHeadThatExtendsTheTipConfirmsBeforeItsBodyIsFetched) {
+  BlockBuffer buf({.confirmations = 3, .start_block = 0}, BlockRef{9, hash_of(9, 0), hash_of(8, 0)});
+  for (std::uint64_t n = 10; n <= 12; ++n) {
+    buf.on_head(make_block(n, 0, 0).ref());
+    buf.add_block(make_block(n, 0, 0));
+  }
+  EXPECT_TRUE(buf.take_confirmed().empty());
+  buf.on_head(make_block(13, 0, 0).ref());
+  EXPECT_EQ(numbers(buf.take_confirmed()), (std::vector<std::uint64_t>{10}));
+  EXPECT_EQ(buf.last_confirmed()->number, 10u);
+  // The head's body is still fetched, by hash, and confirms nothing more.
+  EXPECT_EQ(buf.next_fetch(), by_hash(13, 0));
+  EXPECT_EQ(buf.add_block(make_block(13, 0, 0)).kind, Kind::kLinked);
+  EXPECT_TRUE(buf.take_confirmed().empty());
+  EXPECT_EQ(buf.unconfirmed_size(), 3u);
+}
+
+TEST(BlockBuffer, AHeadThatDoesNotLinkToTheTipConfirmsNothingUntilItsChainIsFetched) {
+  BlockBuffer buf({.confirmations = 3, .start_block = 0}, BlockRef{9, hash_of(9, 0), hash_of(8, 0)});
+  for (std::uint64_t n = 10; n <= 12; ++n) {
+    buf.on_head(make_block(n, 0, 0).ref());
+    buf.add_block(make_block(n, 0, 0));
+  }
+  // Block 13 of another branch (its parent is not our 12), and a head two blocks ahead.
+  buf.on_head(make_block(13, 1, 1).ref());
+  EXPECT_TRUE(buf.take_confirmed().empty());
+  buf.on_head(make_block(14, 0, 0).ref());
+  EXPECT_TRUE(buf.take_confirmed().empty());
+}
+
+TEST(BlockBuffer, NextToConfirmIsTheOldestBlockOnceTheChainIsConfirmationsDeep) {
+  BlockBuffer buf({.confirmations = 2, .start_block = 0}, BlockRef{9, hash_of(9, 0), hash_of(8, 0)});
+  EXPECT_EQ(buf.next_to_confirm(), nullptr);
+  buf.on_head(make_block(10, 0, 0).ref());
+  buf.add_block(make_block(10, 0, 0));
+  EXPECT_EQ(buf.next_to_confirm(), nullptr) << "one block: the next head confirms nothing";
+  buf.on_head(make_block(11, 0, 0).ref());
+  buf.add_block(make_block(11, 0, 0));
+  ASSERT_NE(buf.next_to_confirm(), nullptr);
+  EXPECT_EQ(buf.next_to_confirm()->hash, hash_of(10, 0));
+  // A walk back in progress: nothing is sure to be confirmed next.
+  buf.on_head(make_block(13, 1, 1).ref());
+  buf.add_block(make_block(13, 1, 1));
+  EXPECT_EQ(buf.next_to_confirm(), nullptr);
+}
+
 TEST(BlockBuffer, TheNodesSafeBlockConfirmsItAndEverythingBelowIt) {
   BlockBuffer buf({.confirmations = 10000, .start_block = 0}, BlockRef{9, hash_of(9, 0), hash_of(8, 0)});
   for (std::uint64_t n = 10; n <= 20; ++n) {
@@ -325,6 +371,7 @@ Scenario simulate(std::uint32_t seed, int deep_percent) {
   std::vector<BlockRef> in_flight;  // heads announced but not yet delivered
 
   auto pump = [&] {
+    for (auto& b : buf.take_confirmed()) sc.emitted.push_back(std::move(b));  // a head may confirm
     for (int guard = 0; guard < 10000; ++guard) {
       auto req = buf.next_fetch();
       if (!req) return;

@@ -281,6 +281,25 @@ TEST(Config, HistoryAndCompressionKeysParseWithDefaults) {
   EXPECT_NE(zero.error().message.find("pipeline.range_batch_blocks"), std::string::npos) << zero.error().message;
 }
 
+TEST(Config, StageAheadIsPostgresUnlessSetAndNamesItsModes) {
+  auto env = env_with({{"API_KEY", "k"}});
+  auto d = parse_config(kGood, "f.toml", env);
+  ASSERT_TRUE(d.ok()) << d.error().message;
+  EXPECT_EQ(d->pipeline.stage_ahead, "postgres");
+  for (const char* mode : {"off", "postgres", "all"}) {
+    auto c = parse_config(kGood + "\n[pipeline]\nstage_ahead = \"" + mode + "\"\n", "f.toml", env);
+    ASSERT_TRUE(c.ok()) << c.error().message;
+    EXPECT_EQ(c->pipeline.stage_ahead, mode);
+  }
+  auto bad = parse_config(kGood + "\n[pipeline]\nstage_ahead = \"kafka\"\n", "f.toml", env);
+  ASSERT_FALSE(bad.ok());
+  for (const char* word : {"pipeline.stage_ahead", "kafka", "\"all\"", "\"off\""})
+    EXPECT_NE(bad.error().message.find(word), std::string::npos) << bad.error().message;
+  auto wrong_type = parse_config(kGood + "\n[pipeline]\nstage_ahead = true\n", "f.toml", env);
+  ASSERT_FALSE(wrong_type.ok());
+  EXPECT_NE(wrong_type.error().message.find("pipeline.stage_ahead"), std::string::npos) << wrong_type.error().message;
+}
+
 TEST(RedactPostgresUrl, HidesThePasswordAndQueryValuesKeepsTheDatabase) {
   using schema::redact_postgres_url;
   EXPECT_EQ(redact_postgres_url("postgresql://indexer:hunter2@db:5432/chainidx"), "postgresql://indexer:***@db:5432/chainidx");

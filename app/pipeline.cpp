@@ -56,6 +56,7 @@ struct Pipeline::Impl {
   std::deque<schema::BlockRef> recent;                  // the newest blocks written (for the re-poll)
   std::optional<schema::BlockRef> written;              // the last block written by `run` (the cursor)
   std::uint64_t contradicted = 0;                       // answers that contradicted the majority (verify_with)
+  std::uint64_t unbacked_heads = 0;                     // far-ahead heads no other endpoint had (not believed)
   std::optional<schema::BlockRef> final_block;          // the node's safe / finalized block (chain.confirmations as a tag)
   std::optional<std::uint64_t> final_asked_at;          // the newest head when it was last asked for
   std::chrono::steady_clock::time_point last_repoll = std::chrono::steady_clock::now();
@@ -431,6 +432,14 @@ struct Pipeline::Impl {
 
   // A head from the WebSocket subscription on endpoint `at`.
   void on_ws_head(const schema::BlockRef& head, std::size_t at) {
+    if (pool.names().size() > 1 && heads.jump(head.number, std::nullopt, std::chrono::steady_clock::now())) {
+      // Far above the best head: the survey, which asks the other endpoints for it, decides.
+      spdlog::debug("event=head_unbacked endpoint={} head={} source=websocket reason=\"far above the best head: every endpoint is asked\"",
+                    pool.names()[at], head.number);
+      last_survey = {};
+      wake.cancel();
+      return;
+    }
     pool.record_head(at, head.number);
     if (!heads.on_head(head.number, ingest::HeadTracker::Source::kWebSocket, std::chrono::steady_clock::now())) {
       const std::string why = "its head " + std::to_string(head.number) + " is more than " +
@@ -453,6 +462,10 @@ struct Pipeline::Impl {
     const auto deadline = std::max(std::chrono::milliseconds(2000), 2 * heads.block_interval());
     auto answers = co_await pool.survey_heads(deadline);
     if (stop) co_return;
+    co_await drop_unbacked_jumps(answers, deadline);
+    if (stop) co_return;
+    for (std::size_t i = 0; i < answers.size(); ++i)
+      if (answers[i]) pool.record_head(i, answers[i]->number);
     const auto now = std::chrono::steady_clock::now();
     std::vector<std::size_t> order;
     for (std::size_t i = 0; i < answers.size(); ++i)
@@ -483,6 +496,36 @@ struct Pipeline::Impl {
     } else if (auto at = head_subscriber->live_endpoint(); at && *at < lagging.size() && lagging[*at]) {
       head_subscriber->drop("its endpoint lags more than " + std::to_string(config.chain.endpoint_max_lag_blocks) +
                             " blocks behind the best head (chain.endpoint_max_lag_blocks)");
+    }
+  }
+
+  // A head far above the best and above every other endpoint's (HeadTracker::jump) is believed
+  // only when another endpoint has that block: otherwise one endpoint's wrong or hostile head
+  // would make every honest endpoint look lagging, and nothing would be confirmed. An answer
+  // nobody backs is dropped (event=head_unbacked); the endpoint's later heads are judged again.
+  Task<void> drop_unbacked_jumps(std::vector<std::optional<schema::BlockRef>>& answers, std::chrono::milliseconds deadline) {
+    if (answers.size() < 2) co_return;
+    const auto now = std::chrono::steady_clock::now();
+    for (std::size_t i = 0; i < answers.size() && !stop; ++i) {
+      if (!answers[i]) continue;
+      std::optional<std::uint64_t> others;
+      std::vector<std::size_t> ask;
+      for (std::size_t j = 0; j < answers.size(); ++j) {
+        if (j == i) continue;
+        ask.push_back(j);
+        if (answers[j]) others = std::max(others.value_or(0), answers[j]->number);
+      }
+      if (!heads.jump(answers[i]->number, others, now)) continue;
+      const schema::BlockRef claim = *answers[i];
+      auto theirs = co_await pool.ask_headers(ask, claim.number, deadline);
+      bool backed = false;
+      for (const auto& t : theirs) backed |= t && t->hash == claim.hash;
+      if (backed) continue;
+      ++unbacked_heads;
+      spdlog::warn("event=head_unbacked endpoint={} head={} best_head={} other_heads={} reason=\"no other endpoint has block {} and the chain's pace does not reach it: not believed\"",
+                   pool.names()[i], claim.number, heads.best() ? std::to_string(*heads.best()) : std::string("none"),
+                   others ? std::to_string(*others) : std::string("none"), claim.number);
+      answers[i].reset();
     }
   }
 

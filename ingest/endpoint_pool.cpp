@@ -76,7 +76,6 @@ Task<void> EndpointPool::ask_head(std::size_t at, std::shared_ptr<HeadSurvey> su
     if (number) head = co_await members_[at]->fetcher.header_by_number(*number);
     else head = co_await members_[at]->fetcher.latest_head();
     record_success(at, std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - began));
-    if (head && !number) record_head(at, head->number);
     survey->answers[at] = head;
   } catch (const RpcError& e) {
     record_failure(at, e);

@@ -109,8 +109,8 @@ class EndpointPool {
   /// The newest head any endpoint reported (0: none yet).
   std::uint64_t best_head() const;
   /// Asks every endpoint whose circuit lets a request through for its head, all at once, one
-  /// attempt each (a failure counts in its health, nothing is retried); each answer is recorded
-  /// as its endpoint's head. The answers by endpoint, once all came or `deadline` passed.
+  /// attempt each (a failure counts in its health, nothing is retried). The answers by endpoint,
+  /// once all came or `deadline` passed; the caller records those it believes (record_head).
   Task<std::vector<std::optional<schema::BlockRef>>> survey_heads(std::chrono::milliseconds deadline);
   /// Asks the endpoints in `which` for block `number`'s header, all at once, one attempt each
   /// (failures count in their health). The answers by endpoint (nullopt: no answer, or no such

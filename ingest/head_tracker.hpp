@@ -11,6 +11,10 @@
 //   its newest head is stale: drop it at once (long before chain.head_stall_timeout_seconds).
 // - A head from an endpoint more than lag_blocks behind the best head any endpoint reported is
 //   not given to the reorg buffer: a lagging endpoint can never cause a false reorg.
+// - A head more than lag_blocks above the best head and above every other endpoint's is a jump
+//   (jump()): believed only when the chain's pace since the best head allows it, or another
+//   endpoint has that block (the caller asks). One endpoint claiming a far-ahead head can so
+//   never make the honest ones look lagging.
 
 #include <algorithm>
 #include <chrono>
@@ -105,6 +109,23 @@ class HeadTracker {
   }
 
   std::optional<std::uint64_t> best() const { return best_; }
+
+  /// Whether `block_number`, reported at `now` by one endpoint while the other endpoints' newest
+  /// heads are at most `others` (nullopt: no other endpoint answered), is a jump that needs
+  /// another endpoint's word: more than lag_blocks above both the best head and `others`, and
+  /// more than the chain's pace since the best head allows (two blocks per block interval). A
+  /// chain of one endpoint has nobody to ask: its caller does not call this.
+  bool jump(std::uint64_t block_number, std::optional<std::uint64_t> others, Clock::time_point now) const {
+    const std::optional<std::uint64_t> reference = best_ && others ? std::max(*best_, *others) : best_ ? best_ : others;
+    if (!reference || block_number <= *reference + options_.lag_blocks) return false;
+    if (best_ && best_at_) {
+      const auto elapsed = now - *best_at_;
+      const auto interval = std::max(block_interval(), std::chrono::milliseconds(1));
+      const std::uint64_t pace = 2 * static_cast<std::uint64_t>(elapsed / interval) + 1;
+      if (block_number <= *best_ + options_.lag_blocks + pace) return false;
+    }
+    return true;
+  }
 
  private:
   static constexpr std::size_t kMinGaps = 3;

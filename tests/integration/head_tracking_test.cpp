@@ -193,6 +193,46 @@ TEST(HeadTracking, AnEndpointStuckTwentyBlocksBehindServesNoHeadOrBlockAboveItAn
   EXPECT_EQ(asked_above.load(), 0) << "blocks above its head were asked of the stuck endpoint" << log;
 }
 
+// An endpoint (listed first) claims a head 1000 blocks above the chain's, over HTTP: its
+// eth_blockNumber and its "latest" header say so. Believed, it would make the honest endpoint
+// look 1000 blocks behind, its heads would be refused and nothing more would be confirmed. No
+// other endpoint has that block, so the claim is not believed, and indexing goes on.
+TEST(HeadTracking, AnEndpointClaimingAHeadFarAheadThatNoOtherEndpointHasIsNotBelieved) {
+  Chain run;
+  mine_transfers(run.anvil, 5);
+  std::atomic<std::uint64_t> claimed{0};
+  FaultProxy liar(run.anvil.port(), [&](const std::string& body, std::uint64_t) -> std::optional<FaultProxy::Canned> {
+    std::string answer = answer_calls(run.anvil, body, [&](const std::string& method, const std::string& params) -> std::optional<std::string> {
+      const std::uint64_t far = run.anvil.block_number() + 1000;
+      claimed = far;
+      if (method == "eth_blockNumber") return "\"result\":\"0x" + to_hex_number(far) + "\"";
+      if (method == "eth_getBlockByNumber" && params.rfind("[\"latest\"", 0) == 0) {
+        std::string block = run.anvil.rpc(method, params);
+        const std::size_t at = block.find("\"number\":\"0x");
+        const std::size_t end = block.find('"', at + 12);
+        return "\"result\":" + block.substr(0, at) + "\"number\":\"0x" + to_hex_number(far) + block.substr(end);
+      }
+      return std::nullopt;
+    });
+    return FaultProxy::Canned{200, answer};
+  });
+  FakeWsNode idle(FakeWsNode::Behaviour::kIdle);
+  const std::string db = Postgres::instance().create_database("endpoint_far_ahead");
+  Indexer indexer(run.dir.path(), run.anvil, db, run.broker.bootstrap(),
+                  {.extra_endpoints_first = {{"ws://127.0.0.1:" + std::to_string(idle.port()), liar.url()}},
+                   .chain_extra = "block_interval_ms = 300\nendpoint_max_lag_blocks = 5\nhead_stall_timeout_seconds = 600\nbackoff_initial_ms = 100\n"});
+  indexer.start();
+  const std::uint64_t start = run.anvil.block_number();
+  Miner miner(run.anvil, 200ms);
+  ASSERT_TRUE(wait_until([&] { return cursor_of(db) >= start + 20; }, 60s)) << "confirmation stopped\n" << indexer.log();
+  ASSERT_NO_FATAL_FAILURE(finish(run, miner, indexer, db));
+  const std::string log = indexer.log();
+  EXPECT_GT(claimed.load(), 0u);
+  EXPECT_NE(log.find("event=head_unbacked endpoint=" + liar.url()), std::string::npos) << log;
+  EXPECT_EQ(log.find("event=lagging_endpoint endpoint=" + run.anvil.http_url()), std::string::npos)
+      << "the honest endpoint was taken for a lagging one\n" << log;
+}
+
 // A provider keeps serving the old branch's head after a reorg deeper than the confirmations, and
 // no WebSocket is up: the live path sees nothing change. The re-poll compares the newest
 // confirmed blocks by number with the node's, finds the reorg, and the deep-reorg policy halts.

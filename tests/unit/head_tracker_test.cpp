@@ -93,5 +93,23 @@ TEST(HeadTracker, HeadsFromAnEndpointBeyondTheLagLimitAreNotUsed) {
   EXPECT_EQ(t.best(), 120u);
 }
 
+TEST(HeadTracker, AHeadFarAboveTheBestAndEveryOtherEndpointIsAJumpUntilThePaceReachesIt) {
+  HeadTracker t({.block_interval = 1000ms, .lag_blocks = 5});
+  Clock::time_point now{};
+  // No best head yet: judged against the other endpoints' heads alone.
+  EXPECT_FALSE(t.jump(1000, std::nullopt, now)) << "nothing to judge against";
+  EXPECT_TRUE(t.jump(1000, 100, now)) << "900 blocks above the only other endpoint";
+  EXPECT_FALSE(t.jump(104, 100, now)) << "within the lag limit";
+  ASSERT_TRUE(t.on_head(100, Source::kHttp, now));
+  EXPECT_FALSE(t.jump(1000, 1000, now)) << "another endpoint is there too";
+  EXPECT_FALSE(t.jump(106, std::nullopt, now)) << "lag limit plus one block of pace";
+  EXPECT_TRUE(t.jump(1000, 101, now));
+  EXPECT_TRUE(t.jump(1000, std::nullopt, now)) << "no other answer: still a jump over the best head";
+  // The chain's pace: two blocks a block interval since the best head arrived.
+  EXPECT_TRUE(t.jump(125, std::nullopt, now + 5s)) << "25 above the best: more than 5 + 11";
+  EXPECT_FALSE(t.jump(125, std::nullopt, now + 10s)) << "25 above the best: within 5 + 21";
+  EXPECT_FALSE(t.jump(1000, std::nullopt, now + 1000s)) << "a long outage makes a big step plausible";
+}
+
 }  // namespace
 }  // namespace chainidx::ingest

@@ -91,17 +91,23 @@ class ReceiptsFallback : public ::testing::TestWithParam<UnsupportedAnswer> {};
 TEST_P(ReceiptsFallback, NodeWithoutGetBlockReceiptsIsServedPerTransactionReceipts) {
   const auto& answer = GetParam();
   Chain run;
-  std::atomic<int> refused{0};
+  std::atomic<int> refused{0};   // calls refused (a range batch holds one per block)
+  std::atomic<int> requests{0};  // HTTP requests that held at least one such call
   FaultProxy proxy(run.anvil.port(), [&](const std::string& body, std::uint64_t) -> std::optional<FaultProxy::Canned> {
     if (body.find("eth_getBlockReceipts") == std::string::npos) return std::nullopt;
+    ++requests;
     return FaultProxy::Canned{200, answer_without_method(run.anvil, body, "eth_getBlockReceipts", answer.code, answer.message, refused)};
   });
   std::string db = Postgres::instance().create_database(std::string("fallback_") + answer.family);
   Indexer indexer(run.dir.path(), run.anvil, db, run.broker.bootstrap(), {.http_url = proxy.url()});
   ASSERT_NO_FATAL_FAILURE(index_rounds(run, indexer, db, 12));
-  // Asked twice: batched with the block by its number, then alone by the block's hash (a node may
-  // take only one of the forms); then remembered.
-  EXPECT_EQ(refused.load(), 2) << "asked in both forms once, then remembered the node lacks it";
+  // Asked in at most two requests: batched with the block by its number, then alone by the
+  // block's hash (a node may take only one of the forms); then remembered. When the indexer starts
+  // behind (a slow run), the first ask is a range batch, whose one request holds a call per block
+  // and whose refusal is remembered at once.
+  EXPECT_GE(refused.load(), 1);
+  EXPECT_GE(requests.load(), 1);
+  EXPECT_LE(requests.load(), 2) << "asked again after the node said it lacks the method (" << refused.load() << " calls refused)";
   EXPECT_NE(indexer.log().find("event=rpc_fallback"), std::string::npos) << indexer.log();
   expect_postgres_hashes_equal_anvil(db, run.anvil);
 }

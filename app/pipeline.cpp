@@ -772,9 +772,26 @@ struct Pipeline::Impl {
       co_await write_unwritten();
   }
 
+  // The live run. When the database's cursor is found behind what this process wrote (it lost
+  // its newest commits: a crash under synchronous_commit = off, a failover to a replica that
+  // lagged), the run starts over from the stored cursor, as a restart would, without leaving the
+  // process: Postgres is written again from there, and Kafka skips what it already holds (its
+  // published tip, kept by the sink).
   Task<int> run() {
-    Task<int> body = run_checked();
-    co_return co_await halting(std::move(body));
+    for (;;) {
+      try {
+        Task<int> body = run_checked();
+        co_return co_await halting(std::move(body));
+      } catch (const sinks::CursorBehind& e) {
+        spdlog::warn("event=cursor_rewound stored_cursor={} written={} reason=\"{}\" action=\"writing again from the stored cursor\"",
+                     e.stored(), written ? std::to_string(written->number) : std::string("none"), e.what());
+      }
+      co_await discard_staged("the stored cursor went back");
+      unwritten.clear();
+      recent.clear();
+      latest_head.reset();
+      if (stop) co_return kExitOk;
+    }
   }
 
   // Runs `body`; a halt it raises is logged and becomes its exit code.

@@ -90,8 +90,8 @@ start_devbroker() {
 }
 
 # write_config FILE EXTRA_ENDPOINT_LINES EXTRA_TABLES: a chainidx config for the node, Postgres
-# (database chainidx) and dev broker started above, with `confirmations` blocks of depth and
-# no rate limit on the node.
+# (database chainidx, with $pg_url_query appended to its URL when set) and dev broker started
+# above, with `confirmations` blocks of depth and no rate limit on the node.
 write_config() {
   cat >"$1" <<TOML
 [chain]
@@ -106,7 +106,7 @@ requests_per_second = 1000000
 burst = 1000000
 $2
 [postgres]
-url = "postgresql://postgres@127.0.0.1:$pg_port/chainidx"
+url = "postgresql://postgres@127.0.0.1:$pg_port/chainidx${pg_url_query:-}"
 
 [kafka]
 brokers = "$bootstrap"

@@ -9,13 +9,15 @@
 #   bench/live_latency.sh [--rounds 200] [--interval-ms 500] [--confirmations 3] [--record]
 #                         [--bin-dir BUILD_DIR]   (binaries built already; no Release build)
 #                         [--stage-ahead MODE]    (pipeline.stage_ahead: off, postgres (default), all)
+#                         [--async-commit]        (postgres.url with ?options=-c synchronous_commit=off:
+#                                                  the COMMIT does not wait for the disk's flush)
 # With BENCH_KEEP=1 the scratch directory (chainidx.log, latency.us) is kept; with
 # CHAINIDX_LOG_LEVEL=debug the log times each sink write (event=sink_written ... us=N).
 set -euo pipefail
 top="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$top"
 
-rounds=200 interval=500 confirmations=3 record=0 bin_dir="" stage_ahead=postgres
+rounds=200 interval=500 confirmations=3 record=0 bin_dir="" stage_ahead=postgres pg_url_query=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --rounds) rounds="$2"; shift 2 ;;
@@ -24,7 +26,8 @@ while [ $# -gt 0 ]; do
     --record) record=1; shift ;;
     --bin-dir) bin_dir="$2"; shift 2 ;;
     --stage-ahead) stage_ahead="$2"; shift 2 ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    --async-commit) pg_url_query="?options=-c%20synchronous_commit%3Doff"; shift ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
     *) echo "live_latency.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -67,8 +70,10 @@ summary=$(sort -n "$work/latency.us" | awk '
     }
     printf "| histogram | %s |\n", h
   }')
-report=$(printf '### %s live latency: head to confirmed write\n\n`bench/live_latency.sh --rounds %s --interval-ms %s --confirmations %s`\n\n| measure | value |\n|---|---|\n%s\n' \
-  "$(date -u +%Y-%m-%d)" "$rounds" "$interval" "$confirmations" "$summary")
+args="--rounds $rounds --interval-ms $interval --confirmations $confirmations --stage-ahead $stage_ahead"
+[ -n "$pg_url_query" ] && args="$args --async-commit"
+report=$(printf '### %s live latency: head to confirmed write\n\n`bench/live_latency.sh %s`\n\n| measure | value |\n|---|---|\n%s\n' \
+  "$(date -u +%Y-%m-%d)" "$args" "$summary")
 echo
 echo "$report"
 if [ "$record" = 1 ]; then printf '\n%s\n' "$report" >>"$top/bench/RESULTS.md"; fi

@@ -564,6 +564,10 @@ void PostgresSink::prepare(std::span<const Block> blocks) {
         auto stored = tx->exec("SELECT hash FROM " + q + ".blocks WHERE number = " + std::to_string(blocks.back().number));
         if (!stored.empty() && hash_from_bytea(stored[0][0]) == blocks.back().hash) return;
       }
+      if (n + 1 < blocks.front().number)
+        throw CursorBehind("the stored cursor is at block " + std::to_string(n) + ", below the block " +
+                               std::to_string(blocks.front().number - 1) + " this process wrote last: the database lost its newest commits",
+                           n);
       if (blocks.front().number != n + 1 || blocks.front().parent_hash != h)
         throw std::logic_error("postgres write: block " + std::to_string(blocks.front().number) +
                                " does not continue the cursor at block " + std::to_string(n));

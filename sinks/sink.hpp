@@ -40,6 +40,19 @@ class SinkError : public std::runtime_error {
   Kind kind_;
 };
 
+/// The stored cursor is behind the blocks this process already wrote: the database lost its
+/// newest commits (a crash under `synchronous_commit = off`, a failover to a replica that lagged,
+/// a restore from a backup). Nothing is wrong with the batch: the caller goes back to the stored
+/// cursor and writes from there again.
+class CursorBehind : public std::runtime_error {
+ public:
+  CursorBehind(const std::string& message, std::uint64_t stored) : std::runtime_error(message), stored_(stored) {}
+  std::uint64_t stored() const { return stored_; }
+
+ private:
+  std::uint64_t stored_;
+};
+
 class Sink {
  public:
   virtual ~Sink() = default;

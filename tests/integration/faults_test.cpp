@@ -20,12 +20,6 @@
 namespace chainidx::testing {
 namespace {
 
-std::string request_id(const std::string& body) {
-  auto at = body.find("\"id\":");
-  auto end = body.find_first_of(",}", at);
-  return body.substr(at + 5, end - at - 5);
-}
-
 struct Chain {
   TempDir dir;
   Anvil anvil{dir.path()};

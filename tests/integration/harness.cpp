@@ -280,6 +280,13 @@ void Postgres::stop() {
   if (code != 0) throw std::runtime_error("pg_ctl stop failed: " + out);
 }
 
+void Postgres::crash() {
+  int code = 0;
+  std::string out = run_capture({"runuser", "-u", "postgres", "--", std::string(kPgBin) + "/pg_ctl", "-D", dir_ + "/data",
+                                 "-m", "immediate", "-w", "stop"}, &code, 120s);
+  if (code != 0) throw std::runtime_error("pg_ctl stop -m immediate failed: " + out);
+}
+
 void Postgres::start() {
   int code = 0;
   std::string out = run_capture({"runuser", "-u", "postgres", "--", std::string(kPgBin) + "/pg_ctl", "-D", dir_ + "/data", "-w", "-l",

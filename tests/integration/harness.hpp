@@ -95,6 +95,9 @@ class Postgres {
   std::string create_database(const std::string& name);
   /// Stops the server (fast shutdown: open connections are cut) and later starts it again.
   void stop();
+  /// Stops the server as a crash would (immediate shutdown: no checkpoint; WAL still in the
+  /// server's memory, such as commits made with synchronous_commit = off, is lost).
+  void crash();
   void start();
   ~Postgres();
 

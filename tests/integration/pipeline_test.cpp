@@ -350,8 +350,11 @@ TEST_P(StagedWrite, AReorgThatReplacesTheStagedBlockDropsItsWriteAndLeavesNoOrph
     const std::size_t h = log.find("hash=", at);
     dropped.insert(log.substr(h + 5, 66));
   }
-  for (const auto& h : t.block_hashes_everywhere)
-    if (orphans.contains(h)) EXPECT_TRUE(dropped.contains(h)) << "orphan " << h << " in Kafka was never staged and dropped";
+  for (const auto& h : t.block_hashes_everywhere) {
+    if (orphans.contains(h)) {
+      EXPECT_TRUE(dropped.contains(h)) << "orphan " << h << " in Kafka was never staged and dropped";
+    }
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Pipeline, StagedWrite, ::testing::Values(false, true),

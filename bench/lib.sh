@@ -73,7 +73,7 @@ start_postgres() {
   for attempt in 1 2 3 4 5; do
     pg_port=$(free_port)
     runuser -u postgres -- "$pg_bin/pg_ctl" -D "$work/pgrun/data" -w -l "$work/pgrun/log" \
-      -o "-p $pg_port -k $work/pgrun -c listen_addresses=127.0.0.1" start >/dev/null && break
+      -o "-p $pg_port -k $work/pgrun -c listen_addresses=127.0.0.1 ${pg_server_options:-}" start >/dev/null && break
     [ "$attempt" -lt 5 ] || { echo "bench: Postgres did not start: $(tail -3 "$work/pgrun/log")" >&2; exit 1; }
   done
   for db in "$@"; do psql -h 127.0.0.1 -p "$pg_port" -U postgres -qc "CREATE DATABASE $db"; done

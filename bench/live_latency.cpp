@@ -2,7 +2,10 @@
 // block at a time at a steady interval (each with a light load: one transfer), and measures, for
 // each, how long it takes from the evm_mine that makes block N + confirmations to the moment the
 // indexer's cursor in Postgres reaches block N (the cursor moves in the same transaction as the
-// rows, after the Kafka transaction committed). The cursor is polled every 200 µs.
+// rows, after the Kafka transaction committed). The benchmark learns of each cursor move by
+// LISTEN/NOTIFY (a trigger it puts on the cursor table notifies at commit), not by polling: a poll
+// every few hundred microseconds kept a Postgres backend and this process busy on the cores the
+// indexer measured here needs.
 //   live_latency RPC_URL PG_CONNINFO SCHEMA CONFIRMATIONS ROUNDS INTERVAL_MS
 // Prints one latency in microseconds a line; bench/live_latency.sh sums them up.
 
@@ -12,11 +15,11 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <pqxx/pqxx>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <iostream>
 #include <string>
-#include <thread>
 
 #include "ingest/http_rpc_client.hpp"
 
@@ -30,6 +33,29 @@ using Clock = std::chrono::steady_clock;
 
 std::uint64_t quantity(const std::string& json) { return std::stoull(json.substr(json.find("0x") + 2), nullptr, 16); }
 
+// The newest cursor block that a notification named.
+class CursorListener final : public pqxx::notification_receiver {
+ public:
+  CursorListener(pqxx::connection& db, std::int64_t initial) : pqxx::notification_receiver(db, kChannel), latest_(initial) {}
+  void operator()(const std::string& payload, int) override { latest_ = std::max<std::int64_t>(latest_, std::stoll(payload)); }
+  std::int64_t latest() const { return latest_; }
+  static constexpr const char* kChannel = "chainidx_bench_cursor";
+
+ private:
+  std::int64_t latest_;
+};
+
+// A trigger on the indexer's cursor table that notifies the new block number at commit.
+void notify_cursor_moves(pqxx::connection& db, const std::string& schema) {
+  pqxx::nontransaction tx(db);
+  tx.exec("CREATE OR REPLACE FUNCTION public.chainidx_bench_cursor_notify() RETURNS trigger LANGUAGE plpgsql AS "
+          "$$ BEGIN PERFORM pg_notify('" + std::string(CursorListener::kChannel) + "', NEW.block_number::text); RETURN NEW; END $$");
+  const std::string table = db.quote_name(schema) + ".cursor";
+  tx.exec("DROP TRIGGER IF EXISTS chainidx_bench_cursor ON " + table);
+  tx.exec("CREATE TRIGGER chainidx_bench_cursor AFTER INSERT OR UPDATE ON " + table +
+          " FOR EACH ROW EXECUTE FUNCTION public.chainidx_bench_cursor_notify()");
+}
+
 Task<int> measure(HttpRpcClient& rpc, pqxx::connection& db, std::string schema, std::uint64_t confirmations, unsigned rounds,
                   std::chrono::milliseconds interval) {
   auto executor = co_await asio::this_coro::executor;
@@ -37,12 +63,14 @@ Task<int> measure(HttpRpcClient& rpc, pqxx::connection& db, std::string schema, 
   RpcRequest accounts_request{"eth_accounts", "[]"};
   const std::string accounts = co_await rpc.call(std::move(accounts_request));
   const std::string from = accounts.substr(accounts.find("0x"), 42);
-  db.prepare("cursor", "SELECT block_number FROM " + db.quote_name(schema) + ".cursor");
-  auto cursor = [&]() -> std::int64_t {
+  notify_cursor_moves(db, schema);
+  std::int64_t initial = -1;
+  {
     pqxx::nontransaction tx(db);
-    auto r = tx.exec_prepared("cursor");
-    return r.empty() ? -1 : r[0][0].as<std::int64_t>();
-  };
+    auto r = tx.exec("SELECT block_number FROM " + db.quote_name(schema) + ".cursor");
+    if (!r.empty()) initial = r[0][0].as<std::int64_t>();
+  }
+  CursorListener listener(db, initial);
   for (unsigned i = 0; i < rounds; ++i) {
     const auto due = Clock::now() + interval;
     // A light load: one plain transfer in each block.
@@ -56,12 +84,13 @@ Task<int> measure(HttpRpcClient& rpc, pqxx::connection& db, std::string schema, 
     if (head >= confirmations) {
       const auto want = static_cast<std::int64_t>(head - confirmations);
       const auto give_up = mined_at + std::chrono::seconds(30);
-      while (cursor() < want) {
+      db.get_notifs();  // those that came while this round mined
+      while (listener.latest() < want) {
         if (Clock::now() > give_up) {
           std::cerr << "live_latency: the cursor did not reach block " << want << " within 30 s\n";
           co_return 1;
         }
-        std::this_thread::sleep_for(std::chrono::microseconds(200));
+        db.await_notification(0, 100000);
       }
       const auto us = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - mined_at).count();
       if (i >= confirmations) std::printf("%lld\n", static_cast<long long>(us));  // the first rounds only fill the depth

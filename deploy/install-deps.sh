@@ -11,9 +11,9 @@ packages=(
   build-essential cmake ninja-build ccache pkg-config git
   libboost1.81-dev libboost-url1.81-dev libssl-dev openssl ca-certificates libpsl-dev publicsuffix
   libsimdjson-dev librdkafka-dev libpqxx-dev libspdlog-dev libfmt-dev
-  libtomlplusplus-dev libcrypto++-dev
+  libtomlplusplus-dev libcrypto++-dev prometheus-cpp-dev libcli11-dev
   googletest libgtest-dev libgmock-dev libbenchmark-dev
-  postgresql postgresql-client kcat
+  postgresql postgresql-client kcat prometheus
   curl procps
 )
 

@@ -302,11 +302,23 @@ Config build(const toml::table& root, const EnvLookup& env) {
         "kafka.transaction_timeout_seconds", *v, 5, 900, "e.g. 60; at most the broker's transaction.max.timeout.ms (900 s by default)"));
 
   const toml::table& server = table_at(root, "", "server", false);
-  check_known(server, "server", {"listen"});
+  check_known(server, "server", {"listen", "ready_max_lag_blocks", "unhealthy_after_seconds", "hold_on_halt"});
+  if (const toml::node* n = server.get("hold_on_halt")) {
+    if (!n->is_boolean())
+      fail("server.hold_on_halt", "expected true or false",
+           "write hold_on_halt = true (after a deep-reorg halt, keep serving /healthz and /metrics until stopped) or false (exit at once)");
+    c.server.hold_on_halt = n->as_boolean()->get();
+  }
   if (auto v = r.string(server, "server", "listen", false, "\"127.0.0.1:9464\"")) {
     check_host_port("server.listen", *v, r.shown("server.listen", *v), "\"127.0.0.1:9464\"");
     c.server.listen = *v;
   }
+  if (auto v = r.integer(server, "server", "ready_max_lag_blocks", false, "10"))
+    c.server.ready_max_lag_blocks = static_cast<std::uint32_t>(
+        in_range("server.ready_max_lag_blocks", *v, 0, 1000000, "e.g. 10: /readyz answers 503 while more confirmed blocks wait"));
+  if (auto v = r.integer(server, "server", "unhealthy_after_seconds", false, "300"))
+    c.server.unhealthy_after_seconds = static_cast<std::uint32_t>(in_range(
+        "server.unhealthy_after_seconds", *v, 10, 86400, "e.g. 300: /healthz answers 503 once a sink write has failed this long"));
 
   const toml::table& pipeline = table_at(root, "", "pipeline", false);
   check_known(pipeline, "pipeline",

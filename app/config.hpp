@@ -77,6 +77,11 @@ struct Config {
   } kafka;
   struct Server {
     std::string listen = "127.0.0.1:9464";
+    std::uint32_t ready_max_lag_blocks = 10;      ///< /readyz: at most this many confirmed blocks not yet written
+    std::uint32_t unhealthy_after_seconds = 300;  ///< /healthz: 503 once a sink write has failed this long
+    /// After a deep-reorg halt, keep serving /healthz (503, with the reason) and /metrics until
+    /// SIGTERM/SIGINT, then exit with code 3; false: exit with code 3 at once.
+    bool hold_on_halt = true;
   } server;
   struct Pipeline {
     std::uint32_t batch_blocks = 100;  ///< most confirmed blocks written in one sink transaction

@@ -3,6 +3,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <CLI/CLI.hpp>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
@@ -18,7 +19,11 @@
 #include <optional>
 #include <sstream>
 
+#include "app/build_info.hpp"
 #include "app/config.hpp"
+#include "app/live_status.hpp"
+#include "app/metrics.hpp"
+#include "app/ops_server.hpp"
 #include "app/pipeline.hpp"
 #include "ingest/backoff.hpp"
 #include "ingest/tls_context.hpp"
@@ -31,22 +36,6 @@
 namespace {
 
 using namespace chainidx;
-
-constexpr const char* kUsage = R"(chainidx: an event-streaming indexer for EVM chains
-
-usage:
-  chainidx run --config FILE            follow the chain and index confirmed blocks
-  chainidx replay --config FILE --from N --to M [--sinks postgres,kafka] [--topic-prefix P]
-                  [--worker NAME] [--chunk-blocks 5000] [--lease-seconds 60]
-                                        re-index blocks N..M (idempotent, resumable; several
-                                        processes given the same range share the work)
-  chainidx check-config --config FILE   validate a config file and exit (0 when valid)
-  chainidx devbroker [--bootstrap-file FILE] [--brokers N] [--topics A,B,C --partitions N]
-                                        run a local Kafka-protocol broker for development
-                                        (librdkafka's mock cluster: it has no CreateTopics
-                                        API, so topics can be made here up front)
-  chainidx --help | --version
-)";
 
 struct Args {
   std::string command;
@@ -64,76 +53,66 @@ struct Args {
   int lease_seconds = 60;
 };
 
-// A whole decimal number, or nullopt.
-std::optional<std::uint64_t> number_arg(const std::string& text) {
-  if (text.empty() || text.size() > 19 || text.find_first_not_of("0123456789") != std::string::npos) return std::nullopt;
-  return std::stoull(text);
-}
+constexpr const char* kExitCodes = R"(
+Exit codes: 0 done; 1 fatal error; 2 bad configuration or arguments; 3 deep reorg (halted);
+4 the node's chain id differs from the config's; 5 stopped with a confirmed batch left uncommitted;
+6 fenced by another instance; 7 a sink refused data; 8 every endpoint refused a request;
+9 a block no endpoint serves valid; 10 replay range refused.)";
 
-std::optional<Args> parse_args(int argc, char** argv) {
-  if (argc < 2) return std::nullopt;
-  Args a;
-  a.command = argv[1];
-  for (int i = 2; i < argc; ++i) {
-    std::string arg = argv[i];
-    auto value = [&]() -> std::optional<std::string> {
-      if (i + 1 >= argc) return std::nullopt;
-      return std::string(argv[++i]);
-    };
-    if (arg == "--config") a.config = value();
-    else if (arg == "--bootstrap-file") a.bootstrap_file = value();
-    else if (arg == "--brokers" || arg == "--partitions") {
-      auto v = value();
-      if (!v || std::atoi(v->c_str()) < 1) return std::nullopt;
-      (arg == "--brokers" ? a.brokers : a.partitions) = std::atoi(v->c_str());
-    } else if (arg == "--topics") {
-      auto v = value();
-      if (!v) return std::nullopt;
-      std::stringstream ss(*v);
-      std::string t;
-      while (std::getline(ss, t, ',')) a.topics.push_back(t);
-    } else if (arg == "--from" || arg == "--to" || arg == "--chunk-blocks" || arg == "--lease-seconds") {
-      auto v = value();
-      auto n = v ? number_arg(*v) : std::nullopt;
-      if (!n || ((arg == "--chunk-blocks" || arg == "--lease-seconds") && (*n == 0 || *n > 1000000))) {
-        std::cerr << "chainidx: " << arg << " needs a whole number" << (arg == "--chunk-blocks" || arg == "--lease-seconds" ? " from 1 to 1000000" : "")
-                  << (v ? ", got \"" + *v + "\"" : std::string()) << "\n";
-        return std::nullopt;
-      }
-      if (arg == "--from") a.from = n;
-      else if (arg == "--to") a.to = n;
-      else if (arg == "--chunk-blocks") a.chunk_blocks = *n;
-      else a.lease_seconds = static_cast<int>(*n);
-    } else if (arg == "--sinks") {
-      auto v = value();
-      a.to_postgres = a.to_kafka = false;
-      std::stringstream ss(v.value_or(""));
-      std::string one;
-      while (std::getline(ss, one, ',')) {
-        if (one == "postgres") a.to_postgres = true;
-        else if (one == "kafka") a.to_kafka = true;
-        else {
-          std::cerr << "chainidx: --sinks takes postgres, kafka or postgres,kafka; got \"" << one << "\"\n";
-          return std::nullopt;
-        }
-      }
-      if (!a.to_postgres && !a.to_kafka) {
-        std::cerr << "chainidx: --sinks needs postgres, kafka or both\n";
-        return std::nullopt;
-      }
-    } else if (arg == "--topic-prefix" || arg == "--worker") {
-      auto v = value();
-      if (!v || v->empty() || v->find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != std::string::npos) {
-        std::cerr << "chainidx: " << arg << " needs letters, digits, '.', '_' or '-'\n";
-        return std::nullopt;
-      }
-      (arg == "--worker" ? a.worker : a.topic_prefix) = *v;
-    } else {
-      std::cerr << "chainidx: unknown argument " << arg << "\n";
-      return std::nullopt;
-    }
-  }
-  return a;
+// A name for logs and tables: letters, digits, '.', '_' or '-'.
+const CLI::Validator kName(
+    [](const std::string& v) -> std::string {
+      if (v.empty() || v.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != std::string::npos)
+        return "needs letters, digits, '.', '_' or '-', got \"" + v + "\"";
+      return "";
+    },
+    "NAME");
+
+// The command line, parsed with CLI11: every subcommand answers --help, an error names the
+// argument at fault. `a` receives the values; the subcommand's name goes to a.command.
+void describe_commands(CLI::App& cli, Args& a) {
+  cli.require_subcommand(1);
+  cli.set_version_flag("--version", std::string("chainidx ") + app::kVersion + " (" + app::kRevision + ")");
+  cli.footer(kExitCodes);
+  const auto config = [&a](CLI::App* sub) {
+    sub->add_option("--config", a.config, "the TOML config file (see the README's Configuration)")->required()->type_name("FILE");
+  };
+  config(cli.add_subcommand("run", "follow the chain and index confirmed blocks"));
+  auto* replay = cli.add_subcommand("replay",
+                                    "re-index blocks FROM..TO (idempotent, resumable; several processes given the same range "
+                                    "share the work)");
+  config(replay);
+  replay->add_option("--from", a.from, "the first block to re-index")->required()->type_name("N");
+  replay->add_option("--to", a.to, "the last block to re-index (included)")->required()->type_name("M");
+  replay
+      ->add_option_function<std::vector<std::string>>(
+          "--sinks",
+          [&a](const std::vector<std::string>& sinks) {
+            a.to_postgres = a.to_kafka = false;
+            for (const auto& one : sinks) (one == "postgres" ? a.to_postgres : a.to_kafka) = true;
+          },
+          "where the blocks go: postgres, kafka or both (the default)")
+      ->delimiter(',')
+      ->check(CLI::IsMember({"postgres", "kafka"}))
+      ->type_name("postgres,kafka");
+  replay->add_option("--topic-prefix", a.topic_prefix, "publish to PREFIX.<topic> instead of the live topics")->check(kName)->type_name("PREFIX");
+  replay->add_option("--worker", a.worker, "this process's name in the chunk table (default: host and a random id)")->check(kName)->type_name("NAME");
+  replay->add_option("--chunk-blocks", a.chunk_blocks, "blocks per chunk: the unit of sharing and of resuming")
+      ->check(CLI::Range(1, 1000000))
+      ->capture_default_str();
+  replay->add_option("--lease-seconds", a.lease_seconds, "a chunk whose worker stopped renewing goes to another after this")
+      ->check(CLI::Range(1, 1000000))
+      ->capture_default_str();
+  config(cli.add_subcommand("check-config", "validate a config file and exit (0 when valid)"));
+  auto* broker = cli.add_subcommand("devbroker",
+                                    "run a local Kafka-protocol broker for development (librdkafka's mock cluster: it has no "
+                                    "CreateTopics API, so topics can be made here up front)");
+  broker->add_option("--bootstrap-file", a.bootstrap_file, "write the bootstrap servers to this file once listening")->type_name("FILE");
+  broker->add_option("--brokers", a.brokers, "brokers in the cluster")->check(CLI::Range(1, 16))->capture_default_str();
+  broker->add_option("--topics", a.topics, "topics to create, comma-separated")->delimiter(',')->type_name("A,B,C");
+  broker->add_option("--partitions", a.partitions, "partitions of each topic made here")->check(CLI::Range(1, 1000))->capture_default_str();
+  for (auto* sub : cli.get_subcommands({}))
+    sub->callback([&a, sub] { a.command = sub->get_name(); });
 }
 
 // CHAINIDX_LOG_LEVEL: trace, debug, info (the default), warn, error, critical or off. A value
@@ -263,10 +242,16 @@ std::optional<int> until_done(const char* component, const std::function<void()>
 
 // Runs `task` on `io` until it ends; SIGINT/SIGTERM ask the pipeline to stop (`action` says what
 // that means in the log). Its exit code, or kExitFatal when it threw.
-int drive(boost::asio::io_context& io, app::Pipeline& pipeline, ingest::Task<int> task, const char* action) {
+// With `server` and `hold_on_halt`, a deep-reorg halt keeps the process up, serving /healthz (503,
+// with the reason) and /metrics (chainidx_halted 1), until a signal: an orchestrator's probe and an
+// alert see the halt, where an exit would only show a restart loop.
+int drive(boost::asio::io_context& io, app::Pipeline& pipeline, ingest::Task<int> task, const char* action,
+          app::OpsServer* server = nullptr, bool hold_on_halt = false) {
   boost::asio::signal_set signals(io, SIGINT, SIGTERM);
+  bool signalled = g_stop_requested;
   signals.async_wait([&](const boost::system::error_code& ec, int sig) {
     if (ec) return;
+    signalled = true;
     spdlog::info("event=signal signal={} action=\"{}\"", sig, action);
     pipeline.request_stop();
   });
@@ -275,6 +260,16 @@ int drive(boost::asio::io_context& io, app::Pipeline& pipeline, ingest::Task<int
   boost::asio::co_spawn(io, std::move(task), [&](std::exception_ptr e, int code) {
     signals.cancel();
     exit_code = e ? app::kExitFatal : code;
+    if (server && hold_on_halt && exit_code == app::kExitDeepReorg && !signalled) {
+      spdlog::warn("event=halted_holding exit_code={} action=\"serving /healthz (503) and /metrics until SIGTERM or SIGINT\"", exit_code);
+      signals.async_wait([server](const boost::system::error_code& ec, int sig) {
+        if (ec) return;
+        spdlog::info("event=signal signal={} action=\"exit\"", sig);
+        server->stop();
+      });
+      return;
+    }
+    if (server) server->stop();
     if (e) try {
         std::rethrow_exception(e);
       } catch (const std::exception& ex) {
@@ -333,13 +328,21 @@ int run(const Args& args) {
 
     boost::asio::io_context io(1);
     app::Pipeline pipeline(io, *config, {&kafka, &postgres}, postgres);
-    return drive(io, pipeline, pipeline.run(), "stop taking heads, finish the batch in flight");
+    app::LiveStatus status;
+    app::Metrics metrics(config->chain.name, app::kVersion, app::kRevision);
+    pipeline.observe(status, metrics);
+    app::OpsServer server(io, config->server.listen, status, metrics,
+                          {std::chrono::seconds(config->server.unhealthy_after_seconds), config->server.ready_max_lag_blocks});
+    return drive(io, pipeline, pipeline.run(), "stop taking heads, finish the batch in flight", &server, config->server.hold_on_halt);
   } catch (const sinks::SinkError& e) {
     spdlog::error("event=startup_failed message=\"{}\"", e.what());
     return app::kExitFatal;
   } catch (const boost::system::system_error& e) {
     spdlog::error("event=startup_failed message=\"{}\"", e.what());
     return app::kExitFatal;
+  } catch (const app::ListenError& e) {
+    spdlog::error("event=startup_failed message=\"{}\"", e.what());
+    return app::kExitConfig;
   }
 }
 
@@ -409,23 +412,28 @@ int replay(const Args& args) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  auto args = parse_args(argc, argv);
-  if (!args) {
-    std::cerr << kUsage;
+  Args args;
+  CLI::App cli{"chainidx: an event-streaming indexer for EVM chains", "chainidx"};
+  describe_commands(cli, args);
+  if (argc > 1 && argv[1][0] != '-') {
+    bool known = false;
+    for (const auto* sub : cli.get_subcommands({})) known |= sub->get_name() == argv[1];
+    if (!known) {
+      std::cerr << "chainidx: unknown command \"" << argv[1] << "\"; the commands are run, replay, check-config and devbroker "
+                << "(chainidx --help)\n";
+      return app::kExitConfig;
+    }
+  }
+  try {
+    cli.parse(argc, argv);
+  } catch (const CLI::Success& e) {
+    return cli.exit(e);  // --help, --version
+  } catch (const CLI::ParseError& e) {
+    cli.exit(e);  // the error, naming the argument, and where to find help
     return app::kExitConfig;
   }
-  if (args->command == "--help" || args->command == "-h" || args->command == "help") {
-    std::cout << kUsage;
-    return 0;
-  }
-  if (args->command == "--version") {
-    std::cout << "chainidx 0.1.0\n";
-    return 0;
-  }
-  if (args->command == "run") return run(*args);
-  if (args->command == "replay") return replay(*args);
-  if (args->command == "check-config") return check_config(*args);
-  if (args->command == "devbroker") return devbroker(*args);
-  std::cerr << "chainidx: unknown command " << args->command << "\n" << kUsage;
-  return app::kExitConfig;
+  if (args.command == "run") return run(args);
+  if (args.command == "replay") return replay(args);
+  if (args.command == "check-config") return check_config(args);
+  return devbroker(args);
 }

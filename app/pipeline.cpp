@@ -1,5 +1,8 @@
 #include "app/pipeline.hpp"
 
+#include "app/live_status.hpp"
+#include "app/metrics.hpp"
+
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/redirect_error.hpp>
@@ -63,6 +66,7 @@ struct Pipeline::Impl {
   asio::steady_timer wake;                      // cancelled when a head arrives or a stop is requested
   std::vector<asio::steady_timer*> sleeping;     // retry waits in progress: cut short by a stop, never by a head
   bool stop = false;
+  bool catching_up = false;  // filling a backlog by ranges
   bool live = true;  // the live writer checks its writer claim before each batch; a replay has none
   sinks::PostgresSink* overlapped = nullptr;  // run's Postgres sink when the sinks are Kafka then it (see write_overlapped)
   sinks::KafkaSink* overlapped_kafka = nullptr;  // and its Kafka sink
@@ -75,6 +79,13 @@ struct Pipeline::Impl {
     bool kafka = false;
   };
   std::optional<Staged> staged;
+  // A block whose staged write was dropped for want of a head: not staged again, so that its
+  // locks (the writer row, the cursor) are not taken again at once while another instance waits
+  // for them to claim the chain.
+  std::optional<schema::Hash32> not_restaged;
+  LiveStatus* status = nullptr;  // what /healthz, /readyz and /status read (observe())
+  Metrics* metrics = nullptr;
+  std::chrono::steady_clock::time_point head_at{};  // when the newest head arrived
   std::vector<schema::Block> unwritten;  // confirmed, not yet in every sink
   std::chrono::steady_clock::time_point unwritten_since;  // when the oldest of them was confirmed
   std::mt19937 rng{std::random_device{}()};
@@ -192,7 +203,7 @@ struct Pipeline::Impl {
   Task<void> stage_next() {
     if (staged || !overlapped_kafka || !live || !unwritten.empty() || stop || config.pipeline.stage_ahead == "off") co_return;
     const schema::Block* next = buffer->next_to_confirm();
-    if (!next) co_return;
+    if (!next || next->hash == not_restaged) co_return;
     const std::vector<schema::Block> batch{*next};
     const bool with_kafka = config.pipeline.stage_ahead == "all";
     std::exception_ptr kafka_error, pg_error;
@@ -230,6 +241,7 @@ struct Pipeline::Impl {
     if (!staged) co_return;
     const bool kafka = staged->kafka;
     spdlog::info("event=staged_write_dropped block={} hash={} reason=\"{}\"", staged->block.number, schema::to_hex(staged->block.hash), reason);
+    if (metrics) metrics->staged_write_dropped();
     staged.reset();
     co_await abort_prepared(kafka);
   }
@@ -324,6 +336,33 @@ struct Pipeline::Impl {
     }
   }
 
+  // A batch reached every sink: the cursor, the counters, and for a live batch the time from the
+  // head that confirmed it.
+  void report_written(std::chrono::steady_clock::time_point began) {
+    const auto now = std::chrono::steady_clock::now();
+    if (status) {
+      const schema::Block& last = unwritten.back();
+      status->cursor = last.number;
+      status->cursor_hash = schema::to_hex(last.hash);
+      status->cursor_timestamp = last.timestamp;
+      status->last_write = now;
+      status->waiting_since.reset();
+      status->sink_problem.clear();
+      status->confirmed_top = confirmed_top();
+    }
+    if (!metrics) return;
+    std::uint64_t txs = 0, logs = 0;
+    for (const auto& b : unwritten) {
+      txs += b.transactions.size();
+      logs += b.logs.size();
+    }
+    const double seconds = std::chrono::duration<double>(now - began).count();
+    for (auto* sink : sinks) metrics->written(sink->name(), unwritten.size(), txs, logs, seconds);
+    if (live && !catching_up && head_at != std::chrono::steady_clock::time_point{})
+      metrics->head_to_write(std::chrono::duration<double>(now - head_at).count());
+    metrics->buffer_blocks(buffer ? buffer->unconfirmed_size() : 0);
+  }
+
   // Writes `unwritten` to every sink in order, retrying only the sink that failed, with a
   // growing backoff and a log line per attempt, for as long as it takes: no new batch is taken
   // meanwhile (back-pressure), so memory stays flat however long a sink is away. First the
@@ -338,6 +377,7 @@ struct Pipeline::Impl {
     const bool kafka_staged = from_staged && staged->kafka;
     if (staged && !from_staged) co_await discard_staged("the blocks confirmed are not the one staged (a reorg or a burst of heads)");
     staged.reset();
+    const auto batch_began = std::chrono::steady_clock::now();
     std::size_t i = 0;
     bool writer_checked = from_staged;
     for (unsigned attempt = 0; i < sinks.size(); ++attempt) {
@@ -385,6 +425,11 @@ struct Pipeline::Impl {
                         std::to_string(unwritten.back().number) + " were committed (sink " + failed + ": " + problem +
                         "); the next start writes them from the cursor"};
       }
+      if (metrics) metrics->sink_retry(failed);
+      if (status) {
+        if (!status->waiting_since) status->waiting_since = std::chrono::steady_clock::now();
+        status->sink_problem = failed + ": " + problem;
+      }
       auto delay = sink_backoff.delay(attempt, std::uniform_real_distribution<double>(0, 1)(rng));
       spdlog::warn("event=sink_retry sink={} blocks={}-{} attempt={} backoff_ms={} reason=\"{}\"", failed, unwritten.front().number,
                    unwritten.back().number, attempt + 1, delay.count(), problem);
@@ -392,6 +437,7 @@ struct Pipeline::Impl {
     }
     spdlog::info("event=confirmed blocks={}-{} count={} last_hash={}", unwritten.front().number, unwritten.back().number,
                  unwritten.size(), schema::to_hex(unwritten.back().hash));
+    report_written(batch_began);
     written = unwritten.back().ref();
     for (const auto& b : unwritten) {
       recent.push_back(b.ref());
@@ -522,6 +568,7 @@ struct Pipeline::Impl {
       for (const auto& t : theirs) backed |= t && t->hash == claim.hash;
       if (backed) continue;
       ++unbacked_heads;
+      if (metrics) metrics->unbacked_head();
       spdlog::warn("event=head_unbacked endpoint={} head={} best_head={} other_heads={} reason=\"no other endpoint has block {} and the chain's pace does not reach it: not believed\"",
                    pool.names()[i], claim.number, heads.best() ? std::to_string(*heads.best()) : std::string("none"),
                    others ? std::to_string(*others) : std::string("none"), claim.number);
@@ -532,13 +579,44 @@ struct Pipeline::Impl {
   void on_subscription(std::optional<std::size_t> at) {
     if (stop) return;
     heads.on_subscription(at.has_value(), std::chrono::steady_clock::now());
+    if (status) status->head_source = at ? "websocket" : "http_poll";
+    if (!at && metrics) metrics->ws_reconnect();
     if (at) spdlog::info("event=head_source source=websocket endpoint={}", pool.names()[*at]);
     else
       spdlog::info("event=head_source source=http_poll poll_ms={} reason=\"no live WebSocket subscription\"", heads.poll_after().count());
   }
 
   void saw_head(const schema::BlockRef& head) {
-    if (!newest_head || head.number > newest_head->number) newest_head = head;
+    if (!newest_head || head.number > newest_head->number) {
+      newest_head = head;
+      head_at = std::chrono::steady_clock::now();
+    }
+    if (status) {
+      status->head = newest_head->number;
+      status->confirmed_top = confirmed_top();
+    }
+  }
+
+  // The endpoints' states and heads, for /status and the metrics.
+  void report_endpoints() {
+    if (!status) return;
+    const auto names = pool.names();
+    status->endpoints.resize(names.size());
+    const std::uint64_t best = pool.best_head();
+    for (std::size_t i = 0; i < names.size(); ++i) {
+      auto& e = status->endpoints[i];
+      e.name = names[i];
+      switch (pool.at(i).health.state(best)) {
+        case ingest::EndpointState::kHealthy: e.state = "healthy"; break;
+        case ingest::EndpointState::kDegraded: e.state = "degraded"; break;
+        case ingest::EndpointState::kOpen: e.state = "open"; break;
+        case ingest::EndpointState::kProbing: e.state = "probing"; break;
+      }
+      e.head = pool.at(i).health.head();
+      e.lagging = i < lagging.size() && lagging[i];
+      e.rate = pool.at(i).rpc.current_rate();
+      e.rate_wait_seconds = std::chrono::duration<double>(pool.at(i).rpc.rate_wait()).count();
+    }
   }
 
   // More than a write batch of blocks at confirmed depth behind: fetch them as ranges (the range
@@ -585,6 +663,16 @@ struct Pipeline::Impl {
     if (stop) co_return;
     const std::optional<schema::BlockRef> cursor = buffer->last_confirmed();
     spdlog::info("event=catch_up from={} to={} head={} blocks={}", from, top, newest_head->number, top - from + 1);
+    catching_up = true;
+    struct Done {
+      bool& flag;
+      LiveStatus* status;
+      ~Done() {
+        flag = false;
+        if (status) status->catching_up = false;
+      }
+    } done{catching_up, status};
+    if (status) status->catching_up = true;
     const auto stats_before = range.stats();
     const auto started = std::chrono::steady_clock::now();
     std::optional<schema::BlockRef> written;
@@ -703,9 +791,17 @@ struct Pipeline::Impl {
     if (stop) co_return;
     co_await chores(/*idle=*/false);
     if (stop) co_return;
-    // A staged write must not keep its Kafka transaction open until the broker times it out.
-    if (staged && std::chrono::steady_clock::now() - staged->at > std::chrono::seconds(config.kafka.transaction_timeout_seconds) / 2)
-      co_await discard_staged("staged for half of kafka.transaction_timeout_seconds with no head");
+    // A staged write waits for the head that confirms it: about one block interval. It must not
+    // hold its locks much longer than that (a new instance claiming the chain waits for them),
+    // nor keep its Kafka transaction open until the broker times it out: after three block
+    // intervals (at least 1 s, at most half of kafka.transaction_timeout_seconds) without that
+    // head it is dropped, and its block is written the usual way when the head comes.
+    const auto staged_for = std::clamp<std::chrono::steady_clock::duration>(
+        3 * heads.block_interval(), std::chrono::seconds(1), std::chrono::seconds(config.kafka.transaction_timeout_seconds) / 2);
+    if (staged && std::chrono::steady_clock::now() - staged->at > staged_for) {
+      not_restaged = staged->block.hash;
+      co_await discard_staged("no head for three block intervals: its locks are let go");
+    }
     give_head_to_buffer();
     auto req = buffer->next_fetch();
     // A head that extends the tip confirms as it arrives (BlockBuffer::on_head): when nothing but
@@ -733,6 +829,7 @@ struct Pipeline::Impl {
     }
     auto block = co_await fetch(*req);
     if (stop) co_return;
+    if (status && block && block->number >= status->head.value_or(0)) status->head_timestamp = block->timestamp;
     if (!block) {
       buffer->on_fetch_missing(*req);
       co_return;
@@ -744,6 +841,7 @@ struct Pipeline::Impl {
     switch (r.kind) {
       case Kind::kReorged:
         spdlog::warn("event=reorg new_block={} new_hash={} reverted={}", number, hash, r.reverted);
+        if (metrics) metrics->reorg(r.reverted);
         break;
       case Kind::kStaleBranch:
         spdlog::warn("event=stale_branch_dropped cursor={}", buffer->last_confirmed()->number);
@@ -785,6 +883,7 @@ struct Pipeline::Impl {
       } catch (const sinks::CursorBehind& e) {
         spdlog::warn("event=cursor_rewound stored_cursor={} written={} reason=\"{}\" action=\"writing again from the stored cursor\"",
                      e.stored(), written ? std::to_string(written->number) : std::string("none"), e.what());
+        if (metrics) metrics->cursor_rewound();
       }
       co_await discard_staged("the stored cursor went back");
       unwritten.clear();
@@ -807,6 +906,7 @@ struct Pipeline::Impl {
                e.what()};
     }
     spdlog::error("event=halt exit_code={} message=\"{}\"", fatal.code, fatal.message);
+    if (status) status->halted = fatal.message;
     co_return fatal.code;
   }
 
@@ -967,6 +1067,9 @@ struct Pipeline::Impl {
       if (header && *header && (*header)->hash != cursor->hash) {
         spdlog::error("event=deep_reorg cursor_block={} cursor_hash={} node_hash={} policy=halt message=\"the block at the cursor is no longer canonical; Postgres is left at the cursor\"",
                       cursor->number, schema::to_hex(cursor->hash), schema::to_hex((*header)->hash));
+        if (status)
+          status->halted = "deep reorg: the block at the cursor (" + std::to_string(cursor->number) + ", " + schema::to_hex(cursor->hash) +
+                           ") is no longer canonical; replay from below the fork";
         co_return kExitDeepReorg;
       }
     } else {
@@ -1033,6 +1136,28 @@ Pipeline::~Pipeline() {
 }
 
 Task<int> Pipeline::run() { return impl_->run(); }
+
+void Pipeline::observe(LiveStatus& status, Metrics& metrics) {
+  Impl& m = *impl_;
+  m.status = &status;
+  m.metrics = &metrics;
+  status.chain = m.config.chain.name;
+  status.confirmations = m.config.chain.confirm_tag.empty() ? m.config.chain.confirmations : 0;
+  status.confirm_tag = m.config.chain.confirm_tag;
+  for (std::size_t i = 0; i < m.pool.size(); ++i)
+    m.pool.at(i).rpc.observe([&metrics](const ingest::RpcObservation& o) {
+      metrics.rpc(o.endpoint, o.method, ingest::outcome_name(o.outcome), o.calls, std::chrono::duration<double>(o.duration).count());
+    });
+  status.refresh = [&m] {
+    m.report_endpoints();
+    for (auto* sink : m.sinks)
+      if (auto* kafka = dynamic_cast<sinks::KafkaSink*>(sink)) {
+        m.status->kafka_acknowledged = kafka->acknowledged();
+        m.status->kafka_delivery_failures = kafka->delivery_failures();
+      }
+    if (m.metrics) m.metrics->buffer_blocks(m.buffer ? m.buffer->unconfirmed_size() : 0);
+  };
+}
 
 Task<int> Pipeline::replay(ReplayRequest request, sinks::PostgresSink& postgres) { return impl_->replay(std::move(request), postgres); }
 

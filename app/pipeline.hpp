@@ -12,6 +12,9 @@
 
 namespace chainidx::app {
 
+struct LiveStatus;
+class Metrics;
+
 /// Process exit codes of `chainidx run`.
 enum ExitCode : int {
   kExitOk = 0,
@@ -69,6 +72,10 @@ class Pipeline {
   /// write. Never writes above the live cursor; moves the cursor's hash when a chunk holds it
   /// (repair after a deep-reorg halt). Returns an ExitCode.
   ingest::Task<int> replay(ReplayRequest request, sinks::PostgresSink& postgres);
+
+  /// Keeps `status` (for the probes and /status) and `metrics` up to date from now on; both must
+  /// outlive the pipeline's run. Call before run(), on the io thread.
+  void observe(LiveStatus& status, Metrics& metrics);
 
   /// Stop taking heads, finish the batch in flight, return. Call on the io thread.
   void request_stop();

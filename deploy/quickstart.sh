@@ -132,6 +132,7 @@ Watch the data arrive, from another terminal:
   psql -h 127.0.0.1 -p $PG_PORT -U postgres chainidx -c "SELECT number, encode(hash,'hex'), transaction_count FROM anvil.blocks ORDER BY number DESC LIMIT 5"
   psql -h 127.0.0.1 -p $PG_PORT -U postgres chainidx -c "SELECT block_number, log_index, encode(address,'hex'), encode(topic2,'hex') FROM anvil.logs ORDER BY block_number DESC LIMIT 5"
   kcat -C -b $bootstrap -t anvil.logs -o beginning -e -X isolation.level=read_committed
+  curl -s http://127.0.0.1:$METRICS_PORT/status        (and /metrics, /healthz, /readyz)
 
 Ctrl-C stops everything.
 

@@ -49,6 +49,7 @@ struct HttpRpcClient::Impl {
   asio::steady_timer freed;     // cancelled when a connection is handed back
   std::uint64_t next_id = 1;
   std::uint64_t sent = 0;
+  RpcObserver observer;  // told of every request (metrics)
   std::uint64_t calls = 0;
 
   Impl(asio::any_io_executor ex, const std::string& text, Options o)
@@ -231,7 +232,94 @@ std::size_t HttpRpcClient::in_flight_limit() const { return impl_->allowed_in_fl
 
 std::chrono::nanoseconds HttpRpcClient::rate_wait() const { return impl_->bucket.wait(TokenBucket::Clock::now()); }
 
+const char* outcome_name(RpcObservation::Outcome outcome) {
+  switch (outcome) {
+    case RpcObservation::Outcome::kOk: return "ok";
+    case RpcObservation::Outcome::kRpcError: return "rpc_error";
+    case RpcObservation::Outcome::kThrottled: return "throttled";
+    case RpcObservation::Outcome::kHttpError: return "http_error";
+    case RpcObservation::Outcome::kTransport: return "transport";
+    case RpcObservation::Outcome::kMalformed: return "malformed";
+  }
+  return "unknown";
+}
+
+// Reports one request to the observer when it goes out of scope: ok unless told otherwise, and
+// for an exception, what kind of failure it was.
+class HttpRpcClient::Observed {
+ public:
+  // `method` is copied: the request it names is moved away before the answer comes.
+  Observed(const RpcObserver& observer, std::string_view endpoint, std::string_view method, std::size_t calls)
+      : observer_(observer), method_(method), o_{endpoint, {}, calls}, began_(std::chrono::steady_clock::now()) {}
+  Observed(const Observed&) = delete;
+  Observed& operator=(const Observed&) = delete;
+  ~Observed() {
+    if (!observer_) return;
+    o_.method = method_;
+    o_.duration = std::chrono::steady_clock::now() - began_;
+    if (std::uncaught_exceptions() > uncaught_ && !failed_) o_.outcome = RpcObservation::Outcome::kTransport;
+    try {
+      observer_(o_);
+    } catch (...) {
+    }
+  }
+  void failed(const RpcError& e) {
+    failed_ = true;
+    using K = RpcError::Kind;
+    if (e.kind() == K::kHttpStatus) o_.outcome = e.code() == 429 ? RpcObservation::Outcome::kThrottled : RpcObservation::Outcome::kHttpError;
+    else if (e.kind() == K::kMalformed) o_.outcome = RpcObservation::Outcome::kMalformed;
+    else if (e.kind() == K::kRpc) o_.outcome = RpcObservation::Outcome::kRpcError;
+    else o_.outcome = RpcObservation::Outcome::kTransport;
+  }
+  void throttled() { o_.outcome = RpcObservation::Outcome::kThrottled; }
+  void rpc_error() { o_.outcome = RpcObservation::Outcome::kRpcError; }
+
+ private:
+  const RpcObserver& observer_;
+  std::string method_;
+  RpcObservation o_;
+  std::chrono::steady_clock::time_point began_;
+  int uncaught_ = std::uncaught_exceptions();
+  bool failed_ = false;
+};
+
+namespace {
+
+std::string_view batch_method(const std::vector<RpcRequest>& requests) {
+  for (const auto& r : requests)
+    if (r.method != requests.front().method) return "batch";
+  return requests.front().method;
+}
+
+}  // namespace
+
+void HttpRpcClient::observe(RpcObserver observer) { impl_->observer = std::move(observer); }
+double HttpRpcClient::current_rate() const { return impl_->bucket.rate(); }
+
 Task<std::string> HttpRpcClient::call(RpcRequest request) {
+  Observed observed(impl_->observer, impl_->redacted, request.method, 1);
+  try {
+    std::string result = co_await call_observed(std::move(request), observed);
+    co_return result;
+  } catch (const RpcError& e) {
+    observed.failed(e);
+    throw;
+  }
+}
+
+Task<std::vector<RpcReply>> HttpRpcClient::batch(std::vector<RpcRequest> requests) {
+  if (requests.empty()) co_return std::vector<RpcReply>{};
+  Observed observed(impl_->observer, impl_->redacted, batch_method(requests), requests.size());
+  try {
+    std::vector<RpcReply> replies = co_await batch_observed(std::move(requests), observed);
+    co_return replies;
+  } catch (const RpcError& e) {
+    observed.failed(e);
+    throw;
+  }
+}
+
+Task<std::string> HttpRpcClient::call_observed(RpcRequest request, Observed& observed) {
   std::uint64_t id = impl_->next_id++;
   const std::string& method = request.method;
   std::string payload = encode_request(request, id);
@@ -242,15 +330,17 @@ Task<std::string> HttpRpcClient::call(RpcRequest request) {
     throw RpcError(RpcError::Kind::kMalformed, impl_->redacted + ": " + method + ": reply id does not match the request");
   RpcReply& r = (*replies)[0];
   if (r.error_code) {
-    if (says_rate_limited(*r.error_code, r.error_message)) impl_->throttled();
+    if (says_rate_limited(*r.error_code, r.error_message)) {
+      impl_->throttled();
+      observed.throttled();
+    }
     throw RpcError(RpcError::Kind::kRpc, impl_->redacted + ": " + method + ": " + r.error_message, *r.error_code);
   }
   impl_->served();
   co_return std::move(r.result);
 }
 
-Task<std::vector<RpcReply>> HttpRpcClient::batch(std::vector<RpcRequest> requests) {
-  if (requests.empty()) co_return std::vector<RpcReply>{};
+Task<std::vector<RpcReply>> HttpRpcClient::batch_observed(std::vector<RpcRequest> requests, Observed& observed) {
   std::uint64_t first = impl_->next_id;
   impl_->next_id += requests.size();
   std::string payload = encode_batch(requests, first);
@@ -268,10 +358,18 @@ Task<std::vector<RpcReply>> HttpRpcClient::batch(std::vector<RpcRequest> request
   }
   for (std::size_t i = 0; i < seen.size(); ++i)
     if (!seen[i]) throw RpcError(RpcError::Kind::kMalformed, impl_->redacted + ": batch: no reply for " + requests[i].method);
-  bool limited = false;
-  for (const auto& r : ordered) limited |= r.error_code && says_rate_limited(*r.error_code, r.error_message);
-  if (limited) impl_->throttled();
-  else impl_->served(requests.size());
+  bool limited = false, erred = false;
+  for (const auto& r : ordered) {
+    limited |= r.error_code && says_rate_limited(*r.error_code, r.error_message);
+    erred |= r.error_code.has_value();
+  }
+  if (limited) {
+    impl_->throttled();
+    observed.throttled();
+  } else {
+    impl_->served(requests.size());
+    if (erred) observed.rpc_error();
+  }
   co_return ordered;
 }
 

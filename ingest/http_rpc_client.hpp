@@ -3,6 +3,8 @@
 #include <boost/asio/any_io_executor.hpp>
 
 #include <chrono>
+#include <functional>
+#include <string_view>
 #include <memory>
 #include <string>
 #include <vector>
@@ -21,6 +23,18 @@ namespace chainidx::ingest {
 ///
 /// Note for callers (and this file): g++ 12 mis-handles temporaries with destructors inside a
 /// co_await expression (double frees seen here); build arguments into named locals first.
+/// What one request (a call or a batch) came to, for metrics.
+struct RpcObservation {
+  enum class Outcome { kOk, kRpcError, kThrottled, kHttpError, kTransport, kMalformed };
+  std::string_view endpoint;  ///< the client's name (no secrets)
+  std::string_view method;    ///< the call's method; a batch's when all its calls share one, else "batch"
+  std::size_t calls = 1;
+  std::chrono::nanoseconds duration{};  ///< from the request's start (rate-limit wait included) to its answer
+  Outcome outcome = Outcome::kOk;
+};
+using RpcObserver = std::function<void(const RpcObservation&)>;
+const char* outcome_name(RpcObservation::Outcome outcome);
+
 class HttpRpcClient {
  public:
   struct Options {
@@ -51,9 +65,17 @@ class HttpRpcClient {
   std::chrono::nanoseconds rate_wait() const;
   /// Requests allowed in flight now (max_in_flight, lowered while the provider throttles).
   std::size_t in_flight_limit() const;
+  /// The token bucket's current rate (calls per second): the configured one, lowered while the
+  /// provider throttles.
+  double current_rate() const;
+  /// Called after every request with what it came to (replaces the one before).
+  void observe(RpcObserver observer);
 
  private:
   struct Impl;
+  class Observed;
+  Task<std::string> call_observed(RpcRequest request, Observed& observed);
+  Task<std::vector<RpcReply>> batch_observed(std::vector<RpcRequest> requests, Observed& observed);
   std::unique_ptr<Impl> impl_;
 };
 

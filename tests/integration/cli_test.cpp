@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <regex>
 #include <sstream>
 
 #include "harness.hpp"
@@ -112,6 +113,46 @@ TEST(Cli, UnknownLogLevelIsRefusedNotTurnedIntoSilence) {
   std::string out = run_capture({"env", "CHAINIDX_LOG_LEVEL=inf0", chainidx_binary(), "run", "--config", path}, &code, 20s);
   EXPECT_EQ(code, 2) << out;
   EXPECT_NE(out.find("CHAINIDX_LOG_LEVEL=\"inf0\" is not a log level"), std::string::npos) << out;
+}
+
+// The command line as a user meets it: --help on the program and on every subcommand (each
+// naming its own options), --version with the build's revision, and errors that name the
+// argument at fault with exit code 2.
+TEST(Cli, EverySubcommandAnswersHelpAndErrorsNameTheArgument) {
+  int code = -1;
+  std::string out = run_capture({chainidx_binary(), "--help"}, &code);
+  EXPECT_EQ(code, 0) << out;
+  for (const char* command : {"run", "replay", "check-config", "devbroker"}) EXPECT_NE(out.find(command), std::string::npos) << out;
+  const std::vector<std::pair<std::string, std::vector<std::string>>> options{
+      {"run", {"--config"}},
+      {"replay", {"--config", "--from", "--to", "--sinks", "--worker", "--chunk-blocks", "--lease-seconds", "--topic-prefix"}},
+      {"check-config", {"--config"}},
+      {"devbroker", {"--bootstrap-file", "--brokers", "--topics", "--partitions"}}};
+  for (const auto& [command, names] : options) {
+    out = run_capture({chainidx_binary(), command, "--help"}, &code);
+    EXPECT_EQ(code, 0) << command << ": " << out;
+    for (const auto& name : names) EXPECT_NE(out.find(name), std::string::npos) << command << " --help lacks " << name << ": " << out;
+  }
+  out = run_capture({chainidx_binary(), "--version"}, &code);
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_TRUE(std::regex_search(out, std::regex(R"(^chainidx \d+\.\d+\.\d+ \([0-9a-f]{7,}|unknown\))"))) << out;
+
+  const std::vector<std::pair<std::vector<std::string>, std::string>> bad{
+      {{"run"}, "--config is required"},
+      {{"replay", "--config", "x.toml", "--from", "ten", "--to", "20"}, "--from"},
+      {{"replay", "--config", "x.toml", "--from", "1", "--to", "2", "--chunk-blocks", "0"}, "--chunk-blocks"},
+      {{"replay", "--config", "x.toml", "--from", "1", "--to", "2", "--worker", "a b"}, "--worker"},
+      {{"run", "--config", "x.toml", "--colour"}, "--colour"},
+      {{"devbroker", "--partitions", "0"}, "--partitions"},
+      {{"serve"}, "unknown command \"serve\""},
+      {{}, "A subcommand is required"}};
+  for (const auto& [argv, expect] : bad) {
+    std::vector<std::string> full{chainidx_binary()};
+    full.insert(full.end(), argv.begin(), argv.end());
+    out = run_capture(full, &code);
+    EXPECT_EQ(code, 2) << expect << ": " << out;
+    EXPECT_NE(out.find(expect), std::string::npos) << out;
+  }
 }
 
 }  // namespace

@@ -355,7 +355,7 @@ std::vector<std::string> consume_topic(const std::string& bootstrap, const std::
 // --- Indexer -----------------------------------------------------------------------------------
 
 Indexer::Indexer(const std::string& dir, const Anvil& anvil, std::string postgres_url, std::string brokers, Options o)
-    : dir_(dir), config_path_(dir + "/chainidx.toml"), postgres_url_(std::move(postgres_url)) {
+    : dir_(dir), config_path_(dir + "/chainidx.toml"), postgres_url_(std::move(postgres_url)), ops_port_(free_port()) {
   std::string extra;
   for (const auto& [ws, http] : o.extra_endpoints_first)
     extra += "[[chain.endpoints]]\nws = \"" + ws + "\"\nhttp = \"" + http + "\"\nrequests_per_second = 1000\nburst = 1000\n\n";
@@ -366,7 +366,7 @@ Indexer::Indexer(const std::string& dir, const Anvil& anvil, std::string postgre
                               << static_cast<int>(std::max(1.0, o.requests_per_second)) << "\n\n"
                               << "[postgres]\nurl = \"" << postgres_url_ << "\"\n\n"
                               << "[kafka]\nbrokers = \"" << brokers << "\"\n" << o.kafka_extra << "\n"
-                              << "[server]\nlisten = \"127.0.0.1:" << free_port() << "\"\n\n"
+                              << "[server]\nlisten = \"127.0.0.1:" << ops_port_ << "\"\n" << o.server_extra << "\n"
                               << "[pipeline]\nbatch_blocks = " << o.batch_blocks << "\n" << o.pipeline_extra;
 }
 

@@ -155,7 +155,7 @@ class Indexer {
     /// (ws, http) endpoints put before anvil's own, in this order.
     std::vector<std::pair<std::string, std::string>> extra_endpoints_first;
     /// Extra lines for the [chain], [kafka] and [pipeline] tables.
-    std::string chain_extra, kafka_extra, pipeline_extra;
+    std::string chain_extra, kafka_extra, pipeline_extra, server_extra;
     /// anvil's endpoint's rate limit (and burst).
     double requests_per_second = 1000;
   };
@@ -169,6 +169,8 @@ class Indexer {
   bool running() { return process_ && process_->running(); }
   pid_t pid() const { return process_ ? process_->pid() : -1; }
   const std::string& config_path() const { return config_path_; }
+  /// The port of its operations server ([server] listen).
+  int ops_port() const { return ops_port_; }
   const std::string& postgres_url() const { return postgres_url_; }
 
  private:
@@ -177,8 +179,17 @@ class Indexer {
   std::string postgres_url_;
   std::unique_ptr<Process> process_;
   int runs_ = 0;
+  int ops_port_ = 0;
 };
 
 std::string chainidx_binary();
+
+/// One HTTP request to 127.0.0.1:port (its status and body), or status 0 when nothing answered.
+struct HttpAnswer {
+  int status = 0;
+  std::string content_type;
+  std::string body;
+};
+HttpAnswer http_request(int port, const std::string& method, const std::string& target, const std::string& body = "");
 
 }  // namespace chainidx::testing

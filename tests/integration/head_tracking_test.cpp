@@ -256,7 +256,8 @@ TEST(RePoll, AReorgBelowTheCursorThatTheLivePathMissedIsFoundAndHalts) {
   const std::string db = Postgres::instance().create_database("repoll_deep_reorg");
   Indexer indexer(run.dir.path(), run.anvil, db, run.broker.bootstrap(),
                   {.http_url = stale.url(), .ws_url = relay.ws_url(),
-                   .chain_extra = "block_interval_ms = 300\nrepoll_interval_seconds = 1\nrepoll_blocks = 8\n"});
+                   .chain_extra = "block_interval_ms = 300\nrepoll_interval_seconds = 1\nrepoll_blocks = 8\n",
+                   .server_extra = "hold_on_halt = false\n"});
   indexer.start();
   mine_transfers(run.anvil, 12);
   const std::uint64_t head = run.anvil.block_number();

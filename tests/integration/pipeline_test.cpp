@@ -416,9 +416,16 @@ TEST(Pipeline, DeepReorgHaltsWithClearErrorAndLeavesPostgresAtLastGoodCursor) {
 
   p.anvil.reorg(5);  // replaces blocks head-4..head: three of them confirmed
   p.anvil.mine();
-  auto code = indexer.wait(60s);
-  ASSERT_TRUE(code) << "indexer did not halt on a deep reorg:\n" << indexer.log();
-  EXPECT_EQ(*code, 3);
+  // Halted, the process stays up (server.hold_on_halt) and says why on /healthz and /metrics.
+  HttpAnswer health;
+  ASSERT_TRUE(wait_until([&] { return (health = http_request(indexer.ops_port(), "GET", "/healthz")).status == 503; }, 60s))
+      << "indexer did not halt on a deep reorg:\n" << indexer.log();
+  EXPECT_NE(health.body.find("halted: deep reorg"), std::string::npos) << health.body;
+  EXPECT_EQ(http_request(indexer.ops_port(), "GET", "/readyz").status, 503);
+  EXPECT_NE(http_request(indexer.ops_port(), "GET", "/metrics").body.find("chainidx_halted{chain=\"anvil\"} 1\n"), std::string::npos);
+  EXPECT_NE(indexer.log().find("event=halted_holding"), std::string::npos) << indexer.log();
+  auto code = std::optional<int>(indexer.stop(SIGTERM));
+  EXPECT_EQ(*code, 3) << indexer.log();
   EXPECT_NE(indexer.log().find("deep reorg"), std::string::npos) << indexer.log();
   auto after = p.db.cursor();
   EXPECT_EQ(after->number, good->number);
@@ -427,9 +434,10 @@ TEST(Pipeline, DeepReorgHaltsWithClearErrorAndLeavesPostgresAtLastGoodCursor) {
 
   // A restart refuses too: the cursor's block is no longer canonical.
   indexer.start();
-  code = indexer.wait(60s);
-  ASSERT_TRUE(code);
-  EXPECT_EQ(*code, 3);
+  ASSERT_TRUE(wait_until([&] { return (health = http_request(indexer.ops_port(), "GET", "/healthz")).status == 503; }, 60s))
+      << indexer.log();
+  EXPECT_NE(health.body.find("no longer canonical"), std::string::npos) << health.body;
+  EXPECT_EQ(indexer.stop(SIGTERM), 3) << indexer.log();
   EXPECT_NE(indexer.log().find("no longer canonical"), std::string::npos) << indexer.log();
   EXPECT_EQ(p.db.cursor()->hash, good->hash);
 }
@@ -894,7 +902,8 @@ TEST(Replay, AlongsideARunningIndexerFillsRowsDeletedByHandWithoutMovingTheCurso
 TEST(Replay, RepairsTheRowsAfterADeepReorgHaltSoThatRunResumes) {
   Peers p("replay_repair");
   std::mt19937 rng(34);
-  Indexer indexer(p.dir.path(), p.anvil, p.db_url, p.broker.bootstrap(), {.confirmations = 2, .batch_blocks = 1});
+  Indexer indexer(p.dir.path(), p.anvil, p.db_url, p.broker.bootstrap(),
+                  {.confirmations = 2, .batch_blocks = 1, .server_extra = "hold_on_halt = false\n"});
   indexer.start();
   mine_with_transfers(p.anvil, 12, rng);
   std::uint64_t head = p.anvil.block_number();

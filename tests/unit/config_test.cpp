@@ -310,5 +310,31 @@ TEST(RedactPostgresUrl, HidesThePasswordAndQueryValuesKeepsTheDatabase) {
   EXPECT_EQ(redact_postgres_url("not a url"), "***");
 }
 
+
+TEST(Config, ProbeKeysHaveDefaultsAndRefuseValuesOutOfRange) {
+  auto env = env_with({{"API_KEY", "k"}});
+  auto d = parse_config(kGood, "f.toml", env);
+  ASSERT_TRUE(d.ok()) << d.error().message;
+  EXPECT_EQ(d->server.ready_max_lag_blocks, 10u);
+  EXPECT_EQ(d->server.unhealthy_after_seconds, 300u);
+  auto set = parse_config(replace(kGood, "[server]\n", "[server]\nready_max_lag_blocks = 0\nunhealthy_after_seconds = 45\n"), "f.toml", env);
+  ASSERT_TRUE(set.ok()) << set.error().message;
+  EXPECT_EQ(set->server.ready_max_lag_blocks, 0u);
+  EXPECT_EQ(set->server.unhealthy_after_seconds, 45u);
+  auto bad = parse_config(replace(kGood, "[server]\n", "[server]\nunhealthy_after_seconds = 1\n"), "f.toml", env);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().message.find("server.unhealthy_after_seconds"), std::string::npos) << bad.error().message;
+  EXPECT_TRUE(d->server.hold_on_halt);
+  auto exit_at_once = parse_config(replace(kGood, "[server]\n", "[server]\nhold_on_halt = false\n"), "f.toml", env);
+  ASSERT_TRUE(exit_at_once.ok()) << exit_at_once.error().message;
+  EXPECT_FALSE(exit_at_once->server.hold_on_halt);
+  auto not_bool = parse_config(replace(kGood, "[server]\n", "[server]\nhold_on_halt = \"yes\"\n"), "f.toml", env);
+  ASSERT_FALSE(not_bool.ok());
+  EXPECT_NE(not_bool.error().message.find("server.hold_on_halt"), std::string::npos) << not_bool.error().message;
+  auto unknown = parse_config(replace(kGood, "[server]\n", "[server]\nready_lag = 3\n"), "f.toml", env);
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_NE(unknown.error().message.find("ready_lag"), std::string::npos) << unknown.error().message;
+}
+
 }  // namespace
 }  // namespace chainidx::app

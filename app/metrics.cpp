@@ -1,0 +1,219 @@
+#include "app/metrics.hpp"
+
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+#include <prometheus/text_serializer.h>
+
+#include <algorithm>
+#include <chrono>
+
+#include "app/live_status.hpp"
+
+namespace chainidx::app {
+
+namespace {
+
+using prometheus::BuildCounter;
+using prometheus::BuildGauge;
+using prometheus::BuildHistogram;
+using prometheus::Counter;
+using prometheus::Family;
+using prometheus::Gauge;
+using prometheus::Histogram;
+
+// Seconds, from 250 µs to about 30 s: the live write is milliseconds, a write waiting out a
+// database failover tens of seconds.
+const Histogram::BucketBoundaries kSeconds{0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
+const Histogram::BucketBoundaries kBlocks{1, 2, 5, 10, 20, 50, 100, 200, 500, 1000};
+
+double unix_now() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+}  // namespace
+
+struct Metrics::Impl {
+  std::string chain;
+  prometheus::Registry registry;
+
+  Family<Gauge>& build_info = BuildGauge().Name("chainidx_build_info").Help("Always 1; the labels name the build").Register(registry);
+  Family<Gauge>& head_block = BuildGauge().Name("chainidx_head_block").Help("The newest head believed (block number)").Register(registry);
+  Family<Gauge>& head_age = BuildGauge()
+                                .Name("chainidx_head_age_seconds")
+                                .Help("Wall-clock time since the newest head's block timestamp")
+                                .Register(registry);
+  Family<Gauge>& confirmed_block = BuildGauge()
+                                       .Name("chainidx_confirmed_block")
+                                       .Help("The newest block written to every sink (the cursor)")
+                                       .Register(registry);
+  Family<Gauge>& confirmed_age = BuildGauge()
+                                     .Name("chainidx_confirmed_age_seconds")
+                                     .Help("Wall-clock time since the cursor block's timestamp")
+                                     .Register(registry);
+  Family<Gauge>& lag = BuildGauge()
+                           .Name("chainidx_lag_blocks")
+                           .Help("Blocks confirmed (head minus confirmations, or the tagged block) and not yet written")
+                           .Register(registry);
+  Family<Gauge>& halted = BuildGauge()
+                              .Name("chainidx_halted")
+                              .Help("1 when the pipeline halted (a deep reorg, a refused write); the reason is in /healthz")
+                              .Register(registry);
+  Family<Gauge>& waiting = BuildGauge()
+                               .Name("chainidx_sink_waiting_seconds")
+                               .Help("How long confirmed blocks have waited for a sink that fails (0 when none waits)")
+                               .Register(registry);
+  Family<Gauge>& buffer = BuildGauge().Name("chainidx_buffer_blocks").Help("Unconfirmed blocks held in the reorg buffer").Register(registry);
+  Family<Gauge>& endpoint_up = BuildGauge()
+                                   .Name("chainidx_endpoint_state")
+                                   .Help("1 for the endpoint's current state (healthy, degraded, open, probing), 0 for the others")
+                                   .Register(registry);
+  Family<Gauge>& endpoint_head = BuildGauge().Name("chainidx_endpoint_head_block").Help("Each endpoint's newest head").Register(registry);
+  Family<Counter>& blocks = BuildCounter().Name("chainidx_written_blocks_total").Help("Blocks written, per sink").Register(registry);
+  Family<Counter>& transactions = BuildCounter()
+                                      .Name("chainidx_written_transactions_total")
+                                      .Help("Transactions written, per sink")
+                                      .Register(registry);
+  Family<Counter>& logs = BuildCounter().Name("chainidx_written_logs_total").Help("Logs written, per sink").Register(registry);
+  Family<Counter>& retries = BuildCounter().Name("chainidx_sink_retries_total").Help("Failed sink writes, retried").Register(registry);
+  Family<Histogram>& write_seconds = BuildHistogram()
+                                         .Name("chainidx_sink_write_duration_seconds")
+                                         .Help("One batch's write to one sink")
+                                         .Register(registry);
+  Family<Histogram>& batch_blocks = BuildHistogram().Name("chainidx_sink_batch_blocks").Help("Blocks per written batch").Register(registry);
+  Family<Histogram>& head_to_write_seconds = BuildHistogram()
+                                                 .Name("chainidx_head_to_write_seconds")
+                                                 .Help("From the head that confirms a block to its write to every sink")
+                                                 .Register(registry);
+  Family<Counter>& reorgs = BuildCounter()
+                                .Name("chainidx_reorgs_total")
+                                .Help("Reorgs below the confirmation depth, by depth (blocks reverted)")
+                                .Register(registry);
+  Family<Counter>& ws_reconnects = BuildCounter()
+                                       .Name("chainidx_ws_reconnects_total")
+                                       .Help("WebSocket head subscriptions lost and reconnected")
+                                       .Register(registry);
+  Family<Counter>& unbacked = BuildCounter()
+                                  .Name("chainidx_unbacked_heads_total")
+                                  .Help("Heads far ahead of every other endpoint's that no other endpoint backed (not believed)")
+                                  .Register(registry);
+  Family<Counter>& staged_dropped = BuildCounter()
+                                        .Name("chainidx_staged_writes_dropped_total")
+                                        .Help("Writes prepared ahead of confirmation and rolled back (a reorg, a burst, a stop)")
+                                        .Register(registry);
+  Family<Counter>& rewinds = BuildCounter()
+                                 .Name("chainidx_cursor_rewinds_total")
+                                 .Help("Times the stored cursor was found behind what was written (the database lost commits)")
+                                 .Register(registry);
+
+  Family<Counter>& rpc_requests = BuildCounter()
+                                      .Name("chainidx_rpc_requests_total")
+                                      .Help("JSON-RPC requests (a batch is one) by endpoint, method and outcome")
+                                      .Register(registry);
+  Family<Counter>& rpc_calls = BuildCounter()
+                                   .Name("chainidx_rpc_calls_total")
+                                   .Help("JSON-RPC calls (each call of a batch) by endpoint and method")
+                                   .Register(registry);
+  Family<Histogram>& rpc_seconds = BuildHistogram()
+                                       .Name("chainidx_rpc_request_duration_seconds")
+                                       .Help("One request, from its start (rate-limit wait included) to its answer")
+                                       .Register(registry);
+  Family<Gauge>& rpc_rate = BuildGauge()
+                                .Name("chainidx_rpc_rate_limit")
+                                .Help("The endpoint's current rate limit, calls per second (lowered while it throttles)")
+                                .Register(registry);
+  Family<Gauge>& rpc_rate_wait = BuildGauge()
+                                     .Name("chainidx_rpc_rate_wait_seconds")
+                                     .Help("How long a call to the endpoint would wait for the rate limiter now")
+                                     .Register(registry);
+
+  Family<Counter>& kafka_acknowledged = BuildCounter()
+                                            .Name("chainidx_kafka_messages_acknowledged_total")
+                                            .Help("Kafka messages the broker acknowledged")
+                                            .Register(registry);
+  Family<Counter>& kafka_failures = BuildCounter()
+                                        .Name("chainidx_kafka_delivery_failures_total")
+                                        .Help("Kafka messages whose delivery failed (the batch's transaction was aborted and sent again)")
+                                        .Register(registry);
+  std::uint64_t kafka_acknowledged_seen = 0, kafka_failures_seen = 0;
+
+  prometheus::Labels with(std::string_view key, std::string_view value) const {
+    return {{"chain", chain}, {std::string(key), std::string(value)}};
+  }
+  prometheus::Labels only_chain() const { return {{"chain", chain}}; }
+};
+
+Metrics::Metrics(const std::string& chain, const std::string& version, const std::string& revision)
+    : impl_(std::make_unique<Impl>()) {
+  impl_->chain = chain;
+  impl_->build_info.Add({{"version", version}, {"revision", revision}}).Set(1);
+  // Series that exist from the start, so that rate() and alerts see a zero before the first event.
+  const auto c = impl_->only_chain();
+  impl_->ws_reconnects.Add(c);
+  impl_->unbacked.Add(c);
+  impl_->staged_dropped.Add(c);
+  impl_->rewinds.Add(c);
+  impl_->halted.Add(c).Set(0);
+  impl_->buffer.Add(c);
+  impl_->head_to_write_seconds.Add(c, kSeconds);
+}
+
+Metrics::~Metrics() = default;
+
+void Metrics::written(std::string_view sink, std::uint64_t blocks, std::uint64_t transactions, std::uint64_t logs, double seconds) {
+  const auto l = impl_->with("sink", sink);
+  impl_->blocks.Add(l).Increment(static_cast<double>(blocks));
+  impl_->transactions.Add(l).Increment(static_cast<double>(transactions));
+  impl_->logs.Add(l).Increment(static_cast<double>(logs));
+  impl_->write_seconds.Add(l, kSeconds).Observe(seconds);
+  impl_->batch_blocks.Add(l, kBlocks).Observe(static_cast<double>(blocks));
+}
+
+void Metrics::sink_retry(std::string_view sink) { impl_->retries.Add(impl_->with("sink", sink)).Increment(); }
+void Metrics::head_to_write(double seconds) { impl_->head_to_write_seconds.Add(impl_->only_chain(), kSeconds).Observe(seconds); }
+void Metrics::reorg(std::uint64_t depth) { impl_->reorgs.Add(impl_->with("depth", std::to_string(depth))).Increment(); }
+void Metrics::ws_reconnect() { impl_->ws_reconnects.Add(impl_->only_chain()).Increment(); }
+void Metrics::unbacked_head() { impl_->unbacked.Add(impl_->only_chain()).Increment(); }
+void Metrics::staged_write_dropped() { impl_->staged_dropped.Add(impl_->only_chain()).Increment(); }
+void Metrics::cursor_rewound() { impl_->rewinds.Add(impl_->only_chain()).Increment(); }
+void Metrics::buffer_blocks(std::size_t blocks) { impl_->buffer.Add(impl_->only_chain()).Set(static_cast<double>(blocks)); }
+
+void Metrics::rpc(std::string_view endpoint, std::string_view method, std::string_view outcome, std::size_t calls, double seconds) {
+  Impl& m = *impl_;
+  const prometheus::Labels l{{"chain", m.chain}, {"endpoint", std::string(endpoint)}, {"method", std::string(method)}};
+  prometheus::Labels with_outcome = l;
+  with_outcome.emplace("outcome", std::string(outcome));
+  m.rpc_requests.Add(with_outcome).Increment();
+  m.rpc_calls.Add(l).Increment(static_cast<double>(calls));
+  m.rpc_seconds.Add(l, kSeconds).Observe(seconds);
+}
+
+std::string Metrics::scrape(const LiveStatus& s) {
+  Impl& m = *impl_;
+  const auto c = m.only_chain();
+  const double now = unix_now();
+  if (s.head) m.head_block.Add(c).Set(static_cast<double>(*s.head));
+  if (s.head_timestamp) m.head_age.Add(c).Set(now - static_cast<double>(s.head_timestamp));
+  if (s.cursor) m.confirmed_block.Add(c).Set(static_cast<double>(*s.cursor));
+  if (s.cursor_timestamp) m.confirmed_age.Add(c).Set(now - static_cast<double>(s.cursor_timestamp));
+  m.lag.Add(c).Set(static_cast<double>(s.lag()));
+  m.halted.Add(c).Set(s.halted.empty() ? 0 : 1);
+  m.waiting.Add(c).Set(s.waiting_since ? std::chrono::duration<double>(LiveStatus::Clock::now() - *s.waiting_since).count() : 0);
+  // The sink counts since start; the counters move by what was added since the last scrape.
+  m.kafka_acknowledged.Add(c).Increment(static_cast<double>(s.kafka_acknowledged - std::min(s.kafka_acknowledged, m.kafka_acknowledged_seen)));
+  m.kafka_failures.Add(c).Increment(static_cast<double>(s.kafka_delivery_failures - std::min(s.kafka_delivery_failures, m.kafka_failures_seen)));
+  m.kafka_acknowledged_seen = std::max(m.kafka_acknowledged_seen, s.kafka_acknowledged);
+  m.kafka_failures_seen = std::max(m.kafka_failures_seen, s.kafka_delivery_failures);
+  for (const auto& e : s.endpoints) {
+    for (const char* state : {"healthy", "degraded", "open", "probing"})
+      m.endpoint_up.Add({{"chain", m.chain}, {"endpoint", e.name}, {"state", state}}).Set(e.state == state ? 1 : 0);
+    const prometheus::Labels l{{"chain", m.chain}, {"endpoint", e.name}};
+    if (e.head) m.endpoint_head.Add(l).Set(static_cast<double>(*e.head));
+    m.rpc_rate.Add(l).Set(e.rate);
+    m.rpc_rate_wait.Add(l).Set(e.rate_wait_seconds);
+  }
+  return prometheus::TextSerializer().Serialize(m.registry.Collect());
+}
+
+}  // namespace chainidx::app

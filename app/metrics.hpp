@@ -1,0 +1,47 @@
+#pragma once
+// The indexer's Prometheus metrics. The registry and the text format are prometheus-cpp's (its
+// core library); this header keeps it out of everything that includes it. Every series carries
+// the chain's name as the `chain` label. Updated on the io thread; prometheus-cpp's metrics are
+// thread-safe, so a scrape on the same thread or another reads them consistently.
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+namespace chainidx::app {
+
+struct LiveStatus;
+
+class Metrics {
+ public:
+  Metrics(const std::string& chain, const std::string& version, const std::string& revision);
+  ~Metrics();
+  Metrics(const Metrics&) = delete;
+  Metrics& operator=(const Metrics&) = delete;
+
+  /// A batch written to one sink: its blocks, transactions and logs, and how long the write took.
+  void written(std::string_view sink, std::uint64_t blocks, std::uint64_t transactions, std::uint64_t logs, double seconds);
+  /// A failed write attempt of one sink (retried).
+  void sink_retry(std::string_view sink);
+  /// From the head that confirmed a block to that block's write to every sink.
+  void head_to_write(double seconds);
+  void reorg(std::uint64_t depth);
+  void ws_reconnect();
+  void unbacked_head();
+  void staged_write_dropped();
+  void cursor_rewound();
+  void buffer_blocks(std::size_t blocks);
+  /// One JSON-RPC request (a call or a batch of `calls`) to an endpoint, and what it came to
+  /// (ok, rpc_error, throttled, http_error, transport, malformed).
+  void rpc(std::string_view endpoint, std::string_view method, std::string_view outcome, std::size_t calls, double seconds);
+
+  /// The text exposition format, the gauges read from `status` first (ages against the wall clock).
+  std::string scrape(const LiveStatus& status);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace chainidx::app

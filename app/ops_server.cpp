@@ -1,0 +1,196 @@
+#include "app/ops_server.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+// Boost.JSON, compiled into this translation unit only (Debian ships no libboost_json): the
+// status document carries error messages, which need JSON escaping.
+#include <boost/json/src.hpp>
+
+#include <set>
+#include <stdexcept>
+
+#include <spdlog/spdlog.h>
+
+#include "app/live_status.hpp"
+#include "app/metrics.hpp"
+
+namespace chainidx::app {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using asio::ip::tcp;
+
+namespace {
+
+constexpr std::size_t kHeaderLimit = 8 * 1024;
+constexpr std::size_t kBodyLimit = 64 * 1024;
+constexpr auto kIdleTimeout = std::chrono::seconds(30);
+
+boost::json::value optional_number(const std::optional<std::uint64_t>& v) {
+  return v ? boost::json::value(*v) : boost::json::value(nullptr);
+}
+
+std::string status_json(const LiveStatus& s, const ProbeSettings& probes) {
+  const auto now = LiveStatus::Clock::now();
+  const Verdict h = healthy(s, probes, now), r = ready(s, probes, now);
+  boost::json::object o;
+  o["chain"] = s.chain;
+  if (s.confirm_tag.empty()) o["confirmations"] = s.confirmations;
+  else o["confirmations"] = s.confirm_tag;
+  o["head"] = optional_number(s.head);
+  o["confirmed_top"] = optional_number(s.confirmed_top);
+  o["cursor"] = optional_number(s.cursor);
+  o["cursor_hash"] = s.cursor_hash.empty() ? boost::json::value(nullptr) : boost::json::value(s.cursor_hash);
+  o["lag_blocks"] = s.lag();
+  o["head_source"] = s.head_source;
+  o["catching_up"] = s.catching_up;
+  o["healthy"] = h.ok;
+  o["health"] = h.reason;
+  o["ready"] = r.ok;
+  o["readiness"] = r.reason;
+  o["uptime_seconds"] = std::chrono::duration_cast<std::chrono::seconds>(now - s.started).count();
+  if (!s.sink_problem.empty()) o["sink_problem"] = s.sink_problem;
+  boost::json::array endpoints;
+  for (const auto& e : s.endpoints) {
+    boost::json::object j;
+    j["name"] = e.name;
+    j["state"] = e.state;
+    j["head"] = optional_number(e.head);
+    j["lagging"] = e.lagging;
+    endpoints.push_back(std::move(j));
+  }
+  o["endpoints"] = std::move(endpoints);
+  return boost::json::serialize(o) + "\n";
+}
+
+}  // namespace
+
+struct OpsServer::Impl : std::enable_shared_from_this<Impl> {
+  Impl(asio::io_context& io, LiveStatus& s, Metrics& m, ProbeSettings p) : acceptor(io), status(s), metrics(m), probes(p) {}
+
+  tcp::acceptor acceptor;
+  LiveStatus& status;
+  Metrics& metrics;
+  ProbeSettings probes;
+  std::set<beast::tcp_stream*> open;
+  bool stopped = false;
+
+  http::response<http::string_body> answer(const http::request<http::string_body>& req) {
+    auto reply = [&](http::status code, std::string body, const char* type = "text/plain; charset=utf-8") {
+      http::response<http::string_body> res{code, req.version()};
+      res.set(http::field::server, "chainidx");
+      res.set(http::field::content_type, type);
+      res.set(http::field::cache_control, "no-store");
+      res.keep_alive(req.keep_alive());
+      res.body() = std::move(body);
+      res.prepare_payload();
+      return res;
+    };
+    std::string_view target = req.target();
+    target = target.substr(0, target.find('?'));
+    const bool known = target == "/metrics" || target == "/healthz" || target == "/readyz" || target == "/status";
+    if (!known) return reply(http::status::not_found, "not found: this server answers GET /metrics, /healthz, /readyz and /status\n");
+    if (req.method() != http::verb::get && req.method() != http::verb::head) {
+      auto res = reply(http::status::method_not_allowed, "method not allowed: use GET\n");
+      res.set(http::field::allow, "GET, HEAD");
+      return res;
+    }
+    if (status.refresh) status.refresh();
+    const auto now = LiveStatus::Clock::now();
+    if (target == "/metrics") return reply(http::status::ok, metrics.scrape(status), "text/plain; version=0.0.4; charset=utf-8");
+    if (target == "/status") return reply(http::status::ok, status_json(status, probes), "application/json");
+    const Verdict v = target == "/healthz" ? healthy(status, probes, now) : ready(status, probes, now);
+    return reply(v.ok ? http::status::ok : http::status::service_unavailable, v.reason + "\n");
+  }
+
+  asio::awaitable<void> session(tcp::socket socket) {
+    auto self = shared_from_this();
+    beast::tcp_stream stream(std::move(socket));
+    open.insert(&stream);
+    beast::flat_buffer buffer;
+    try {
+      for (;;) {
+        http::request_parser<http::string_body> parser;
+        parser.header_limit(kHeaderLimit);
+        parser.body_limit(kBodyLimit);
+        stream.expires_after(kIdleTimeout);
+        co_await http::async_read(stream, buffer, parser, asio::use_awaitable);
+        const auto& req = parser.get();
+        http::response<http::string_body> res = answer(req);
+        if (req.method() == http::verb::head) res.body().clear();
+        const bool keep = res.keep_alive();
+        co_await http::async_write(stream, res, asio::use_awaitable);
+        if (!keep) break;
+      }
+    } catch (const boost::system::system_error& e) {
+      // A client that closed, timed out or sent too much: nothing to answer.
+      if (e.code() == http::error::header_limit || e.code() == http::error::body_limit) {
+        http::response<http::string_body> res{http::status::payload_too_large, 11};
+        res.body() = "request too large\n";
+        res.prepare_payload();
+        boost::system::error_code ignored;
+        http::write(stream, res, ignored);
+      }
+    }
+    boost::system::error_code ignored;
+    stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
+    open.erase(&stream);
+  }
+
+  asio::awaitable<void> accept() {
+    auto self = shared_from_this();
+    while (!stopped) {
+      boost::system::error_code ec;
+      tcp::socket socket = co_await acceptor.async_accept(asio::redirect_error(asio::use_awaitable, ec));
+      if (ec) {
+        if (stopped || ec == asio::error::operation_aborted) break;
+        spdlog::warn("event=ops_accept_failed reason=\"{}\"", ec.message());
+        continue;
+      }
+      socket.set_option(tcp::no_delay(true), ec);
+      asio::co_spawn(acceptor.get_executor(), session(std::move(socket)), asio::detached);
+    }
+  }
+};
+
+OpsServer::OpsServer(asio::io_context& io, const std::string& listen, LiveStatus& status, Metrics& metrics, ProbeSettings probes)
+    : impl_(std::make_shared<Impl>(io, status, metrics, probes)) {
+  const auto colon = listen.rfind(':');
+  if (colon == std::string::npos) throw ListenError("server.listen: \"" + listen + "\" is not HOST:PORT");
+  std::string host = listen.substr(0, colon);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  try {
+    tcp::resolver resolver(io);
+    auto endpoints = resolver.resolve(host, listen.substr(colon + 1), tcp::resolver::passive | tcp::resolver::numeric_service);
+    const tcp::endpoint at = *endpoints.begin();
+    impl_->acceptor.open(at.protocol());
+    impl_->acceptor.set_option(tcp::acceptor::reuse_address(true));
+    impl_->acceptor.bind(at);
+    impl_->acceptor.listen();
+  } catch (const boost::system::system_error& e) {
+    throw ListenError("server.listen: cannot listen on " + listen + ": " + e.code().message() +
+                             " (choose a free port, or another address)");
+  }
+  spdlog::info("event=ops_server listen={} paths=\"/metrics /healthz /readyz /status\"", listen);
+  asio::co_spawn(io, impl_->accept(), asio::detached);
+}
+
+OpsServer::~OpsServer() { stop(); }
+
+unsigned short OpsServer::port() const { return impl_->acceptor.local_endpoint().port(); }
+
+void OpsServer::stop() {
+  if (impl_->stopped) return;
+  impl_->stopped = true;
+  boost::system::error_code ignored;
+  impl_->acceptor.close(ignored);
+  for (auto* stream : impl_->open) stream->socket().close(ignored);
+}
+
+}  // namespace chainidx::app

@@ -111,5 +111,8 @@ url = "postgresql://postgres@127.0.0.1:$pg_port/chainidx${pg_url_query:-}"
 [kafka]
 brokers = "$bootstrap"
 $3
+
+[server]
+listen = "127.0.0.1:$(free_port)"
 TOML
 }

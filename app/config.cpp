@@ -2,6 +2,8 @@
 
 #include <toml++/toml.h>
 
+#include <cctype>
+
 #include <algorithm>
 #include <cstdlib>
 #include <fstream>
@@ -9,6 +11,8 @@
 #include <map>
 #include <set>
 #include <sstream>
+
+#include "sinks/kafka_sink.hpp"
 
 namespace chainidx::app {
 namespace {
@@ -70,6 +74,9 @@ class Reader {
     if (it == raw_.end()) return "\"" + value + "\"";
     return "\"" + it->second + "\" (after substitution; value not shown)";
   }
+
+  /// Whether `key`'s value came (even in part) from the environment.
+  bool substituted(const std::string& key) const { return raw_.contains(key); }
 
   std::optional<std::int64_t> integer(const toml::table& t, const std::string& prefix, const std::string& key, bool required,
                                       const std::string& example) {
@@ -142,10 +149,80 @@ void check_host_port(const std::string& key, const std::string& value, const std
     fail(key, "expected host:port (got " + shown + ")", "e.g. " + example);
 }
 
+// [kafka]'s security keys and [kafka.properties], checked against each other and by librdkafka.
+void read_kafka_security(const toml::table& kafka, Reader& r, Config::Kafka& k) {
+  if (auto v = r.string(kafka, "kafka", "security_protocol", false, "\"sasl_ssl\"")) {
+    static const std::set<std::string> protocols = {"plaintext", "ssl", "sasl_plaintext", "sasl_ssl"};
+    std::string lower = *v;
+    std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char ch) { return std::tolower(ch); });
+    if (!protocols.contains(lower))
+      fail("kafka.security_protocol", r.shown("kafka.security_protocol", *v) + " is not a security protocol",
+           "use \"plaintext\" (the default), \"ssl\" (TLS), \"sasl_ssl\" (SASL over TLS, what managed clusters ask for) or \"sasl_plaintext\"");
+    k.security_protocol = lower;
+  }
+  const bool sasl = k.security_protocol.starts_with("sasl_");
+  const bool tls = k.security_protocol.ends_with("ssl");
+  auto text = [&](const char* key, std::string& out, const char* example) {
+    if (auto v = r.string(kafka, "kafka", key, false, example)) out = *v;
+  };
+  text("sasl_mechanism", k.sasl_mechanism, "\"SCRAM-SHA-512\"");
+  text("sasl_username", k.sasl_username, "\"indexer\"");
+  text("sasl_password", k.sasl_password, "\"${KAFKA_PASSWORD}\"");
+  if (sasl) {
+    if (k.sasl_mechanism != "PLAIN" && k.sasl_mechanism != "SCRAM-SHA-256" && k.sasl_mechanism != "SCRAM-SHA-512")
+      fail("kafka.sasl_mechanism", k.sasl_mechanism.empty() ? "missing (security_protocol is " + k.security_protocol + ")"
+                                                            : r.shown("kafka.sasl_mechanism", k.sasl_mechanism) + " is not a SASL mechanism",
+           "use \"SCRAM-SHA-512\", \"SCRAM-SHA-256\" or \"PLAIN\", as the cluster's provider says");
+    if (k.sasl_username.empty()) fail("kafka.sasl_username", "missing (SASL needs a user)", "add sasl_username = \"...\"");
+    if (k.sasl_password.empty())
+      fail("kafka.sasl_password", "missing (SASL needs a password)", "export it and add sasl_password = \"${KAFKA_PASSWORD}\"");
+  } else {
+    for (const char* key : {"sasl_mechanism", "sasl_username", "sasl_password"})
+      if (kafka.get(key))
+        fail(std::string("kafka.") + key, "is set but security_protocol is " + k.security_protocol,
+             "set security_protocol = \"sasl_ssl\" (or \"sasl_plaintext\"), or remove the key");
+  }
+  auto file = [&](const char* key, std::string& out) {
+    auto v = r.string(kafka, "kafka", key, false, "\"/etc/chainidx/kafka.pem\"");
+    if (!v) return;
+    if (!tls)
+      fail(std::string("kafka.") + key, "is set but security_protocol is " + k.security_protocol,
+           "set security_protocol = \"ssl\" or \"sasl_ssl\", or remove the key");
+    if (!std::ifstream(*v))
+      fail(std::string("kafka.") + key, "cannot read " + r.shown(std::string("kafka.") + key, *v), "point it at a readable PEM file");
+    out = *v;
+  };
+  file("ssl_ca_file", k.ssl_ca_file);
+  file("ssl_certificate_file", k.ssl_certificate_file);
+  file("ssl_key_file", k.ssl_key_file);
+  text("ssl_key_password", k.ssl_key_password, "\"${KAFKA_KEY_PASSWORD}\"");
+  if (k.ssl_certificate_file.empty() != k.ssl_key_file.empty())
+    fail(k.ssl_key_file.empty() ? "kafka.ssl_key_file" : "kafka.ssl_certificate_file", "is missing its pair",
+         "mutual TLS needs both ssl_certificate_file and ssl_key_file");
+
+  const toml::table& props = table_at(kafka, "kafka", "properties", false);
+  for (auto&& [name, node] : props) {
+    const std::string key(name.str());
+    const std::string full = "kafka.properties.\"" + key + "\"";
+    if (const char* instead = sinks::kafka_property_owner(key))
+      fail(full, "is set by chainidx itself", std::string(instead));
+    std::string value;
+    if (node.is_string()) value = *r.string(props, "kafka.properties", key, true, "\"...\"");
+    else if (node.is_integer()) value = std::to_string(node.as_integer()->get());
+    else if (node.is_boolean()) value = node.as_boolean()->get() ? "true" : "false";
+    else if (node.is_floating_point()) value = std::to_string(node.as_floating_point()->get());
+    else fail(full, "expected a string, a number or true/false", "write it as librdkafka's CONFIGURATION.md shows it");
+    if (auto problem = sinks::check_kafka_property(key, value))
+      fail(full, "librdkafka refuses it: " + (r.substituted("kafka.properties." + key) ? std::string("(value not shown)") : *problem),
+           "see librdkafka's CONFIGURATION.md for the property and its values");
+    k.properties.emplace_back(key, value);
+  }
+}
+
 Config build(const toml::table& root, const EnvLookup& env) {
   Reader r(env);
   Config c;
-  check_known(root, "", {"chain", "postgres", "kafka", "server", "pipeline"});
+  check_known(root, "", {"chain", "postgres", "kafka", "server", "pipeline", "log"});
 
   const toml::table& chain = table_at(root, "", "chain", true);
   check_known(chain, "chain", {"name", "chain_id", "confirmations", "start_block", "deep_reorg_policy", "verify_block_hash",
@@ -277,7 +354,10 @@ Config build(const toml::table& root, const EnvLookup& env) {
   check_url("postgres.url", c.postgres.url, {"postgresql", "postgres"}, "postgresql://USER:${PGPASSWORD}@HOST:PORT/DATABASE");
 
   const toml::table& kafka = table_at(root, "", "kafka", true);
-  check_known(kafka, "kafka", {"brokers", "partitions", "replication_factor", "transaction_timeout_seconds", "compression"});
+  check_known(kafka, "kafka", {"brokers", "partitions", "replication_factor", "transaction_timeout_seconds", "compression",
+                               "security_protocol", "sasl_mechanism", "sasl_username", "sasl_password", "ssl_ca_file",
+                               "ssl_certificate_file", "ssl_key_file", "ssl_key_password", "properties"});
+  read_kafka_security(kafka, r, c.kafka);
   if (auto v = r.string(kafka, "kafka", "compression", false, "\"lz4\"")) {
     static const std::vector<std::string> codecs = {"none", "gzip", "snappy", "lz4", "zstd"};
     if (std::find(codecs.begin(), codecs.end(), *v) == codecs.end())
@@ -302,7 +382,29 @@ Config build(const toml::table& root, const EnvLookup& env) {
         "kafka.transaction_timeout_seconds", *v, 5, 900, "e.g. 60; at most the broker's transaction.max.timeout.ms (900 s by default)"));
 
   const toml::table& server = table_at(root, "", "server", false);
-  check_known(server, "server", {"listen", "ready_max_lag_blocks", "unhealthy_after_seconds", "hold_on_halt"});
+  check_known(server, "server", {"listen", "ready_max_lag_blocks", "unhealthy_after_seconds", "hold_on_halt", "admin_token"});
+  if (auto v = r.string(server, "server", "admin_token", false, "\"${CHAINIDX_ADMIN_TOKEN}\"")) {
+    // The token guards replays: a short or guessable one is refused rather than trusted.
+    if (v->size() < 16 || v->size() > 256 || v->find_first_of(" \t\r\n") != std::string::npos)
+      fail("server.admin_token", "must be 16 to 256 characters without spaces",
+           "generate one (e.g. openssl rand -hex 32), export it and write admin_token = \"${CHAINIDX_ADMIN_TOKEN}\"; "
+           "remove the key to keep the admin API off");
+    c.server.admin_token = *v;
+  }
+
+  const toml::table& log = table_at(root, "", "log", false);
+  check_known(log, "log", {"format", "level"});
+  if (auto v = r.string(log, "log", "format", false, "\"json\"")) {
+    if (*v != "text" && *v != "json")
+      fail("log.format", r.shown("log.format", *v) + " is not a log format", "use \"text\" (key=value lines, the default) or \"json\" (one object per line)");
+    c.log.format = *v;
+  }
+  if (auto v = r.string(log, "log", "level", false, "\"info\"")) {
+    static const std::set<std::string> levels = {"trace", "debug", "info", "warn", "error", "critical", "off"};
+    if (!levels.contains(*v))
+      fail("log.level", r.shown("log.level", *v) + " is not a log level", "use one of trace, debug, info (the default), warn, error, critical, off");
+    c.log.level = *v;
+  }
   if (const toml::node* n = server.get("hold_on_halt")) {
     if (!n->is_boolean())
       fail("server.hold_on_halt", "expected true or false",
@@ -352,6 +454,20 @@ Config build(const toml::table& root, const EnvLookup& env) {
 }
 
 }  // namespace
+
+std::vector<std::pair<std::string, std::string>> Config::Kafka::client_properties() const {
+  std::vector<std::pair<std::string, std::string>> out;
+  if (security_protocol != "plaintext") out.emplace_back("security.protocol", security_protocol);
+  if (!sasl_mechanism.empty()) out.emplace_back("sasl.mechanisms", sasl_mechanism);
+  if (!sasl_username.empty()) out.emplace_back("sasl.username", sasl_username);
+  if (!sasl_password.empty()) out.emplace_back("sasl.password", sasl_password);
+  if (!ssl_ca_file.empty()) out.emplace_back("ssl.ca.location", ssl_ca_file);
+  if (!ssl_certificate_file.empty()) out.emplace_back("ssl.certificate.location", ssl_certificate_file);
+  if (!ssl_key_file.empty()) out.emplace_back("ssl.key.location", ssl_key_file);
+  if (!ssl_key_password.empty()) out.emplace_back("ssl.key.password", ssl_key_password);
+  out.insert(out.end(), properties.begin(), properties.end());
+  return out;
+}
 
 const std::vector<EndpointPreset>& endpoint_presets() {
   // The providers' documented limits for their entry plans (calls per second, burst,

@@ -6,6 +6,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "schema/result.hpp"
@@ -74,6 +75,21 @@ struct Config {
     std::uint32_t replication_factor = 1;
     std::uint32_t transaction_timeout_seconds = 60;  ///< a batch's Kafka transaction; aborted and resent after it
     std::string compression = "lz4";  ///< compression.codec: none, gzip, snappy, lz4 or zstd
+    /// How the clients reach a managed cluster: "plaintext" (the default), "ssl", "sasl_plaintext"
+    /// or "sasl_ssl".
+    std::string security_protocol = "plaintext";
+    std::string sasl_mechanism;  ///< "PLAIN", "SCRAM-SHA-256" or "SCRAM-SHA-512" (with sasl_*)
+    std::string sasl_username;
+    std::string sasl_password;         ///< secret: from the environment ("${VAR}"), never printed
+    std::string ssl_ca_file;           ///< PEM CA certificates that sign the brokers' certificates
+    std::string ssl_certificate_file;  ///< the client's PEM certificate (mutual TLS)
+    std::string ssl_key_file;          ///< the client's PEM private key (mutual TLS)
+    std::string ssl_key_password;      ///< secret: the key file's password, if it has one
+    /// [kafka.properties]: other librdkafka properties, passed through to every client as given
+    /// (checked by librdkafka when the config is read; those chainidx sets itself are refused).
+    std::vector<std::pair<std::string, std::string>> properties;
+    /// Every librdkafka property the keys above stand for (security first, then `properties`).
+    std::vector<std::pair<std::string, std::string>> client_properties() const;
   } kafka;
   struct Server {
     std::string listen = "127.0.0.1:9464";
@@ -82,7 +98,14 @@ struct Config {
     /// After a deep-reorg halt, keep serving /healthz (503, with the reason) and /metrics until
     /// SIGTERM/SIGINT, then exit with code 3; false: exit with code 3 at once.
     bool hold_on_halt = true;
+    /// Enables /admin/ (replays) for requests carrying "Authorization: Bearer <token>". Empty:
+    /// the admin API is off. A secret: set it from the environment ("${VAR}").
+    std::string admin_token;
   } server;
+  struct Log {
+    std::string format = "text";  ///< "text": time, level and key=value pairs; "json": one JSON object per line
+    std::string level = "info";   ///< trace, debug, info, warn, error, critical or off (CHAINIDX_LOG_LEVEL wins)
+  } log;
   struct Pipeline {
     std::uint32_t batch_blocks = 100;  ///< most confirmed blocks written in one sink transaction
     std::uint32_t sink_retry_initial_ms = 500;  ///< first wait before a failed sink write is retried

@@ -4,13 +4,13 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <CLI/CLI.hpp>
-#include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include <unistd.h>
 
 #include <atomic>
 #include <csignal>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <random>
@@ -19,9 +19,11 @@
 #include <optional>
 #include <sstream>
 
+#include "app/admin.hpp"
 #include "app/build_info.hpp"
 #include "app/config.hpp"
 #include "app/live_status.hpp"
+#include "app/logging.hpp"
 #include "app/metrics.hpp"
 #include "app/ops_server.hpp"
 #include "app/pipeline.hpp"
@@ -115,26 +117,11 @@ void describe_commands(CLI::App& cli, Args& a) {
     sub->callback([&a, sub] { a.command = sub->get_name(); });
 }
 
-// CHAINIDX_LOG_LEVEL: trace, debug, info (the default), warn, error, critical or off. A value
-// that is none of these is refused rather than read as "off" (what spdlog would make of it).
-bool setup_logging() {
-  // One line per event: time, level, key=value pairs. Nothing printed carries a secret:
-  // endpoints are named by their configured name or a masked label, the Postgres URL without
-  // its password.
-  // On standard error, as the README says: standard output stays free for what a command prints.
-  spdlog::set_default_logger(spdlog::stderr_logger_mt("chainidx"));
-  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%eZ level=%l %v", spdlog::pattern_time_type::utc);
-  const char* level = std::getenv("CHAINIDX_LOG_LEVEL");
-  if (!level || !*level) return true;
-  for (const char* known : {"trace", "debug", "info", "warn", "error", "critical", "off"}) {
-    if (std::string_view(level) == known) {
-      spdlog::set_level(spdlog::level::from_str(level));
-      return true;
-    }
-  }
-  std::cerr << "chainidx: CHAINIDX_LOG_LEVEL=\"" << level
-            << "\" is not a log level; use one of trace, debug, info, warn, error, critical, off (or unset it for info)\n";
-  return false;
+sinks::KafkaSinkConfig kafka_sink_config(const app::Config& c, const std::string& brokers) {
+  sinks::KafkaSinkConfig kc{brokers, c.chain.name, c.chain.chain_id, c.kafka.partitions, c.kafka.replication_factor,
+                            static_cast<int>(c.kafka.transaction_timeout_seconds * 1000), c.kafka.compression};
+  kc.client_properties = c.kafka.client_properties();
+  return kc;
 }
 
 std::optional<app::Config> load_or_report(const std::optional<std::string>& path) {
@@ -283,7 +270,7 @@ int drive(boost::asio::io_context& io, app::Pipeline& pipeline, ingest::Task<int
 int run(const Args& args) {
   auto config = load_or_report(args.config);
   if (!config) return app::kExitConfig;
-  if (!setup_logging()) return app::kExitConfig;
+  if (!app::setup_logging(config->log.format, config->log.level)) return app::kExitConfig;
   // Until the pipeline's own handler takes over, a signal asks the start-up steps to give up.
   std::signal(SIGINT, on_startup_signal);
   std::signal(SIGTERM, on_startup_signal);
@@ -300,10 +287,11 @@ int run(const Args& args) {
   std::string endpoint_names;
   for (const auto& e : config->chain.endpoints)
     endpoint_names += (endpoint_names.empty() ? "" : ",") + (e.name.empty() ? ingest::endpoint_label(e.http) : e.name);
-  spdlog::info("event=start chain={} chain_id={} confirmations={} endpoints={} postgres={} kafka={} instance={}",
+  spdlog::info("event=start chain={} chain_id={} confirmations={} endpoints={} postgres={} kafka={} kafka_security={}{}{} instance={}",
                config->chain.name, config->chain.chain_id,
                config->chain.confirm_tag.empty() ? std::to_string(config->chain.confirmations) : config->chain.confirm_tag, endpoint_names,
-               schema::redact_postgres_url(config->postgres.url), brokers, instance);
+               schema::redact_postgres_url(config->postgres.url), brokers, config->kafka.security_protocol,
+               config->kafka.sasl_mechanism.empty() ? "" : "/", config->kafka.sasl_mechanism, instance);
   try {
     if (!config->chain.tls_ca_file.empty()) ingest::trust_ca_file(config->chain.tls_ca_file);
     bool stopped = false;
@@ -315,9 +303,7 @@ int run(const Args& args) {
         }, stopped))
       return *code;
     if (stopped) return app::kExitOk;
-    sinks::KafkaSink kafka({brokers, config->chain.name, config->chain.chain_id, config->kafka.partitions,
-                            config->kafka.replication_factor, static_cast<int>(config->kafka.transaction_timeout_seconds * 1000),
-                            config->kafka.compression});
+    sinks::KafkaSink kafka(kafka_sink_config(*config, brokers));
     if (auto code = until_done("kafka", [&] {
           kafka.ensure_topics();
           kafka.start();
@@ -331,8 +317,15 @@ int run(const Args& args) {
     app::LiveStatus status;
     app::Metrics metrics(config->chain.name, app::kVersion, app::kRevision);
     pipeline.observe(status, metrics);
+    // Replay jobs: their progress as metrics, and (with server.admin_token) the admin API that
+    // starts them as `chainidx replay` processes with this config.
+    app::AdminApi admin({config->server.admin_token, std::filesystem::absolute(*args.config).string(), config->postgres.url,
+                         config->chain.name, host_name() + "-" + instance},
+                        &metrics);
+    spdlog::info("event=admin_api enabled={}{}", !config->server.admin_token.empty(),
+                 config->server.admin_token.empty() ? " hint=\"set server.admin_token to start replays over HTTP\"" : "");
     app::OpsServer server(io, config->server.listen, status, metrics,
-                          {std::chrono::seconds(config->server.unhealthy_after_seconds), config->server.ready_max_lag_blocks});
+                          {std::chrono::seconds(config->server.unhealthy_after_seconds), config->server.ready_max_lag_blocks}, &admin);
     return drive(io, pipeline, pipeline.run(), "stop taking heads, finish the batch in flight", &server, config->server.hold_on_halt);
   } catch (const sinks::SinkError& e) {
     spdlog::error("event=startup_failed message=\"{}\"", e.what());
@@ -357,7 +350,7 @@ int replay(const Args& args) {
   }
   auto config = load_or_report(args.config);
   if (!config) return app::kExitConfig;
-  if (!setup_logging()) return app::kExitConfig;
+  if (!app::setup_logging(config->log.format, config->log.level)) return app::kExitConfig;
   std::signal(SIGINT, on_startup_signal);
   std::signal(SIGTERM, on_startup_signal);
   app::ReplayRequest request;
@@ -385,9 +378,7 @@ int replay(const Args& args) {
     std::optional<sinks::KafkaSink> kafka;
     std::vector<sinks::Sink*> sinks;
     if (args.to_kafka) {
-      sinks::KafkaSinkConfig kc{brokers, config->chain.name, config->chain.chain_id, config->kafka.partitions,
-                                config->kafka.replication_factor, static_cast<int>(config->kafka.transaction_timeout_seconds * 1000),
-                                config->kafka.compression};
+      sinks::KafkaSinkConfig kc = kafka_sink_config(*config, brokers);
       kc.topic_prefix = args.topic_prefix;
       kc.replay_job = request.job() + "-" + request.worker;
       kafka.emplace(kc);

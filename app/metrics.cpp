@@ -136,6 +136,15 @@ struct Metrics::Impl {
                                         .Name("chainidx_kafka_delivery_failures_total")
                                         .Help("Kafka messages whose delivery failed (the batch's transaction was aborted and sent again)")
                                         .Register(registry);
+  Family<Gauge>& replay_done = BuildGauge()
+                                   .Name("chainidx_replay_blocks_done")
+                                   .Help("Blocks of a replay job written so far (its rate: deriv() over this)")
+                                   .Register(registry);
+  Family<Gauge>& replay_total = BuildGauge().Name("chainidx_replay_blocks").Help("Blocks in a replay job").Register(registry);
+  Family<Gauge>& replay_running = BuildGauge()
+                                      .Name("chainidx_replay_running")
+                                      .Help("1 while a worker holds one of the replay job's chunks")
+                                      .Register(registry);
   std::uint64_t kafka_acknowledged_seen = 0, kafka_failures_seen = 0;
 
   prometheus::Labels with(std::string_view key, std::string_view value) const {
@@ -178,6 +187,13 @@ void Metrics::unbacked_head() { impl_->unbacked.Add(impl_->only_chain()).Increme
 void Metrics::staged_write_dropped() { impl_->staged_dropped.Add(impl_->only_chain()).Increment(); }
 void Metrics::cursor_rewound() { impl_->rewinds.Add(impl_->only_chain()).Increment(); }
 void Metrics::buffer_blocks(std::size_t blocks) { impl_->buffer.Add(impl_->only_chain()).Set(static_cast<double>(blocks)); }
+
+void Metrics::replay_progress(std::string_view job, std::uint64_t blocks_done, std::uint64_t blocks, bool running) {
+  const auto l = impl_->with("job", job);
+  impl_->replay_done.Add(l).Set(static_cast<double>(blocks_done));
+  impl_->replay_total.Add(l).Set(static_cast<double>(blocks));
+  impl_->replay_running.Add(l).Set(running ? 1 : 0);
+}
 
 void Metrics::rpc(std::string_view endpoint, std::string_view method, std::string_view outcome, std::size_t calls, double seconds) {
   Impl& m = *impl_;

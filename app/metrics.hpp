@@ -32,6 +32,8 @@ class Metrics {
   void staged_write_dropped();
   void cursor_rewound();
   void buffer_blocks(std::size_t blocks);
+  /// A replay job's progress, from its chunk table (any thread).
+  void replay_progress(std::string_view job, std::uint64_t blocks_done, std::uint64_t blocks, bool running);
   /// One JSON-RPC request (a call or a batch of `calls`) to an endpoint, and what it came to
   /// (ok, rpc_error, throttled, http_error, transport, malformed).
   void rpc(std::string_view endpoint, std::string_view method, std::string_view outcome, std::size_t calls, double seconds);

@@ -16,6 +16,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "app/admin.hpp"
 #include "app/live_status.hpp"
 #include "app/metrics.hpp"
 
@@ -69,15 +70,21 @@ std::string status_json(const LiveStatus& s, const ProbeSettings& probes) {
   return boost::json::serialize(o) + "\n";
 }
 
+// One admin request, on the admin API's executor. A plain function rather than a capturing
+// lambda: GCC 12 destroys a coroutine lambda's init-captures twice.
+asio::awaitable<AdminReply> admin_call(AdminApi* admin, AdminRequest request) { co_return admin->handle(request); }
+
 }  // namespace
 
 struct OpsServer::Impl : std::enable_shared_from_this<Impl> {
-  Impl(asio::io_context& io, LiveStatus& s, Metrics& m, ProbeSettings p) : acceptor(io), status(s), metrics(m), probes(p) {}
+  Impl(asio::io_context& io, LiveStatus& s, Metrics& m, ProbeSettings p, AdminApi* a)
+      : acceptor(io), status(s), metrics(m), probes(p), admin(a) {}
 
   tcp::acceptor acceptor;
   LiveStatus& status;
   Metrics& metrics;
   ProbeSettings probes;
+  AdminApi* admin;
   std::set<beast::tcp_stream*> open;
   bool stopped = false;
 
@@ -109,6 +116,27 @@ struct OpsServer::Impl : std::enable_shared_from_this<Impl> {
     return reply(v.ok ? http::status::ok : http::status::service_unavailable, v.reason + "\n");
   }
 
+  // /admin/: answered on the admin API's thread (it waits for Postgres), never on this one.
+  asio::awaitable<http::response<http::string_body>> admin_answer(const http::request<http::string_body>& req, std::string_view path) {
+    AdminReply r;
+    if (!admin) {
+      r = {404, "the admin API is off: set server.admin_token (from the environment) to turn it on\n", false};
+    } else {
+      AdminRequest ar{std::string(req.method_string()), std::string(path), std::string(req[http::field::authorization]), req.body(),
+                      status.cursor};
+      r = co_await asio::co_spawn(admin->executor(), admin_call(admin, std::move(ar)), asio::use_awaitable);
+    }
+    http::response<http::string_body> res{static_cast<http::status>(r.status), req.version()};
+    res.set(http::field::server, "chainidx");
+    res.set(http::field::content_type, r.json ? "application/json" : "text/plain; charset=utf-8");
+    res.set(http::field::cache_control, "no-store");
+    if (r.status == 401) res.set(http::field::www_authenticate, "Bearer realm=\"chainidx\"");
+    res.keep_alive(req.keep_alive());
+    res.body() = std::move(r.body);
+    res.prepare_payload();
+    co_return res;
+  }
+
   asio::awaitable<void> session(tcp::socket socket) {
     auto self = shared_from_this();
     beast::tcp_stream stream(std::move(socket));
@@ -122,7 +150,12 @@ struct OpsServer::Impl : std::enable_shared_from_this<Impl> {
         stream.expires_after(kIdleTimeout);
         co_await http::async_read(stream, buffer, parser, asio::use_awaitable);
         const auto& req = parser.get();
-        http::response<http::string_body> res = answer(req);
+        std::string_view path = req.target();
+        path = path.substr(0, path.find('?'));
+        // (Not a conditional expression: GCC 12 mishandles co_await inside one.)
+        http::response<http::string_body> res;
+        if (path == "/admin" || path.starts_with("/admin/")) res = co_await admin_answer(req, path);
+        else res = answer(req);
         if (req.method() == http::verb::head) res.body().clear();
         const bool keep = res.keep_alive();
         co_await http::async_write(stream, res, asio::use_awaitable);
@@ -159,8 +192,9 @@ struct OpsServer::Impl : std::enable_shared_from_this<Impl> {
   }
 };
 
-OpsServer::OpsServer(asio::io_context& io, const std::string& listen, LiveStatus& status, Metrics& metrics, ProbeSettings probes)
-    : impl_(std::make_shared<Impl>(io, status, metrics, probes)) {
+OpsServer::OpsServer(asio::io_context& io, const std::string& listen, LiveStatus& status, Metrics& metrics, ProbeSettings probes,
+                     AdminApi* admin)
+    : impl_(std::make_shared<Impl>(io, status, metrics, probes, admin)) {
   const auto colon = listen.rfind(':');
   if (colon == std::string::npos) throw ListenError("server.listen: \"" + listen + "\" is not HOST:PORT");
   std::string host = listen.substr(0, colon);
@@ -177,7 +211,7 @@ OpsServer::OpsServer(asio::io_context& io, const std::string& listen, LiveStatus
     throw ListenError("server.listen: cannot listen on " + listen + ": " + e.code().message() +
                              " (choose a free port, or another address)");
   }
-  spdlog::info("event=ops_server listen={} paths=\"/metrics /healthz /readyz /status\"", listen);
+  spdlog::info("event=ops_server listen={} paths=\"/metrics /healthz /readyz /status /admin/\"", listen);
   asio::co_spawn(io, impl_->accept(), asio::detached);
 }
 

@@ -1,6 +1,6 @@
 #pragma once
 // The operations HTTP server on [server] listen: GET /metrics (Prometheus text format), /healthz,
-// /readyz (200, or 503 with the reason) and /status (JSON). Runs on the pipeline's io thread,
+// /readyz (200, or 503 with the reason), /status (JSON) and the admin API under /admin/. Runs on the pipeline's io thread,
 // which never blocks on a sink write (those run on worker threads), so a probe is answered while
 // a write is in flight. Beast lives in ops_server.cpp only.
 
@@ -14,6 +14,7 @@
 
 namespace chainidx::app {
 
+class AdminApi;
 class Metrics;
 struct LiveStatus;
 
@@ -25,8 +26,10 @@ class ListenError : public std::runtime_error {
 
 class OpsServer {
  public:
-  /// Binds `listen` ("HOST:PORT") at once: a port in use throws ListenError naming it.
-  OpsServer(boost::asio::io_context& io, const std::string& listen, LiveStatus& status, Metrics& metrics, ProbeSettings probes);
+  /// Binds `listen` ("HOST:PORT") at once: a port in use throws ListenError naming it. `admin`
+  /// (may be null: /admin/ answers 404) answers /admin/ on its own thread.
+  OpsServer(boost::asio::io_context& io, const std::string& listen, LiveStatus& status, Metrics& metrics, ProbeSettings probes,
+            AdminApi* admin = nullptr);
   ~OpsServer();
 
   /// The port bound (useful when `listen` asked for port 0).

@@ -32,7 +32,12 @@ std::string redact_postgres_url(std::string_view url) {
       std::size_t amp = query.find('&', q);
       std::string_view pair = query.substr(q, amp == std::string_view::npos ? std::string_view::npos : amp - q);
       auto eq = pair.find('=');
-      out.append(eq == std::string_view::npos ? std::string(pair) : std::string(pair.substr(0, eq)) + "=***");
+      // Settings that are never secret stay readable (an operator checks that TLS is on);
+      // any other value may be (password, sslpassword, options ...).
+      const std::string_view name = pair.substr(0, eq);
+      const bool shown = name == "sslmode" || name == "connect_timeout" || name == "target_session_attrs" ||
+                         name == "application_name";
+      out.append(eq == std::string_view::npos || shown ? std::string(pair) : std::string(name) + "=***");
       if (amp == std::string_view::npos) break;
       out.push_back('&');
       q = amp + 1;

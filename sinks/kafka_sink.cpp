@@ -120,6 +120,7 @@ struct KafkaSink::Impl {
     // together or not at all, and a restarted indexer fences the producer of the old one.
     set("transactional.id", transactional_id());
     set("transaction.timeout.ms", std::to_string(txn_timeout_ms()));
+    for (const auto& [k, v] : config.client_properties) set(k.c_str(), v);
     rd_kafka_conf_set_dr_msg_cb(conf, &Impl::on_delivery);
     rd_kafka_conf_set_log_cb(conf, on_log);
     rd_kafka_conf_set_opaque(conf, this);
@@ -457,6 +458,12 @@ std::optional<std::pair<std::uint64_t, schema::Hash32>> read_published_tip(const
       throw SinkError(std::string("kafka consumer config ") + k + ": " + err);
     }
   }
+  for (const auto& [k, v] : config.client_properties) {
+    if (rd_kafka_conf_set(conf, k.c_str(), v.c_str(), err, sizeof err) != RD_KAFKA_CONF_OK) {
+      rd_kafka_conf_destroy(conf);
+      throw SinkError("kafka consumer config " + k + ": " + err);
+    }
+  }
   rd_kafka_conf_set_log_cb(conf, on_log);
   rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
   if (!rk) throw SinkError(std::string("kafka consumer: ") + err);
@@ -530,6 +537,46 @@ void KafkaSink::load_published_tip() {
   if (impl_->published_tip)
     spdlog::info("event=kafka_published_tip block={} hash={}", impl_->published_tip->first,
                  schema::to_hex(impl_->published_tip->second));
+}
+
+const char* kafka_property_owner(std::string_view name) {
+  static const std::vector<std::pair<std::string_view, const char*>> owned = {
+      {"bootstrap.servers", "use kafka.brokers"},
+      {"metadata.broker.list", "use kafka.brokers"},
+      {"compression.codec", "use kafka.compression"},
+      {"compression.type", "use kafka.compression"},
+      {"transaction.timeout.ms", "use kafka.transaction_timeout_seconds"},
+      {"message.timeout.ms", "use kafka.transaction_timeout_seconds (a message waits as long as its transaction)"},
+      {"delivery.timeout.ms", "use kafka.transaction_timeout_seconds (a message waits as long as its transaction)"},
+      {"transactional.id", "remove it: the id is chainidx-<chain>, so that a new instance fences the old one"},
+      {"enable.idempotence", "remove it: exactly-once publishing needs the idempotent producer"},
+      {"acks", "remove it: exactly-once publishing needs acks=all"},
+      {"request.required.acks", "remove it: exactly-once publishing needs acks=all"},
+      {"isolation.level", "remove it: the published tip is read with read_committed"},
+      {"group.id", "remove it: chainidx consumes nothing but its own published tip"},
+      {"enable.auto.commit", "remove it: chainidx consumes nothing but its own published tip"},
+      {"security.protocol", "use kafka.security_protocol"},
+      {"sasl.mechanism", "use kafka.sasl_mechanism"},
+      {"sasl.mechanisms", "use kafka.sasl_mechanism"},
+      {"sasl.username", "use kafka.sasl_username"},
+      {"sasl.password", "use kafka.sasl_password"},
+      {"ssl.ca.location", "use kafka.ssl_ca_file"},
+      {"ssl.certificate.location", "use kafka.ssl_certificate_file"},
+      {"ssl.key.location", "use kafka.ssl_key_file"},
+      {"ssl.key.password", "use kafka.ssl_key_password"},
+  };
+  for (const auto& [k, why] : owned)
+    if (k == name) return why;
+  return nullptr;
+}
+
+std::optional<std::string> check_kafka_property(const std::string& name, const std::string& value) {
+  char err[512];
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  const bool ok = rd_kafka_conf_set(conf, name.c_str(), value.c_str(), err, sizeof err) == RD_KAFKA_CONF_OK;
+  rd_kafka_conf_destroy(conf);
+  if (ok) return std::nullopt;
+  return std::string(err);
 }
 
 }  // namespace chainidx::sinks

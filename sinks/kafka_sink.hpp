@@ -1,7 +1,11 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
 
 #include "sinks/sink.hpp"
 
@@ -24,7 +28,16 @@ struct KafkaSinkConfig {
   /// every message marked with a `chainidx_replay` header holding this value, and no block left
   /// out for having been published before. Empty: the live writer.
   std::string replay_job;
+  /// Connection properties set on every client after chainidx's own: security (SASL, TLS) and
+  /// [kafka.properties]. Values may be secrets: never logged.
+  std::vector<std::pair<std::string, std::string>> client_properties;
 };
+
+/// For a librdkafka property chainidx sets itself (or maps from a [kafka] key): how to set it
+/// instead. nullptr for a property [kafka.properties] may pass through.
+const char* kafka_property_owner(std::string_view name);
+/// librdkafka's objection to `name = value` on a producer's configuration, if any.
+std::optional<std::string> check_kafka_property(const std::string& name, const std::string& value);
 
 /// Publishes each confirmed block to <chain>.blocks, <chain>.transactions and <chain>.logs, one
 /// Kafka transaction per batch (idempotent, acks=all, transactional.id "chainidx-<chain>").

@@ -721,4 +721,33 @@ std::pair<std::uint64_t, std::uint64_t> PostgresSink::replay_progress(const std:
   });
 }
 
+std::vector<PostgresSink::ReplayJob> PostgresSink::replay_jobs() {
+  return impl_->guarded("replay jobs", [&] {
+    pqxx::connection& c = impl_->connection();
+    pqxx::read_transaction tx(c);
+    auto rows = tx.exec("SELECT job, min(first_block), max(last_block), count(*), count(*) FILTER (WHERE done), "
+                        "sum(last_block - first_block + 1), coalesce(sum(last_block - first_block + 1) FILTER (WHERE done), 0), "
+                        "count(*) FILTER (WHERE NOT done AND lease_until > now()), "
+                        "coalesce(string_agg(DISTINCT worker, ','), ''), "
+                        "CASE WHEN bool_and(done) THEN extract(epoch FROM max(done_at))::bigint ELSE 0 END "
+                        "FROM " + c.quote_name(impl_->schema) + ".replay_chunks GROUP BY job ORDER BY max(last_block) DESC, job");
+    std::vector<ReplayJob> out;
+    for (const auto& r : rows) {
+      ReplayJob j;
+      j.job = r[0].as<std::string>();
+      j.first_block = r[1].as<std::uint64_t>();
+      j.last_block = r[2].as<std::uint64_t>();
+      j.chunks = r[3].as<std::uint64_t>();
+      j.chunks_done = r[4].as<std::uint64_t>();
+      j.blocks = r[5].as<std::uint64_t>();
+      j.blocks_done = r[6].as<std::uint64_t>();
+      j.chunks_leased = r[7].as<std::uint64_t>();
+      j.workers = r[8].as<std::string>();
+      j.finished_at = r[9].is_null() ? 0 : r[9].as<std::int64_t>();
+      out.push_back(std::move(j));
+    }
+    return out;
+  });
+}
+
 }  // namespace chainidx::sinks

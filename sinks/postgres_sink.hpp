@@ -69,6 +69,19 @@ class PostgresSink final : public Sink, public CheckpointStore {
   /// Chunks of `job`: done and in all.
   std::pair<std::uint64_t, std::uint64_t> replay_progress(const std::string& job);
 
+  /// One replay job as its chunks tell it.
+  struct ReplayJob {
+    std::string job;  ///< "FROM-TO"
+    std::uint64_t first_block = 0, last_block = 0;
+    std::uint64_t chunks = 0, chunks_done = 0;
+    std::uint64_t blocks = 0, blocks_done = 0;
+    std::uint64_t chunks_leased = 0;  ///< not done, with a lease not yet run out: a worker is on them
+    std::string workers;              ///< the workers that held its chunks, comma-separated
+    std::int64_t finished_at = 0;     ///< unix seconds of the last chunk done, once all are (0: not yet)
+  };
+  /// Every replay job in the chunk table, newest range first.
+  std::vector<ReplayJob> replay_jobs();
+
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;

@@ -189,7 +189,9 @@ struct HttpAnswer {
   int status = 0;
   std::string content_type;
   std::string body;
+  std::string www_authenticate;
 };
-HttpAnswer http_request(int port, const std::string& method, const std::string& target, const std::string& body = "");
+HttpAnswer http_request(int port, const std::string& method, const std::string& target, const std::string& body = "",
+                        const std::vector<std::pair<std::string, std::string>>& headers = {});
 
 }  // namespace chainidx::testing

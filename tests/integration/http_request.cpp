@@ -10,7 +10,8 @@
 
 namespace chainidx::testing {
 
-HttpAnswer http_request(int port, const std::string& method, const std::string& target, const std::string& body) {
+HttpAnswer http_request(int port, const std::string& method, const std::string& target, const std::string& body,
+                        const std::vector<std::pair<std::string, std::string>>& headers) {
   namespace beast = boost::beast;
   namespace http = beast::http;
   using boost::asio::ip::tcp;
@@ -21,6 +22,7 @@ HttpAnswer http_request(int port, const std::string& method, const std::string& 
     stream.connect(tcp::endpoint(boost::asio::ip::make_address("127.0.0.1"), static_cast<unsigned short>(port)));
     http::request<http::string_body> req{http::string_to_verb(method), target, 11};
     req.set(http::field::host, "127.0.0.1");
+    for (const auto& [name, value] : headers) req.set(name, value);
     req.body() = body;
     req.prepare_payload();
     http::write(stream, req);
@@ -29,7 +31,8 @@ HttpAnswer http_request(int port, const std::string& method, const std::string& 
     http::read(stream, buffer, res);
     boost::system::error_code ignored;
     stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
-    return {static_cast<int>(res.result_int()), std::string(res[http::field::content_type]), res.body()};
+    return {static_cast<int>(res.result_int()), std::string(res[http::field::content_type]), res.body(),
+            std::string(res[http::field::www_authenticate])};
   } catch (const std::exception&) {
     return {};
   }

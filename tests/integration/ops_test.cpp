@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "chain_checks.hpp"
+#include "fault_proxy.hpp"
 #include "harness.hpp"
 
 namespace chainidx::testing {
@@ -97,6 +98,10 @@ TEST(Ops, ALiveScrapePassesPromtoolAndCountsWhatWasWritten) {
   EXPECT_NE(status.body.find("\"state\":\"healthy\""), std::string::npos) << status.body;
 
   EXPECT_EQ(http_request(indexer.ops_port(), "GET", "/nothing").status, 404);
+  // No server.admin_token: the admin API is off, whatever is sent.
+  const HttpAnswer admin_off = http_request(indexer.ops_port(), "GET", "/admin/replays", "", {{"Authorization", "Bearer anything"}});
+  EXPECT_EQ(admin_off.status, 404);
+  EXPECT_NE(admin_off.body.find("the admin API is off"), std::string::npos) << admin_off.body;
   EXPECT_EQ(http_request(indexer.ops_port(), "POST", "/metrics", "x").status, 405);
   EXPECT_EQ(indexer.stop(SIGTERM), 0) << indexer.log();
 }
@@ -131,6 +136,178 @@ TEST(Ops, ProbesFollowAPostgresOutage) {
   ASSERT_TRUE(wait_until([&] { return http_request(indexer.ops_port(), "GET", "/readyz").status == 200; }, 60s)) << indexer.log();
   EXPECT_EQ(indexer.stop(SIGTERM), 0) << indexer.log();
   expect_postgres_hashes_equal_anvil(db, run.anvil);
+}
+
+std::uint64_t replay_chunk_rows(const std::string& db) {
+  pqxx::connection c(db);
+  pqxx::nontransaction tx(c);
+  return tx.exec1("SELECT count(*) FROM anvil.replay_chunks")[0].as<std::uint64_t>();
+}
+
+// The admin API as an operator uses it: without the token, with a wrong one or another scheme,
+// 401 and nothing started; with it, malformed or out-of-range requests get 400 (413 when too
+// large) with the reason; a good one starts a replay that fills a hole in Postgres, listed by
+// GET /admin/replays until done and counted in the replay metrics.
+TEST(Ops, AdminApiNeedsTheTokenValidatesRequestsAndRunsAReplay) {
+  Chain run;
+  std::string db = Postgres::instance().create_database("ops_admin");
+  const std::string token = "c0ffee00c0ffee00c0ffee00c0ffee00";
+  setenv("CHAINIDX_TEST_ADMIN_TOKEN", token.c_str(), 1);
+  Indexer indexer(run.dir.path(), run.anvil, db, run.broker.bootstrap(),
+                  {.batch_blocks = 3, .server_extra = "admin_token = \"${CHAINIDX_TEST_ADMIN_TOKEN}\"\n"});
+  indexer.start();
+  mine_transfers(run.anvil, 12);
+  ASSERT_TRUE(wait_until([&] { return cursor_of(db) >= run.anvil.block_number() - 3; }, 60s)) << indexer.log();
+  const int port = indexer.ops_port();
+  const std::vector<std::pair<std::string, std::string>> good = {{"Authorization", "Bearer " + token}};
+  const std::string body = R"({"from": 2, "to": 6, "sinks": ["postgres"], "chunk_blocks": 2})";
+
+  // Refused without the right token, and nothing done.
+  for (const auto& [what, headers] : std::vector<std::pair<std::string, std::vector<std::pair<std::string, std::string>>>>{
+           {"no token", {}},
+           {"wrong token", {{"Authorization", "Bearer " + token.substr(0, 31) + "1"}}},
+           {"token as basic", {{"Authorization", "Basic " + token}}},
+           {"token with a prefix", {{"Authorization", "Bearer x" + token}}}}) {
+    const HttpAnswer a = http_request(port, "POST", "/admin/replay", body, headers);
+    EXPECT_EQ(a.status, 401) << what << ": " << a.body;
+    EXPECT_EQ(a.www_authenticate, "Bearer realm=\"chainidx\"") << what;
+    EXPECT_EQ(http_request(port, "GET", "/admin/replays", "", headers).status, 401) << what;
+    EXPECT_EQ(http_request(port, "GET", "/admin/elsewhere", "", headers).status, 401) << what << ": paths are not told";
+  }
+  EXPECT_EQ(replay_chunk_rows(db), 0u) << "a refused request planned a replay";
+  EXPECT_EQ(indexer.log().find(token), std::string::npos) << "the token reached the log";
+  EXPECT_NE(indexer.log().find("event=admin_unauthorized method=POST path=/admin/replay reason=wrong_token"), std::string::npos)
+      << indexer.log();
+
+  // Malformed requests: 400 with the reason (or 413, 405, 404), nothing started.
+  const std::uint64_t cursor = cursor_of(db);
+  struct Bad {
+    std::string method, target, body;
+    int status;
+    std::string reason;
+  };
+  for (const auto& b : std::vector<Bad>{
+           {"POST", "/admin/replay", "not json", 400, "not JSON"},
+           {"POST", "/admin/replay", "[1, 2]", 400, "must be a JSON object"},
+           {"POST", "/admin/replay", R"({"from": 2})", 400, "\"to\" is missing"},
+           {"POST", "/admin/replay", R"({"from": 7, "to": 2})", 400, "\"from\" (7) is above \"to\" (2)"},
+           {"POST", "/admin/replay", R"({"from": -1, "to": 2})", 400, "\"from\" must be a block number"},
+           {"POST", "/admin/replay", R"({"from": 1, "to": 2, "force": true})", 400, "unknown field \"force\""},
+           {"POST", "/admin/replay", R"({"from": 1, "to": 2, "sinks": ["s3"]})", 400, "\"sinks\" holds \"s3\""},
+           {"POST", "/admin/replay", R"({"from": 1, "to": 2, "topic_prefix": "a b"})", 400, "\"topic_prefix\" must be"},
+           {"POST", "/admin/replay", R"({"from": 1, "to": )" + std::to_string(cursor + 5) + "}", 400,
+            "is above the live cursor (" + std::to_string(cursor) + ")"},
+           {"POST", "/admin/replay", std::string(5000, ' ') + "{}", 413, "larger than 4096 bytes"},
+           {"GET", "/admin/replay", "", 405, "POST /admin/replay"},
+           {"DELETE", "/admin/replays", "", 405, "GET /admin/replays"},
+           {"GET", "/admin/nothing", "", 404, "POST /admin/replay and GET /admin/replays"}}) {
+    const HttpAnswer a = http_request(port, b.method, b.target, b.body, good);
+    EXPECT_EQ(a.status, b.status) << b.method << " " << b.target << " " << b.body.substr(0, 80) << ": " << a.body;
+    // The JSON answer's quotes unescaped, to compare with the reason as a user reads it.
+    const std::string said = std::regex_replace(a.body, std::regex(R"(\\")"), "\"");
+    EXPECT_NE(said.find(b.reason), std::string::npos) << b.body.substr(0, 80) << ": " << a.body;
+  }
+  EXPECT_EQ(replay_chunk_rows(db), 0u) << "a malformed request planned a replay";
+
+  // A hole in history, then the replay that fills it.
+  {
+    pqxx::connection c(db);
+    pqxx::work tx(c);
+    tx.exec0("DELETE FROM anvil.blocks WHERE number BETWEEN 3 AND 5");
+    tx.commit();
+  }
+  const HttpAnswer started = http_request(port, "POST", "/admin/replay", body, good);
+  ASSERT_EQ(started.status, 202) << started.body << indexer.log();
+  EXPECT_EQ(started.content_type, "application/json");
+  EXPECT_NE(started.body.find("\"job\":\"2-6\""), std::string::npos) << started.body;
+  EXPECT_NE(started.body.find("\"state\":\"running\""), std::string::npos) << started.body;
+  HttpAnswer listed;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        listed = http_request(port, "GET", "/admin/replays", "", good);
+        return listed.body.find("\"state\":\"done\"") != std::string::npos;
+      },
+      60s))
+      << listed.body << indexer.log();
+  EXPECT_NE(listed.body.find("\"job\":\"2-6\""), std::string::npos) << listed.body;
+  EXPECT_NE(listed.body.find("\"blocks\":5,\"blocks_done\":5,\"chunks\":3,\"chunks_done\":3"), std::string::npos) << listed.body;
+  // The process it started exits 0 once its last chunk is done.
+  ASSERT_TRUE(wait_until(
+      [&] {
+        listed = http_request(port, "GET", "/admin/replays", "", good);
+        return listed.body.find("\"exit_code\":0") != std::string::npos;
+      },
+      30s))
+      << listed.body;
+  expect_postgres_hashes_equal_anvil(db, run.anvil);
+  HttpAnswer scrape;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        scrape = http_request(port, "GET", "/metrics");
+        return sample(scrape.body, "chainidx_replay_blocks_done{chain=\"anvil\",job=\"2-6\"}") == 5;
+      },
+      20s))
+      << scrape.body;
+  EXPECT_EQ(sample(scrape.body, "chainidx_replay_blocks{chain=\"anvil\",job=\"2-6\"}"), 5) << scrape.body;
+  EXPECT_EQ(sample(scrape.body, "chainidx_replay_running{chain=\"anvil\",job=\"2-6\"}"), 0) << scrape.body;
+  EXPECT_NE(indexer.log().find("event=admin_replay_started job=2-6"), std::string::npos) << indexer.log();
+  EXPECT_NE(indexer.log().find("event=admin_replay_finished job=2-6"), std::string::npos) << indexer.log();
+  EXPECT_EQ(indexer.stop(SIGTERM), 0) << indexer.log();
+}
+
+// Every secret in the config (the provider key in the endpoint URL's user-info, path and query;
+// the Postgres password; the admin token) stays out of a whole run's JSON log, its metrics, its
+// status and its admin answers, and the log is one JSON object per line.
+TEST(Ops, NoSecretReachesTheJsonLogMetricsStatusOrAdminAnswers) {
+  Chain run;
+  FaultProxy proxy(run.anvil.port(), nullptr);
+  const std::string key = "5ec2e7d0a1b2c3d4e5f60718293a4b5c";
+  const std::string password = "pw-7f3a9c1e5b";
+  const std::string token = "adm-4d6f8a0c2e4a6c8e0a2c4e6a8c0e2a4c";
+  setenv("CHAINIDX_TEST_SECRET_KEY", key.c_str(), 1);
+  setenv("CHAINIDX_TEST_ADMIN_TOKEN", token.c_str(), 1);
+  std::string db = Postgres::instance().create_database("ops_secrets");
+  // Trust authentication ignores the password, so it can be in the URL without being checked.
+  std::string with_password = db;
+  with_password.replace(with_password.find("postgres@"), 9, "postgres:" + password + "@");
+  Indexer indexer(run.dir.path(), run.anvil, with_password, run.broker.bootstrap(),
+                  {.batch_blocks = 3,
+                   .http_url = "http://user:${CHAINIDX_TEST_SECRET_KEY}@" + proxy.url().substr(7) +
+                               "/v2/${CHAINIDX_TEST_SECRET_KEY}?key=${CHAINIDX_TEST_SECRET_KEY}",
+                   .server_extra = "admin_token = \"${CHAINIDX_TEST_ADMIN_TOKEN}\"\n\n[log]\nformat = \"json\"\nlevel = \"debug\""});
+  indexer.start();
+  mine_transfers(run.anvil, 6);
+  ASSERT_TRUE(wait_until([&] { return cursor_of(db) >= run.anvil.block_number() - 3; }, 60s)) << indexer.log();
+  const int port = indexer.ops_port();
+  const std::vector<std::pair<std::string, std::string>> auth = {{"Authorization", "Bearer " + token}};
+  std::vector<std::pair<std::string, std::string>> answers = {
+      {"/metrics", http_request(port, "GET", "/metrics").body},
+      {"/status", http_request(port, "GET", "/status").body},
+      {"/healthz", http_request(port, "GET", "/healthz").body},
+      {"/readyz", http_request(port, "GET", "/readyz").body},
+      {"/admin/replays", http_request(port, "GET", "/admin/replays", "", auth).body},
+      {"401", http_request(port, "GET", "/admin/replays", "", {{"Authorization", "Bearer " + key}}).body}};
+  ASSERT_EQ(indexer.stop(SIGTERM), 0) << indexer.log();
+  answers.emplace_back("log", indexer.log());
+  for (const auto& [what, text] : answers) {
+    EXPECT_FALSE(text.empty()) << what;
+    for (const std::string& secret : {key, password, token})
+      EXPECT_EQ(text.find(secret), std::string::npos) << what << " holds a secret:\n" << text;
+  }
+  // One JSON object per line, each with its time, level and event (or message).
+  std::istringstream lines(indexer.log());
+  int objects = 0;
+  for (std::string line; std::getline(lines, line);) {
+    if (line.empty()) continue;
+    EXPECT_EQ(line.front(), '{') << line;
+    EXPECT_EQ(line.back(), '}') << line;
+    EXPECT_EQ(line.rfind("{\"time\":\"", 0), 0u) << line;
+    EXPECT_TRUE(line.find("\"event\":\"") != std::string::npos || line.find("\"message\":\"") != std::string::npos) << line;
+    ++objects;
+  }
+  EXPECT_GT(objects, 5);
+  EXPECT_NE(indexer.log().find(R"("event":"start","chain":"anvil","chain_id":31337)"), std::string::npos) << indexer.log();
+  EXPECT_NE(indexer.log().find(R"("level":"debug")"), std::string::npos) << "log.level = debug was not applied";
 }
 
 }  // namespace

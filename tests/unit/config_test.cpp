@@ -300,11 +300,13 @@ TEST(Config, StageAheadIsPostgresUnlessSetAndNamesItsModes) {
   EXPECT_NE(wrong_type.error().message.find("pipeline.stage_ahead"), std::string::npos) << wrong_type.error().message;
 }
 
-TEST(RedactPostgresUrl, HidesThePasswordAndQueryValuesKeepsTheDatabase) {
+TEST(RedactPostgresUrl, HidesThePasswordAndQueryValuesKeepsTheDatabaseAndSslmode) {
   using schema::redact_postgres_url;
   EXPECT_EQ(redact_postgres_url("postgresql://indexer:hunter2@db:5432/chainidx"), "postgresql://indexer:***@db:5432/chainidx");
   EXPECT_EQ(redact_postgres_url("postgresql://indexer:p%40ss@db/chainidx?sslmode=require&password=x"),
-            "postgresql://indexer:***@db/chainidx?sslmode=***&password=***");
+            "postgresql://indexer:***@db/chainidx?sslmode=require&password=***");
+  EXPECT_EQ(redact_postgres_url("postgresql://db/x?sslpassword=k&connect_timeout=5&options=-c%20a%3Db"),
+            "postgresql://db/x?sslpassword=***&connect_timeout=5&options=***");
   EXPECT_EQ(redact_postgres_url("postgres://127.0.0.1:5432/chainidx"), "postgres://127.0.0.1:5432/chainidx");
   EXPECT_EQ(redact_postgres_url("postgresql://user@db/x"), "postgresql://user@db/x");
   EXPECT_EQ(redact_postgres_url("not a url"), "***");
@@ -334,6 +336,84 @@ TEST(Config, ProbeKeysHaveDefaultsAndRefuseValuesOutOfRange) {
   auto unknown = parse_config(replace(kGood, "[server]\n", "[server]\nready_lag = 3\n"), "f.toml", env);
   ASSERT_FALSE(unknown.ok());
   EXPECT_NE(unknown.error().message.find("ready_lag"), std::string::npos) << unknown.error().message;
+}
+
+TEST(Config, AdminTokenComesFromTheEnvironmentAndMustBeLongEnough) {
+  auto env = env_with({{"API_KEY", "k"}, {"ADMIN", "0123456789abcdef0123"}, {"SHORT", "abc"}});
+  auto off = parse_config(kGood, "f.toml", env);
+  ASSERT_TRUE(off.ok()) << off.error().message;
+  EXPECT_TRUE(off->server.admin_token.empty());
+  auto on = parse_config(replace(kGood, "[server]\n", "[server]\nadmin_token = \"${ADMIN}\"\n"), "f.toml", env);
+  ASSERT_TRUE(on.ok()) << on.error().message;
+  EXPECT_EQ(on->server.admin_token, "0123456789abcdef0123");
+  auto short_one = parse_config(replace(kGood, "[server]\n", "[server]\nadmin_token = \"${SHORT}\"\n"), "f.toml", env);
+  ASSERT_FALSE(short_one.ok());
+  EXPECT_NE(short_one.error().message.find("server.admin_token: must be 16 to 256 characters"), std::string::npos)
+      << short_one.error().message;
+  EXPECT_EQ(short_one.error().message.find("abc"), std::string::npos) << "the token reached the message";
+}
+
+TEST(Config, LogFormatAndLevelParseAndNameTheirChoices) {
+  auto env = env_with({{"API_KEY", "k"}});
+  auto d = parse_config(kGood, "f.toml", env);
+  ASSERT_TRUE(d.ok()) << d.error().message;
+  EXPECT_EQ(d->log.format, "text");
+  EXPECT_EQ(d->log.level, "info");
+  auto json = parse_config(kGood + "\n[log]\nformat = \"json\"\nlevel = \"debug\"\n", "f.toml", env);
+  ASSERT_TRUE(json.ok()) << json.error().message;
+  EXPECT_EQ(json->log.format, "json");
+  EXPECT_EQ(json->log.level, "debug");
+  auto bad_format = parse_config(kGood + "\n[log]\nformat = \"yaml\"\n", "f.toml", env);
+  ASSERT_FALSE(bad_format.ok());
+  EXPECT_NE(bad_format.error().message.find("log.format: \"yaml\" is not a log format; use \"text\""), std::string::npos)
+      << bad_format.error().message;
+  auto bad_level = parse_config(kGood + "\n[log]\nlevel = \"verbose\"\n", "f.toml", env);
+  ASSERT_FALSE(bad_level.ok());
+  EXPECT_NE(bad_level.error().message.find("log.level: \"verbose\" is not a log level"), std::string::npos) << bad_level.error().message;
+}
+
+TEST(Config, KafkaSecurityKeysBecomeLibrdkafkaPropertiesAndAreCheckedTogether) {
+  auto env = env_with({{"API_KEY", "k"}, {"KAFKA_PASSWORD", "s3cr3t-pw"}});
+  const std::string sasl = "[kafka]\nbrokers = \"127.0.0.1:9092\"\nsecurity_protocol = \"SASL_SSL\"\nsasl_mechanism = \"SCRAM-SHA-512\"\n"
+                           "sasl_username = \"indexer\"\nsasl_password = \"${KAFKA_PASSWORD}\"\n";
+  auto ok = parse_config(replace(kGood, "[kafka]\nbrokers = \"127.0.0.1:9092\"\n", sasl + "\n[kafka.properties]\n\"socket.keepalive.enable\" = true\n\"queue.buffering.max.kbytes\" = 65536\n"),
+                         "f.toml", env);
+  ASSERT_TRUE(ok.ok()) << ok.error().message;
+  using P = std::vector<std::pair<std::string, std::string>>;
+  EXPECT_EQ(ok->kafka.client_properties(), (P{{"security.protocol", "sasl_ssl"},
+                                              {"sasl.mechanisms", "SCRAM-SHA-512"},
+                                              {"sasl.username", "indexer"},
+                                              {"sasl.password", "s3cr3t-pw"},
+                                              {"queue.buffering.max.kbytes", "65536"},
+                                              {"socket.keepalive.enable", "true"}}));
+  struct Case {
+    std::string kafka, expect;
+  };
+  const std::vector<Case> cases = {
+      {"security_protocol = \"tls\"\n", "kafka.security_protocol: \"tls\" is not a security protocol"},
+      {"security_protocol = \"sasl_ssl\"\nsasl_username = \"u\"\nsasl_password = \"p\"\n", "kafka.sasl_mechanism: missing"},
+      {"security_protocol = \"sasl_ssl\"\nsasl_mechanism = \"GSSAPI\"\nsasl_username = \"u\"\nsasl_password = \"p\"\n",
+       "kafka.sasl_mechanism: \"GSSAPI\" is not a SASL mechanism"},
+      {"security_protocol = \"sasl_ssl\"\nsasl_mechanism = \"PLAIN\"\nsasl_password = \"p\"\n", "kafka.sasl_username: missing"},
+      {"sasl_username = \"u\"\n", "kafka.sasl_username: is set but security_protocol is plaintext"},
+      {"security_protocol = \"ssl\"\nssl_ca_file = \"/nonexistent/ca.pem\"\n", "kafka.ssl_ca_file: cannot read"},
+      {"ssl_ca_file = \"/etc/hostname\"\n", "kafka.ssl_ca_file: is set but security_protocol is plaintext"},
+      {"[kafka.properties]\n\"transactional.id\" = \"x\"\n", "kafka.properties.\"transactional.id\": is set by chainidx itself"},
+      {"[kafka.properties]\n\"sasl.password\" = \"x\"\n", "use kafka.sasl_password"},
+      {"[kafka.properties]\n\"no.such.property\" = \"x\"\n", "kafka.properties.\"no.such.property\": librdkafka refuses it"},
+      {"[kafka.properties]\n\"socket.timeout.ms\" = \"soon\"\n", "kafka.properties.\"socket.timeout.ms\": librdkafka refuses it"},
+  };
+  for (const auto& c : cases) {
+    auto r = parse_config(replace(kGood, "[kafka]\nbrokers = \"127.0.0.1:9092\"\n", "[kafka]\nbrokers = \"127.0.0.1:9092\"\n" + c.kafka), "f.toml", env);
+    ASSERT_FALSE(r.ok()) << c.kafka;
+    EXPECT_NE(r.error().message.find(c.expect), std::string::npos) << c.kafka << " -> " << r.error().message;
+  }
+  // A substituted value librdkafka refuses is not echoed.
+  auto secret = parse_config(replace(kGood, "[kafka]\nbrokers = \"127.0.0.1:9092\"\n",
+                                     "[kafka]\nbrokers = \"127.0.0.1:9092\"\n[kafka.properties]\n\"socket.timeout.ms\" = \"${KAFKA_PASSWORD}\"\n"),
+                             "f.toml", env);
+  ASSERT_FALSE(secret.ok());
+  EXPECT_EQ(secret.error().message.find("s3cr3t-pw"), std::string::npos) << secret.error().message;
 }
 
 }  // namespace

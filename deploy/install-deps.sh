@@ -14,7 +14,7 @@ packages=(
   libtomlplusplus-dev libcrypto++-dev prometheus-cpp-dev libcli11-dev
   googletest libgtest-dev libgmock-dev libbenchmark-dev
   postgresql postgresql-client kcat prometheus
-  curl procps
+  curl procps python3-yaml systemd
 )
 
 sudo_cmd=()

@@ -310,5 +310,57 @@ TEST(Ops, NoSecretReachesTheJsonLogMetricsStatusOrAdminAnswers) {
   EXPECT_NE(indexer.log().find(R"("level":"debug")"), std::string::npos) << "log.level = debug was not applied";
 }
 
+// A real Prometheus (Debian's) scrapes a running chainidx with the shipped alert rules loaded: the
+// target is up, the series hold what Postgres holds, every rule evaluates without error, and no
+// alert fires on a healthy indexer.
+TEST(Ops, RealPrometheusScrapesItWithTheShippedAlertRules) {
+  Chain run;
+  std::string db = Postgres::instance().create_database("ops_prometheus");
+  Indexer indexer(run.dir.path(), run.anvil, db, run.broker.bootstrap(), {.batch_blocks = 3});
+  indexer.start();
+  mine_transfers(run.anvil, 6);
+  ASSERT_TRUE(wait_until([&] { return cursor_of(db) >= run.anvil.block_number() - 3; }, 60s)) << indexer.log();
+  const int web = free_port();
+  const std::string config = run.dir.path() + "/prometheus.yml";
+  std::ofstream(config) << "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - " << CHAINIDX_SOURCE_DIR
+                        << "/deploy/prometheus/alerts.yml\nscrape_configs:\n  - job_name: chainidx\n    static_configs:\n"
+                        << "      - targets: [\"127.0.0.1:" << indexer.ops_port() << "\"]\n";
+  Process prometheus({"prometheus", "--config.file=" + config, "--storage.tsdb.path=" + run.dir.path() + "/tsdb",
+                      "--web.listen-address=127.0.0.1:" + std::to_string(web)},
+                     run.dir.path() + "/prometheus.log");
+  const std::string cursor = std::to_string(cursor_of(db));
+  HttpAnswer confirmed;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        confirmed = http_request(web, "GET", "/api/v1/query?query=chainidx_confirmed_block");
+        return confirmed.body.find("\"" + cursor + "\"]") != std::string::npos;
+      },
+      60s))
+      << confirmed.body << prometheus.log();
+  EXPECT_NE(confirmed.body.find("\"chain\":\"anvil\""), std::string::npos) << confirmed.body;
+  const HttpAnswer targets = http_request(web, "GET", "/api/v1/targets");
+  EXPECT_NE(targets.body.find("\"health\":\"up\""), std::string::npos) << targets.body;
+  HttpAnswer rules;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        rules = http_request(web, "GET", "/api/v1/rules");
+        return rules.body.find("\"lastEvaluation\":\"0001-01-01") == std::string::npos && rules.body.find("ChainidxRpcThrottled") != std::string::npos;
+      },
+      30s))
+      << rules.body;
+  for (const char* alert : {"ChainidxDown", "ChainidxHaltedByDeepReorg", "ChainidxBehind", "ChainidxNoWrite", "ChainidxHeadStale",
+                            "ChainidxRpcThrottled", "ChainidxEndpointDown"})
+    EXPECT_NE(rules.body.find(std::string("\"name\":\"") + alert + "\""), std::string::npos) << alert << "\n" << rules.body;
+  EXPECT_EQ(rules.body.find("\"health\":\"err\""), std::string::npos) << rules.body;
+  const HttpAnswer alerts = http_request(web, "GET", "/api/v1/alerts");
+  EXPECT_NE(alerts.body.find("\"alerts\":[]"), std::string::npos) << "an alert fires on a healthy indexer: " << alerts.body;
+  // The rate of writes Prometheus computes is there too (a counter it scraped more than once).
+  const HttpAnswer rate = http_request(web, "GET", "/api/v1/query?query=chainidx_written_blocks_total%7Bsink%3D%22postgres%22%7D");
+  EXPECT_NE(rate.body.find("\"sink\":\"postgres\""), std::string::npos) << rate.body;
+  prometheus.signal(SIGTERM);
+  prometheus.wait(20s);
+  EXPECT_EQ(indexer.stop(SIGTERM), 0) << indexer.log();
+}
+
 }  // namespace
 }  // namespace chainidx::testing

@@ -47,6 +47,7 @@ struct LiveStatus {
 
   std::uint64_t kafka_acknowledged = 0;       ///< messages the broker acknowledged, since start
   std::uint64_t kafka_delivery_failures = 0;  ///< messages whose delivery failed (their batch was sent again)
+  std::uint64_t kafka_queue_messages = 0;     ///< messages in the producer's queue, not yet acknowledged
 
   /// Brings what is cheaper to read on demand (the endpoints' states, the buffer's depth) up to
   /// date; the server calls it before each answer.

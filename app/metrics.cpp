@@ -94,6 +94,10 @@ struct Metrics::Impl {
                                        .Name("chainidx_ws_reconnects_total")
                                        .Help("WebSocket head subscriptions lost and reconnected")
                                        .Register(registry);
+  Family<Counter>& ws_stalls = BuildCounter()
+                                   .Name("chainidx_ws_stalls_total")
+                                   .Help("WebSocket subscriptions dropped for bringing no usable heads (stalled, stale or lagging)")
+                                   .Register(registry);
   Family<Counter>& unbacked = BuildCounter()
                                   .Name("chainidx_unbacked_heads_total")
                                   .Help("Heads far ahead of every other endpoint's that no other endpoint backed (not believed)")
@@ -145,6 +149,10 @@ struct Metrics::Impl {
                                       .Name("chainidx_replay_running")
                                       .Help("1 while a worker holds one of the replay job's chunks")
                                       .Register(registry);
+  Family<Gauge>& kafka_queue = BuildGauge()
+                                   .Name("chainidx_kafka_queue_messages")
+                                   .Help("Messages in the Kafka producer's queue, not yet acknowledged by the broker")
+                                   .Register(registry);
   std::uint64_t kafka_acknowledged_seen = 0, kafka_failures_seen = 0;
 
   prometheus::Labels with(std::string_view key, std::string_view value) const {
@@ -160,6 +168,7 @@ Metrics::Metrics(const std::string& chain, const std::string& version, const std
   // Series that exist from the start, so that rate() and alerts see a zero before the first event.
   const auto c = impl_->only_chain();
   impl_->ws_reconnects.Add(c);
+  impl_->ws_stalls.Add(c);
   impl_->unbacked.Add(c);
   impl_->staged_dropped.Add(c);
   impl_->rewinds.Add(c);
@@ -183,6 +192,7 @@ void Metrics::sink_retry(std::string_view sink) { impl_->retries.Add(impl_->with
 void Metrics::head_to_write(double seconds) { impl_->head_to_write_seconds.Add(impl_->only_chain(), kSeconds).Observe(seconds); }
 void Metrics::reorg(std::uint64_t depth) { impl_->reorgs.Add(impl_->with("depth", std::to_string(depth))).Increment(); }
 void Metrics::ws_reconnect() { impl_->ws_reconnects.Add(impl_->only_chain()).Increment(); }
+void Metrics::ws_stall() { impl_->ws_stalls.Add(impl_->only_chain()).Increment(); }
 void Metrics::unbacked_head() { impl_->unbacked.Add(impl_->only_chain()).Increment(); }
 void Metrics::staged_write_dropped() { impl_->staged_dropped.Add(impl_->only_chain()).Increment(); }
 void Metrics::cursor_rewound() { impl_->rewinds.Add(impl_->only_chain()).Increment(); }
@@ -220,6 +230,7 @@ std::string Metrics::scrape(const LiveStatus& s) {
   m.kafka_acknowledged.Add(c).Increment(static_cast<double>(s.kafka_acknowledged - std::min(s.kafka_acknowledged, m.kafka_acknowledged_seen)));
   m.kafka_failures.Add(c).Increment(static_cast<double>(s.kafka_delivery_failures - std::min(s.kafka_delivery_failures, m.kafka_failures_seen)));
   m.kafka_acknowledged_seen = std::max(m.kafka_acknowledged_seen, s.kafka_acknowledged);
+  m.kafka_queue.Add(c).Set(static_cast<double>(s.kafka_queue_messages));
   m.kafka_failures_seen = std::max(m.kafka_failures_seen, s.kafka_delivery_failures);
   for (const auto& e : s.endpoints) {
     for (const char* state : {"healthy", "degraded", "open", "probing"})

@@ -28,6 +28,8 @@ class Metrics {
   void head_to_write(double seconds);
   void reorg(std::uint64_t depth);
   void ws_reconnect();
+  /// A WebSocket dropped for bringing no usable heads (stalled, stale or lagging).
+  void ws_stall();
   void unbacked_head();
   void staged_write_dropped();
   void cursor_rewound();

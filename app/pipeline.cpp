@@ -1090,6 +1090,9 @@ struct Pipeline::Impl {
     options.ping_interval = std::chrono::seconds(config.chain.ws_ping_interval_seconds);
     options.backoff = backoff;
     options.backoff.full_jitter = true;
+    options.on_stall = [this] {
+      if (metrics) metrics->ws_stall();
+    };
     // The subscriber's endpoints are the pool's, in the same order.
     ingest::HeadSubscriber subscriber(io.get_executor(), ws_endpoints, options, [this](const schema::BlockRef& head) {
       if (head_subscriber)
@@ -1154,6 +1157,7 @@ void Pipeline::observe(LiveStatus& status, Metrics& metrics) {
       if (auto* kafka = dynamic_cast<sinks::KafkaSink*>(sink)) {
         m.status->kafka_acknowledged = kafka->acknowledged();
         m.status->kafka_delivery_failures = kafka->delivery_failures();
+        m.status->kafka_queue_messages = kafka->queue_depth();
       }
     if (m.metrics) m.metrics->buffer_blocks(m.buffer ? m.buffer->unconfirmed_size() : 0);
   };

@@ -55,6 +55,7 @@ struct HeadSubscriber::Impl {
     stall_timer.async_wait([this, id = session](const boost::system::error_code& ec) {
       if (ec || id != session || !close_current) return;
       stalled = true;
+      if (options.on_stall) options.on_stall();
       close_current();
     });
   }
@@ -244,6 +245,7 @@ asio::awaitable<void> HeadSubscriber::run() {
 
 void HeadSubscriber::drop(std::string reason) {
   if (!impl_->close_current) return;
+  if (impl_->options.on_stall) impl_->options.on_stall();
   impl_->dropped = std::move(reason);
   impl_->close_current();
 }

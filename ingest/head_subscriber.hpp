@@ -30,6 +30,9 @@ class HeadSubscriber {
     std::chrono::milliseconds handshake_timeout{10000};  ///< connect, TLS, upgrade and the subscription's answer
     std::chrono::milliseconds ping_interval{10000};
     BackoffPolicy backoff{};
+    /// A live connection dropped for bringing no usable heads: the stall watchdog fired, or the
+    /// caller dropped it (stale, lagging). Called on the executor's thread.
+    std::function<void()> on_stall;
   };
   struct Endpoint {
     std::string url;

@@ -79,6 +79,9 @@ struct KafkaSink::Impl {
   std::string chain_id_header;
   std::atomic<std::uint64_t> acknowledged{0};
   std::atomic<std::uint64_t> delivery_failures{0};
+  // Messages handed to the producer, less those a destroyed producer took with it: with the two
+  // counts above, the queue's depth, readable from any thread.
+  std::atomic<std::uint64_t> enqueued{0};
   // The newest block a committed transaction holds in <chain>.blocks: blocks up to it are not
   // published again (after a crash between Kafka's commit and Postgres').
   std::optional<std::pair<std::uint64_t, schema::Hash32>> published_tip;
@@ -136,6 +139,7 @@ struct KafkaSink::Impl {
     rd_kafka_purge(rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
     rd_kafka_destroy(rk);
     rk = nullptr;
+    enqueued = acknowledged.load() + delivery_failures.load();  // what was left went with the producer
     initialised = false;
     txn = Txn::kNone;
   }
@@ -233,6 +237,7 @@ struct KafkaSink::Impl {
           throw SinkError(std::string("kafka produce: ") + rd_kafka_err2str(e) + " (the transaction is aborted and the batch sent again)");
         }
         ++produced;
+        ++enqueued;
       }
     }
     pending = {blocks.front().number, blocks.back().number, blocks.back().hash};
@@ -280,6 +285,10 @@ KafkaSink::~KafkaSink() { impl_->destroy(); }
 void KafkaSink::start() { impl_->ready_producer(); }
 
 std::uint64_t KafkaSink::acknowledged() const { return impl_->acknowledged.load(); }
+std::uint64_t KafkaSink::queue_depth() const {
+  const std::uint64_t in = impl_->enqueued.load(), out = impl_->acknowledged.load() + impl_->delivery_failures.load();
+  return in > out ? in - out : 0;
+}
 std::uint64_t KafkaSink::delivery_failures() const { return impl_->delivery_failures.load(); }
 
 namespace {

@@ -81,6 +81,8 @@ class KafkaSink final : public Sink {
 
   /// Messages handed to the broker and acknowledged, since start (for metrics and tests).
   std::uint64_t acknowledged() const;
+  /// Messages in the producer's queue (waiting to be sent or acknowledged). Any thread.
+  std::uint64_t queue_depth() const;
   /// Messages whose delivery failed (each failure aborts its batch's transaction), since start.
   std::uint64_t delivery_failures() const;
 

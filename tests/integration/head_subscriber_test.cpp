@@ -26,6 +26,7 @@ struct Followed {
   std::vector<schema::BlockRef> heads;
   std::uint64_t reconnects = 0;
   std::uint64_t malformed = 0;
+  std::uint64_t stalls = 0;  // connections dropped for bringing no heads (Options::on_stall)
 };
 
 // Runs a subscriber for at most `duration`, or until it has `enough` heads.
@@ -41,6 +42,7 @@ Followed follow_with(std::vector<std::string> urls, std::chrono::milliseconds du
   boost::asio::io_context io;
   Followed out;
   HeadSubscriber* self = nullptr;
+  options.on_stall = [&out] { ++out.stalls; };
   std::vector<HeadSubscriber::Endpoint> endpoints;
   for (auto& u : urls) endpoints.push_back({u, ""});
   HeadSubscriber sub(io.get_executor(), std::move(endpoints), options, [&](const schema::BlockRef& head) {
@@ -109,6 +111,7 @@ TEST(HeadSubscriber, LeavesANodeThatStopsSendingHeads) {
                     std::chrono::milliseconds(300));
   EXPECT_TRUE(got.heads.empty());
   EXPECT_GE(got.reconnects, 2u) << "the stall timer did not drop the silent connection";
+  EXPECT_GE(got.stalls, 2u) << "the stalls were not reported";
   EXPECT_GE(node.connections(), 2);
 }
 
@@ -118,6 +121,7 @@ TEST(HeadSubscriber, CountsGarbageFramesAndLeavesTheEndpoint) {
   EXPECT_TRUE(got.heads.empty());
   EXPECT_GE(got.malformed, 1u);
   EXPECT_GE(got.reconnects, 1u);
+  EXPECT_EQ(got.stalls, 0u) << "garbage is not a stall";
 }
 
 TEST(HeadSubscriber, FailsOverFromADeadEndpointToTheNext) {

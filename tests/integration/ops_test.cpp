@@ -77,6 +77,9 @@ TEST(Ops, ALiveScrapePassesPromtoolAndCountsWhatWasWritten) {
   for (const char* topic : {"anvil.blocks", "anvil.transactions", "anvil.logs"}) messages += run.broker.consume(topic).size();
   EXPECT_EQ(sample(scrape.body, "chainidx_kafka_messages_acknowledged_total{chain=\"anvil\"}"), static_cast<double>(messages)) << scrape.body;
   EXPECT_EQ(sample(scrape.body, "chainidx_kafka_delivery_failures_total{chain=\"anvil\"}"), 0) << scrape.body;
+  // Quiet, every message acknowledged: nothing waits in the producer's queue; no socket stalled.
+  EXPECT_EQ(sample(scrape.body, "chainidx_kafka_queue_messages{chain=\"anvil\"}"), 0) << scrape.body;
+  EXPECT_EQ(sample(scrape.body, "chainidx_ws_stalls_total{chain=\"anvil\"}"), 0) << scrape.body;
   // The endpoint's requests, by method and outcome: the blocks were fetched, and all went well.
   const std::regex fetched(R"(chainidx_rpc_requests_total\{chain="anvil",endpoint="[^"]+",method="[a-zA-Z_]+",outcome="ok"\} [1-9])");
   EXPECT_TRUE(std::regex_search(scrape.body, fetched)) << scrape.body;

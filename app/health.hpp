@@ -2,6 +2,8 @@
 // The probes' verdicts, from the indexer's LiveStatus. Pure: the status and the time come in, a
 // verdict and its reason in words come out; app/ops_server.cpp answers with them.
 //
+// - Start-up (waiting for Postgres or Kafka): healthy (it retries with backoff) until
+//   server.unhealthy_after_seconds have passed, never ready.
 // - Healthy (/healthz): the process is working. Not when the pipeline halted (a deep reorg, a
 //   refused write), nor when confirmed blocks have waited for a failing sink longer than
 //   server.unhealthy_after_seconds: a restart may be what it needs.
@@ -31,6 +33,12 @@ inline std::string waited(LiveStatus::Clock::time_point since, LiveStatus::Clock
 }
 
 inline Verdict healthy(const LiveStatus& s, const ProbeSettings& p, LiveStatus::Clock::time_point now) {
+  if (!s.starting.empty()) {
+    if (s.starting_since && now - *s.starting_since > p.unhealthy_after)
+      return {false, "starting for " + waited(*s.starting_since, now) + " (server.unhealthy_after_seconds = " +
+                         std::to_string(p.unhealthy_after.count()) + "): " + s.starting};
+    return {true, "starting: " + s.starting};
+  }
   if (!s.halted.empty()) return {false, "halted: " + s.halted};
   if (s.waiting_since && now - *s.waiting_since > p.unhealthy_after)
     return {false, "no sink write succeeded for " + waited(*s.waiting_since, now) + " (server.unhealthy_after_seconds = " +
@@ -39,6 +47,7 @@ inline Verdict healthy(const LiveStatus& s, const ProbeSettings& p, LiveStatus::
 }
 
 inline Verdict ready(const LiveStatus& s, const ProbeSettings& p, LiveStatus::Clock::time_point now) {
+  if (!s.starting.empty()) return {false, "starting: " + s.starting};
   if (!s.halted.empty()) return {false, "halted: " + s.halted};
   if (s.waiting_since) return {false, "a sink write is failing (for " + waited(*s.waiting_since, now) + "): " + s.sink_problem};
   if (!s.head) return {false, "starting: no head yet"};

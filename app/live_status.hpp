@@ -24,6 +24,10 @@ struct LiveStatus {
   };
 
   std::string chain;
+  /// What start-up waits for ("waiting for postgres: connection refused"), before the pipeline
+  /// runs; empty once it does.
+  std::string starting;
+  std::optional<Clock::time_point> starting_since;
   std::uint64_t confirmations = 0;  ///< the depth; 0 with a tag
   std::string confirm_tag;          ///< "safe" / "finalized", or empty
   Clock::time_point started = Clock::now();

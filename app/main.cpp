@@ -1,7 +1,9 @@
 // chainidx: the command-line entry point.
 
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
@@ -193,7 +195,9 @@ std::string host_name() {
 // Runs a start-up step until it works: trouble with a peer is retried with backoff and logged
 // (a broker or database outage at start is waited out); a refusal that no retry changes is
 // returned as its exit code. nullopt when done, or when a stop was requested (then `stopped`).
-std::optional<int> until_done(const char* component, const std::function<void()>& step, bool& stopped) {
+// `waiting` (optional) hears what is waited for, for the probes.
+std::optional<int> until_done(const char* component, const std::function<void()>& step, bool& stopped,
+                              const std::function<void(const std::string&)>& waiting = nullptr) {
   ingest::BackoffPolicy backoff{std::chrono::milliseconds(500), std::chrono::milliseconds(10000)};
   std::mt19937 rng{std::random_device{}()};
   for (unsigned attempt = 0;; ++attempt) {
@@ -212,6 +216,7 @@ std::optional<int> until_done(const char* component, const std::function<void()>
       auto delay = backoff.delay(attempt, std::uniform_real_distribution<double>(0, 1)(rng));
       spdlog::warn("event=startup_wait component={} attempt={} backoff_ms={} reason=\"{}\"", component, attempt + 1,
                    delay.count(), e.what());
+      if (waiting) waiting(std::string("waiting for ") + component + ": " + e.what());
       for (auto waited = std::chrono::milliseconds(0); waited < delay; waited += std::chrono::milliseconds(50)) {
         if (g_stop_requested) {
           stopped = true;
@@ -267,6 +272,27 @@ int drive(boost::asio::io_context& io, app::Pipeline& pipeline, ingest::Task<int
   return exit_code;
 }
 
+// Runs an io_context on a thread of its own while start-up blocks this one; finish() (or the
+// destructor) stops it and joins, leaving the io_context's pending work for the next run().
+class StartupServer {
+ public:
+  explicit StartupServer(boost::asio::io_context& io)
+      : io_(io), work_(boost::asio::make_work_guard(io)), thread_([&io] { io.run(); }) {}
+  ~StartupServer() { finish(); }
+  void finish() {
+    if (!thread_.joinable()) return;
+    work_.reset();
+    io_.stop();
+    thread_.join();
+    io_.restart();
+  }
+
+ private:
+  boost::asio::io_context& io_;
+  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_;
+  std::thread thread_;
+};
+
 int run(const Args& args) {
   auto config = load_or_report(args.config);
   if (!config) return app::kExitConfig;
@@ -294,29 +320,14 @@ int run(const Args& args) {
                config->kafka.sasl_mechanism.empty() ? "" : "/", config->kafka.sasl_mechanism, instance);
   try {
     if (!config->chain.tls_ca_file.empty()) ingest::trust_ca_file(config->chain.tls_ca_file);
-    bool stopped = false;
-    sinks::PostgresSink postgres(config->postgres.url, config->chain.name);
-    // The newest instance claims the chain; an older one still running writes nothing more.
-    if (auto code = until_done("postgres", [&] {
-          postgres.migrate();
-          postgres.claim_writer(instance, host_name(), static_cast<int>(getpid()));
-        }, stopped))
-      return *code;
-    if (stopped) return app::kExitOk;
-    sinks::KafkaSink kafka(kafka_sink_config(*config, brokers));
-    if (auto code = until_done("kafka", [&] {
-          kafka.ensure_topics();
-          kafka.start();
-          kafka.load_published_tip();
-        }, stopped))
-      return *code;
-    if (stopped) return app::kExitOk;
-
+    // The operations server comes first, so that the probes answer while start-up waits for
+    // Postgres or Kafka (healthy, not ready, the reason given), and a port in use stops at once.
     boost::asio::io_context io(1);
-    app::Pipeline pipeline(io, *config, {&kafka, &postgres}, postgres);
     app::LiveStatus status;
+    status.chain = config->chain.name;
+    status.starting = "connecting to postgres";
+    status.starting_since = app::LiveStatus::Clock::now();
     app::Metrics metrics(config->chain.name, app::kVersion, app::kRevision);
-    pipeline.observe(status, metrics);
     // Replay jobs: their progress as metrics, and (with server.admin_token) the admin API that
     // starts them as `chainidx replay` processes with this config.
     app::AdminApi admin({config->server.admin_token, std::filesystem::absolute(*args.config).string(), config->postgres.url,
@@ -326,6 +337,38 @@ int run(const Args& args) {
                  config->server.admin_token.empty() ? " hint=\"set server.admin_token to start replays over HTTP\"" : "");
     app::OpsServer server(io, config->server.listen, status, metrics,
                           {std::chrono::seconds(config->server.unhealthy_after_seconds), config->server.ready_max_lag_blocks}, &admin);
+    // Until the pipeline runs, the io_context runs on a thread of its own for the server; the
+    // status is changed only by what is posted to it.
+    StartupServer startup(io);
+    auto waiting = [&](const std::string& what) { boost::asio::post(io, [&status, what] { status.starting = what; }); };
+
+    bool stopped = false;
+    sinks::PostgresSink postgres(config->postgres.url, config->chain.name);
+    // The newest instance claims the chain; an older one still running writes nothing more.
+    if (auto code = until_done("postgres", [&] {
+          postgres.migrate();
+          postgres.claim_writer(instance, host_name(), static_cast<int>(getpid()));
+        }, stopped, waiting))
+      return *code;
+    if (stopped) return app::kExitOk;
+    waiting("connecting to kafka");
+    sinks::KafkaSink kafka(kafka_sink_config(*config, brokers));
+    if (auto code = until_done("kafka", [&] {
+          kafka.ensure_topics();
+          kafka.start();
+          kafka.load_published_tip();
+        }, stopped, waiting))
+      return *code;
+    if (stopped) return app::kExitOk;
+
+    startup.finish();  // the io_context is this thread's again
+    // After any "waiting" still queued (handlers run in the order posted).
+    boost::asio::post(io, [&status] {
+      status.starting.clear();
+      status.starting_since.reset();
+    });
+    app::Pipeline pipeline(io, *config, {&kafka, &postgres}, postgres);
+    pipeline.observe(status, metrics);
     return drive(io, pipeline, pipeline.run(), "stop taking heads, finish the batch in flight", &server, config->server.hold_on_halt);
   } catch (const sinks::SinkError& e) {
     spdlog::error("event=startup_failed message=\"{}\"", e.what());

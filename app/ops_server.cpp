@@ -51,6 +51,7 @@ std::string status_json(const LiveStatus& s, const ProbeSettings& probes) {
   o["lag_blocks"] = s.lag();
   o["head_source"] = s.head_source;
   o["catching_up"] = s.catching_up;
+  if (!s.starting.empty()) o["starting"] = s.starting;
   o["healthy"] = h.ok;
   o["health"] = h.reason;
   o["ready"] = r.ok;

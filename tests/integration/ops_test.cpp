@@ -365,5 +365,36 @@ TEST(Ops, RealPrometheusScrapesItWithTheShippedAlertRules) {
   EXPECT_EQ(indexer.stop(SIGTERM), 0) << indexer.log();
 }
 
+// Started while Postgres is down: the probes answer at once (healthy, not ready, saying what
+// start-up waits for), and once Postgres is back the indexer starts and turns ready.
+TEST(Ops, ProbesAnswerWhileStartUpWaitsForPostgres) {
+  Chain run;
+  std::string db = Postgres::instance().create_database("ops_startup");
+  Indexer indexer(run.dir.path(), run.anvil, db, run.broker.bootstrap(), {.batch_blocks = 3});
+  mine_transfers(run.anvil, 4);
+  Postgres::instance().stop();
+  indexer.start();
+  HttpAnswer ready;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        ready = http_request(indexer.ops_port(), "GET", "/readyz");
+        return ready.body.find("starting: waiting for postgres") != std::string::npos;
+      },
+      30s))
+      << ready.status << " " << ready.body << indexer.log();
+  EXPECT_EQ(ready.status, 503);
+  const HttpAnswer health = http_request(indexer.ops_port(), "GET", "/healthz");
+  EXPECT_EQ(health.status, 200) << health.body;
+  EXPECT_EQ(health.body.rfind("starting: waiting for postgres", 0), 0u) << health.body;
+  EXPECT_EQ(http_request(indexer.ops_port(), "GET", "/metrics").status, 200);
+  const HttpAnswer status = http_request(indexer.ops_port(), "GET", "/status");
+  EXPECT_NE(status.body.find("\"starting\":\"waiting for postgres"), std::string::npos) << status.body;
+  Postgres::instance().start();
+  ASSERT_TRUE(wait_until([&] { return http_request(indexer.ops_port(), "GET", "/readyz").status == 200; }, 60s)) << indexer.log();
+  EXPECT_EQ(http_request(indexer.ops_port(), "GET", "/status").body.find("\"starting\""), std::string::npos);
+  EXPECT_EQ(indexer.stop(SIGTERM), 0) << indexer.log();
+  expect_postgres_hashes_equal_anvil(db, run.anvil);
+}
+
 }  // namespace
 }  // namespace chainidx::testing

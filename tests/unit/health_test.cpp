@@ -79,5 +79,24 @@ TEST(Probes, LagCountsConfirmedBlocksNotWritten) {
   EXPECT_EQ(s.lag(), 0u);
 }
 
+TEST(Probes, StartUpIsHealthyUntilTheLimitAndNeverReady) {
+  LiveStatus s;
+  const auto t0 = Clock::now();
+  s.starting = "waiting for postgres: connection refused";
+  s.starting_since = t0;
+  const ProbeSettings p{60s, 10};
+  const Verdict h = healthy(s, p, t0 + 30s), r = ready(s, p, t0 + 30s);
+  EXPECT_TRUE(h.ok);
+  EXPECT_EQ(h.reason, "starting: waiting for postgres: connection refused");
+  EXPECT_FALSE(r.ok);
+  EXPECT_EQ(r.reason, "starting: waiting for postgres: connection refused");
+  const Verdict late = healthy(s, p, t0 + 61s);
+  EXPECT_FALSE(late.ok);
+  EXPECT_EQ(late.reason, "starting for 61 s (server.unhealthy_after_seconds = 60): waiting for postgres: connection refused");
+  s.starting.clear();  // running: the ordinary verdicts
+  s.head = 5;
+  EXPECT_TRUE(ready(s, p, t0 + 61s).ok);
+}
+
 }  // namespace
 }  // namespace chainidx::app

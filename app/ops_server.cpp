@@ -71,6 +71,21 @@ std::string status_json(const LiveStatus& s, const ProbeSettings& probes) {
   return boost::json::serialize(o) + "\n";
 }
 
+constexpr const char* kText = "text/plain; charset=utf-8";
+
+// Every answer's headers: no caching, the client's keep-alive honoured.
+http::response<http::string_body> make_reply(const http::request<http::string_body>& req, http::status code, std::string body,
+                                             const char* type) {
+  http::response<http::string_body> res{code, req.version()};
+  res.set(http::field::server, "chainidx");
+  res.set(http::field::content_type, type);
+  res.set(http::field::cache_control, "no-store");
+  res.keep_alive(req.keep_alive());
+  res.body() = std::move(body);
+  res.prepare_payload();
+  return res;
+}
+
 // One admin request, on the admin API's executor. A plain function rather than a capturing
 // lambda: GCC 12 destroys a coroutine lambda's init-captures twice.
 asio::awaitable<AdminReply> admin_call(AdminApi* admin, AdminRequest request) { co_return admin->handle(request); }
@@ -90,16 +105,7 @@ struct OpsServer::Impl : std::enable_shared_from_this<Impl> {
   bool stopped = false;
 
   http::response<http::string_body> answer(const http::request<http::string_body>& req) {
-    auto reply = [&](http::status code, std::string body, const char* type = "text/plain; charset=utf-8") {
-      http::response<http::string_body> res{code, req.version()};
-      res.set(http::field::server, "chainidx");
-      res.set(http::field::content_type, type);
-      res.set(http::field::cache_control, "no-store");
-      res.keep_alive(req.keep_alive());
-      res.body() = std::move(body);
-      res.prepare_payload();
-      return res;
-    };
+    auto reply = [&](http::status code, std::string body, const char* type = kText) { return make_reply(req, code, std::move(body), type); };
     std::string_view target = req.target();
     target = target.substr(0, target.find('?'));
     const bool known = target == "/metrics" || target == "/healthz" || target == "/readyz" || target == "/status";
@@ -127,14 +133,8 @@ struct OpsServer::Impl : std::enable_shared_from_this<Impl> {
                       status.cursor};
       r = co_await asio::co_spawn(admin->executor(), admin_call(admin, std::move(ar)), asio::use_awaitable);
     }
-    http::response<http::string_body> res{static_cast<http::status>(r.status), req.version()};
-    res.set(http::field::server, "chainidx");
-    res.set(http::field::content_type, r.json ? "application/json" : "text/plain; charset=utf-8");
-    res.set(http::field::cache_control, "no-store");
+    auto res = make_reply(req, static_cast<http::status>(r.status), std::move(r.body), r.json ? "application/json" : kText);
     if (r.status == 401) res.set(http::field::www_authenticate, "Bearer realm=\"chainidx\"");
-    res.keep_alive(req.keep_alive());
-    res.body() = std::move(r.body);
-    res.prepare_payload();
     co_return res;
   }
 

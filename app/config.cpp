@@ -222,7 +222,7 @@ void read_kafka_security(const toml::table& kafka, Reader& r, Config::Kafka& k) 
 Config build(const toml::table& root, const EnvLookup& env) {
   Reader r(env);
   Config c;
-  check_known(root, "", {"chain", "postgres", "kafka", "server", "pipeline", "log"});
+  check_known(root, "", {"chain", "postgres", "kafka", "server", "pipeline", "log", "ha"});
 
   const toml::table& chain = table_at(root, "", "chain", true);
   check_known(chain, "chain", {"name", "chain_id", "confirmations", "start_block", "deep_reorg_policy", "verify_block_hash",
@@ -391,6 +391,12 @@ Config build(const toml::table& root, const EnvLookup& env) {
            "remove the key to keep the admin API off");
     c.server.admin_token = *v;
   }
+
+  const toml::table& ha = table_at(root, "", "ha", false);
+  check_known(ha, "ha", {"lease_seconds"});
+  if (auto v = r.integer(ha, "ha", "lease_seconds", false, "15"))
+    c.ha.lease_seconds = static_cast<std::uint32_t>(in_range(
+        "ha.lease_seconds", *v, 3, 600, "e.g. 15: a standby takes over a leader that has not renewed its lease for this long"));
 
   const toml::table& log = table_at(root, "", "log", false);
   check_known(log, "log", {"format", "level"});

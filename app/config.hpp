@@ -102,6 +102,13 @@ struct Config {
     /// the admin API is off. A secret: set it from the environment ("${VAR}").
     std::string admin_token;
   } server;
+  /// Leader election: `chainidx run` processes of one chain with the same Postgres elect one
+  /// leader; the others wait as hot standbys.
+  struct Ha {
+    /// The leader renews its lease every third of this; a standby takes over a leader whose lease
+    /// ran out (a paused or cut-off process). A leader that exits or dies is replaced at once.
+    std::uint32_t lease_seconds = 15;
+  } ha;
   struct Log {
     std::string format = "text";  ///< "text": time, level and key=value pairs; "json": one JSON object per line
     std::string level = "info";   ///< trace, debug, info, warn, error, critical or off (CHAINIDX_LOG_LEVEL wins)

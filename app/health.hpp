@@ -2,6 +2,8 @@
 // The probes' verdicts, from the indexer's LiveStatus. Pure: the status and the time come in, a
 // verdict and its reason in words come out; app/ops_server.cpp answers with them.
 //
+// - A hot standby (another process leads the chain) is healthy and ready: it can take over. The
+//   answer's text starts with "standby:"; /status and chainidx_leader tell it from the leader.
 // - Start-up (waiting for Postgres or Kafka): healthy (it retries with backoff) until
 //   server.unhealthy_after_seconds have passed, never ready.
 // - Healthy (/healthz): the process is working. Not when the pipeline halted (a deep reorg, a
@@ -33,6 +35,7 @@ inline std::string waited(LiveStatus::Clock::time_point since, LiveStatus::Clock
 }
 
 inline Verdict healthy(const LiveStatus& s, const ProbeSettings& p, LiveStatus::Clock::time_point now) {
+  if (s.role == "standby") return {true, "standby: " + s.leader};
   if (!s.starting.empty()) {
     if (s.starting_since && now - *s.starting_since > p.unhealthy_after)
       return {false, "starting for " + waited(*s.starting_since, now) + " (server.unhealthy_after_seconds = " +
@@ -47,6 +50,7 @@ inline Verdict healthy(const LiveStatus& s, const ProbeSettings& p, LiveStatus::
 }
 
 inline Verdict ready(const LiveStatus& s, const ProbeSettings& p, LiveStatus::Clock::time_point now) {
+  if (s.role == "standby") return {true, "standby: ready to take over; " + s.leader};
   if (!s.starting.empty()) return {false, "starting: " + s.starting};
   if (!s.halted.empty()) return {false, "halted: " + s.halted};
   if (s.waiting_since) return {false, "a sink write is failing (for " + waited(*s.waiting_since, now) + "): " + s.sink_problem};

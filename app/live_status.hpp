@@ -28,6 +28,10 @@ struct LiveStatus {
   /// runs; empty once it does.
   std::string starting;
   std::optional<Clock::time_point> starting_since;
+  /// "leader" (writes the chain), "standby" (waits to take over), or "" before the election.
+  std::string role;
+  std::int64_t epoch = 0;  ///< the leader epoch, while leading
+  std::string leader;      ///< while standing by: who leads, in words
   std::uint64_t confirmations = 0;  ///< the depth; 0 with a tag
   std::string confirm_tag;          ///< "safe" / "finalized", or empty
   Clock::time_point started = Clock::now();

@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <mutex>
 #include <random>
 #include <thread>
 #include <iostream>
@@ -24,6 +25,7 @@
 #include "app/admin.hpp"
 #include "app/build_info.hpp"
 #include "app/config.hpp"
+#include "app/leader.hpp"
 #include "app/live_status.hpp"
 #include "app/logging.hpp"
 #include "app/metrics.hpp"
@@ -344,13 +346,61 @@ int run(const Args& args) {
 
     bool stopped = false;
     sinks::PostgresSink postgres(config->postgres.url, config->chain.name);
-    // The newest instance claims the chain; an older one still running writes nothing more.
-    if (auto code = until_done("postgres", [&] {
-          postgres.migrate();
-          postgres.claim_writer(instance, host_name(), static_cast<int>(getpid()));
-        }, stopped, waiting))
-      return *code;
+    if (auto code = until_done("postgres", [&] { postgres.migrate(); }, stopped, waiting)) return *code;
     if (stopped) return app::kExitOk;
+
+    // One process of the chain leads; the others wait here as hot standbys (Postgres reached,
+    // probes answering) until the leader exits, dies or lets its lease run out.
+    app::LeaderLease lease(config->postgres.url, config->chain.name, {instance, host_name(), static_cast<int>(getpid())},
+                           std::chrono::seconds(config->ha.lease_seconds));
+    sinks::PostgresSink::Leadership leadership;
+    std::string followed;
+    for (;;) {
+      if (auto code = until_done("postgres", [&] { leadership = lease.try_lead(); }, stopped, waiting)) return *code;
+      if (stopped) return app::kExitOk;
+      if (leadership.ours) break;
+      const std::string about = app::LeaderLease::describe(leadership);
+      if (leadership.instance + "/" + std::to_string(leadership.epoch) != followed) {
+        followed = leadership.instance + "/" + std::to_string(leadership.epoch);
+        spdlog::info("event=standby chain={} {} lease_seconds={} action=\"taking over when it exits, dies or lets its lease run out\"",
+                     config->chain.name, about, config->ha.lease_seconds);
+      }
+      boost::asio::post(io, [&status, about] {
+        status.starting.clear();
+        status.starting_since.reset();
+        status.role = "standby";
+        status.leader = about;
+      });
+      for (int i = 0; i < 20 && !g_stop_requested; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      if (g_stop_requested) return app::kExitOk;
+    }
+    spdlog::info("event=leader chain={} epoch={} instance={}", config->chain.name, leadership.epoch, instance);
+    postgres.write_as(instance, leadership.epoch);
+    // The lease is renewed from now on, also while start-up waits for Kafka. Losing it stops
+    // start-up, or the pipeline once it runs, with the fenced exit code.
+    struct Lost {
+      std::mutex mutex;
+      std::string reason;
+      app::Pipeline* pipeline = nullptr;
+    } lost;
+    lease.keep([&lost, &io](const std::string& reason) {
+      std::lock_guard guard(lost.mutex);
+      lost.reason = reason;
+      if (lost.pipeline) boost::asio::post(io, [p = lost.pipeline, reason] { p->fence(reason); });
+      else g_stop_requested = true;
+    });
+    auto fenced_at_start = [&lost]() -> std::optional<int> {
+      std::lock_guard guard(lost.mutex);
+      if (lost.reason.empty()) return std::nullopt;
+      spdlog::error("event=halt exit_code={} message=\"{}\"", int(app::kExitFenced), lost.reason);
+      return app::kExitFenced;
+    };
+    boost::asio::post(io, [&status, epoch = leadership.epoch] {
+      status.role = "leader";
+      status.epoch = epoch;
+      status.leader.clear();
+      status.starting_since = app::LiveStatus::Clock::now();
+    });
     waiting("connecting to kafka");
     sinks::KafkaSink kafka(kafka_sink_config(*config, brokers));
     if (auto code = until_done("kafka", [&] {
@@ -359,7 +409,7 @@ int run(const Args& args) {
           kafka.load_published_tip();
         }, stopped, waiting))
       return *code;
-    if (stopped) return app::kExitOk;
+    if (stopped) return fenced_at_start().value_or(app::kExitOk);
 
     startup.finish();  // the io_context is this thread's again
     // After any "waiting" still queued (handlers run in the order posted).
@@ -369,7 +419,15 @@ int run(const Args& args) {
     });
     app::Pipeline pipeline(io, *config, {&kafka, &postgres}, postgres);
     pipeline.observe(status, metrics);
-    return drive(io, pipeline, pipeline.run(), "stop taking heads, finish the batch in flight", &server, config->server.hold_on_halt);
+    {
+      std::lock_guard guard(lost.mutex);
+      lost.pipeline = &pipeline;
+    }
+    const int code =
+        drive(io, pipeline, pipeline.run(), "stop taking heads, finish the batch in flight", &server, config->server.hold_on_halt);
+    lease.stop();
+    if (code == app::kExitOk) return fenced_at_start().value_or(code);
+    return code;
   } catch (const sinks::SinkError& e) {
     spdlog::error("event=startup_failed message=\"{}\"", e.what());
     return app::kExitFatal;

@@ -60,6 +60,14 @@ struct Metrics::Impl {
                               .Name("chainidx_halted")
                               .Help("1 when the pipeline halted (a deep reorg, a refused write); the reason is in /healthz")
                               .Register(registry);
+  Family<Gauge>& leader = BuildGauge()
+                              .Name("chainidx_leader")
+                              .Help("1 while this process leads the chain (writes it), 0 while it starts or waits as a standby")
+                              .Register(registry);
+  Family<Gauge>& leader_epoch = BuildGauge()
+                                    .Name("chainidx_leader_epoch")
+                                    .Help("The leader epoch this process writes under (it goes up by one at each takeover); 0 when not leading")
+                                    .Register(registry);
   Family<Gauge>& waiting = BuildGauge()
                                .Name("chainidx_sink_waiting_seconds")
                                .Help("How long confirmed blocks have waited for a sink that fails (0 when none waits)")
@@ -173,6 +181,8 @@ Metrics::Metrics(const std::string& chain, const std::string& version, const std
   impl_->staged_dropped.Add(c);
   impl_->rewinds.Add(c);
   impl_->halted.Add(c).Set(0);
+  impl_->leader.Add(c).Set(0);
+  impl_->leader_epoch.Add(c).Set(0);
   impl_->buffer.Add(c);
   impl_->head_to_write_seconds.Add(c, kSeconds);
 }
@@ -225,6 +235,8 @@ std::string Metrics::scrape(const LiveStatus& s) {
   if (s.cursor_timestamp) m.confirmed_age.Add(c).Set(now - static_cast<double>(s.cursor_timestamp));
   m.lag.Add(c).Set(static_cast<double>(s.lag()));
   m.halted.Add(c).Set(s.halted.empty() ? 0 : 1);
+  m.leader.Add(c).Set(s.role == "leader" ? 1 : 0);
+  m.leader_epoch.Add(c).Set(s.role == "leader" ? static_cast<double>(s.epoch) : 0);
   m.waiting.Add(c).Set(s.waiting_since ? std::chrono::duration<double>(LiveStatus::Clock::now() - *s.waiting_since).count() : 0);
   // The sink counts since start; the counters move by what was added since the last scrape.
   m.kafka_acknowledged.Add(c).Increment(static_cast<double>(s.kafka_acknowledged - std::min(s.kafka_acknowledged, m.kafka_acknowledged_seen)));

@@ -52,6 +52,9 @@ std::string status_json(const LiveStatus& s, const ProbeSettings& probes) {
   o["head_source"] = s.head_source;
   o["catching_up"] = s.catching_up;
   if (!s.starting.empty()) o["starting"] = s.starting;
+  o["role"] = s.role.empty() ? boost::json::value(nullptr) : boost::json::value(s.role);
+  if (s.role == "leader") o["epoch"] = s.epoch;
+  if (s.role == "standby") o["leader"] = s.leader;
   o["healthy"] = h.ok;
   o["health"] = h.reason;
   o["ready"] = r.ok;

@@ -66,6 +66,7 @@ struct Pipeline::Impl {
   asio::steady_timer wake;                      // cancelled when a head arrives or a stop is requested
   std::vector<asio::steady_timer*> sleeping;     // retry waits in progress: cut short by a stop, never by a head
   bool stop = false;
+  std::string fenced;  // fence(): why this instance writes nothing more
   bool catching_up = false;  // filling a backlog by ranges
   bool live = true;  // the live writer checks its writer claim before each batch; a replay has none
   sinks::PostgresSink* overlapped = nullptr;  // run's Postgres sink when the sinks are Kafka then it (see write_overlapped)
@@ -1138,7 +1139,13 @@ Pipeline::~Pipeline() {
   impl_->kafka_worker.join();
 }
 
-Task<int> Pipeline::run() { return impl_->run(); }
+Task<int> Pipeline::run() {
+  const int code = co_await impl_->run();
+  if (impl_->fenced.empty() || code != kExitOk) co_return code;
+  spdlog::error("event=halt exit_code={} message=\"{}\"", int(kExitFenced), impl_->fenced);
+  if (impl_->status) impl_->status->halted = impl_->fenced;
+  co_return kExitFenced;
+}
 
 void Pipeline::observe(LiveStatus& status, Metrics& metrics) {
   Impl& m = *impl_;
@@ -1164,6 +1171,11 @@ void Pipeline::observe(LiveStatus& status, Metrics& metrics) {
 }
 
 Task<int> Pipeline::replay(ReplayRequest request, sinks::PostgresSink& postgres) { return impl_->replay(std::move(request), postgres); }
+
+void Pipeline::fence(const std::string& reason) {
+  impl_->fenced = reason;
+  request_stop();
+}
 
 void Pipeline::request_stop() {
   impl_->stop = true;

@@ -80,6 +80,11 @@ class Pipeline {
   /// Stop taking heads, finish the batch in flight, return. Call on the io thread.
   void request_stop();
 
+  /// Another instance leads the chain now (`reason` says who): stop as request_stop() does and
+  /// make run() return kExitFenced. The batch in flight cannot land: its Postgres transaction
+  /// fails the epoch check and the new leader's producer has fenced this one's. Io thread.
+  void fence(const std::string& reason);
+
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;

@@ -71,6 +71,12 @@ need(ports[c["livenessProbe"]["httpGet"]["port"]] == int(listen), "k8s: the prob
 need(c["envFrom"][0]["secretRef"]["name"], "k8s: the secrets do not come from a Secret")
 need(pod["securityContext"]["runAsNonRoot"] is True, "k8s: the pod may run as root")
 need(pod["volumes"][0]["configMap"]["name"] == kinds["ConfigMap"]["metadata"]["name"], "k8s: the config volume is not the ConfigMap")
+spec = kinds["Deployment"]["spec"]
+need(spec["replicas"] >= 2 and spec["strategy"]["type"] == "RollingUpdate" and spec["strategy"]["rollingUpdate"]["maxUnavailable"] == 0,
+     "k8s: not a leader and a standby replaced one at a time (replicas >= 2, RollingUpdate, maxUnavailable 0)")
+unit = open(os.path.join(here, "systemd/chainidx@.service")).read()
+need("6" not in re.search(r"^RestartPreventExitStatus=(.*)$", unit, re.M).group(1).split(),
+     "systemd: a replaced leader (exit 6) must restart, to wait as a standby")
 need(kinds["Deployment"]["spec"]["selector"]["matchLabels"].items() <= kinds["Deployment"]["spec"]["template"]["metadata"]["labels"].items(),
      "k8s: the selector does not match the pod labels")
 

@@ -8,11 +8,14 @@
 
 #include <array>
 #include <charconv>
+#include <cmath>
 #include <exception>
 #include <regex>
 
 #include "schema/migrations.hpp"
 #include "schema/redact.hpp"
+
+#include <spdlog/spdlog.h>
 
 namespace chainidx::sinks {
 namespace {
@@ -304,7 +307,15 @@ struct PostgresSink::Impl {
   std::string url;
   std::string schema;  // already validated as [a-z_][a-z0-9_]*
   std::unique_ptr<pqxx::connection> conn;
-  std::string instance;  // this process's writer claim, once claimed
+  std::uint64_t session = 0;  // counts connections made: a new one has none of the old one's locks
+  std::string instance;       // write_as(): the leader whose writes this sink makes
+  std::int64_t epoch = 0;     //   and its epoch
+  // On a lease session (try_lead): the epoch this instance leads under (0: it never led), and
+  // the session that holds the leader lock (0: none).
+  std::int64_t lead_epoch = 0;
+  std::uint64_t lock_session = 0;
+  std::string lead_instance, lead_host;
+  int lead_pid = 0;
   CopyPosition copying;  // the COPY in progress during write()
   std::unique_ptr<pqxx::work> prepared;  // prepare()'s open transaction (after conn: destroyed first)
 
@@ -317,9 +328,109 @@ struct PostgresSink::Impl {
       if (target.find("connect_timeout=") == std::string::npos)
         target += (target.find('?') == std::string::npos ? "?" : "&") + std::string("connect_timeout=10");
       conn = std::make_unique<pqxx::connection>(target);
-      pqxx::nontransaction(*conn).exec("SET statement_timeout = '120s'");
+      ++session;
+      // A leader's writing sessions carry a shared advisory lock named by the chain and epoch:
+      // the next leader finds them in pg_locks and terminates them (a paused leader's open
+      // transaction would otherwise hold the writer and cursor rows).
+      pqxx::nontransaction(*conn).exec("SET statement_timeout = '120s'" +
+                                       (epoch > 0 ? "; SELECT pg_advisory_lock_shared(" + writer_tag_key(epoch) + ")" : std::string()));
     }
     return *conn;
+  }
+
+  // The leader lock: one per chain (schema) and database.
+  std::string leader_key() const { return "hashtext('chainidx-leader'), hashtext('" + schema + "')"; }
+  // The tag on a leader's writing sessions: per chain, with the epoch in the second key.
+  static std::int32_t epoch_tag(std::int64_t e) { return static_cast<std::int32_t>(e % 2147483647); }
+  std::string writer_tag_key(std::int64_t e) const {
+    return "hashtext('chainidx-writer:" + schema + "'), " + std::to_string(epoch_tag(e));
+  }
+  // pg_locks rows of advisory locks held with the two-key form (classid, objid) in this database.
+  static std::string advisory_holders(const std::string& classid, const std::string& objid) {
+    return "locktype = 'advisory' AND granted AND objsubid = 2 AND database = (SELECT oid FROM pg_database WHERE datname = "
+           "current_database()) AND classid = (" + classid + ")::oid" + (objid.empty() ? "" : " AND objid = (" + objid + ")::oid") +
+           " AND pid <> pg_backend_pid()";
+  }
+
+  PostgresSink::Leadership read_leadership(pqxx::transaction_base& tx, const std::string& q, const std::string& me) {
+    PostgresSink::Leadership l;
+    auto r = tx.exec("SELECT instance, host, pid, epoch, extract(epoch FROM coalesce(lease_until, '-infinity') - now())::float8 FROM " + q +
+                     ".writer");
+    if (r.empty()) return l;
+    l.instance = r[0][0].as<std::string>();
+    l.host = r[0][1].as<std::string>();
+    l.pid = r[0][2].as<int>();
+    l.epoch = r[0][3].as<std::int64_t>();
+    l.lease_left_seconds = r[0][4].is_null() ? -1 : r[0][4].as<double>();
+    if (std::isinf(l.lease_left_seconds)) l.lease_left_seconds = -1;
+    l.ours = l.instance == me && l.epoch == lead_epoch && lead_epoch != 0;
+    return l;
+  }
+
+  [[noreturn]] void lost_leadership(const PostgresSink::Leadership& now, const std::string& me) {
+    throw SinkError("postgres: another instance leads chain " + schema + ": " +
+                        (now.instance.empty() ? std::string("nobody") : now.instance + " (host " + now.host + ", pid " + std::to_string(now.pid) +
+                                                                          ", epoch " + std::to_string(now.epoch) + ")") +
+                        "; this one (" + me + ", epoch " + std::to_string(lead_epoch) + ") writes nothing more and stops",
+                    SinkError::Kind::kFenced);
+  }
+
+  PostgresSink::Leadership lead(const std::string& me, const std::string& host, int pid, std::chrono::seconds lease) {
+    pqxx::connection& c = connection();
+    const std::string q = c.quote_name(schema);
+    if (lock_session != session) {
+      pqxx::nontransaction nt(c);
+      bool locked = nt.exec1("SELECT pg_try_advisory_lock(" + leader_key() + ")")[0].as<bool>();
+      if (!locked) {
+        PostgresSink::Leadership now = read_leadership(nt, q, me);
+        // This instance led, and its old session still holds the lock (the server has not noticed
+        // that it is gone): its session is terminated like an expired leader's.
+        if (lead_epoch != 0 && !now.ours) lost_leadership(now, me);
+        if (now.lease_left_seconds >= 0 && !now.instance.empty() && !now.ours) return now;
+        auto r = nt.exec("SELECT pid, pg_terminate_backend(pid, 5000) FROM pg_locks WHERE " +
+                         advisory_holders("hashtext('chainidx-leader')", "hashtext('" + schema + "')"));
+        for (const auto& row : r)
+          spdlog::warn("event=leader_session_terminated chain={} leader={} epoch={} backend_pid={} reason=\"{}\"", schema, now.instance,
+                       now.epoch, row[0].as<int>(), now.ours ? "this instance's lost lease session" : "the leader's lease ran out");
+        locked = nt.exec1("SELECT pg_try_advisory_lock(" + leader_key() + ")")[0].as<bool>();
+        if (!locked) return now;
+      }
+      lock_session = session;
+    }
+    // The lock is held. Sessions that wrote for an earlier leader may still hold the writer and
+    // cursor rows (a paused leader's open transaction): terminated before the row is taken.
+    pqxx::work tx(c);
+    tx.exec0("SET LOCAL lock_timeout = '10s'");
+    auto old = tx.exec("SELECT pid, objid::int8, pg_terminate_backend(pid, 5000) FROM pg_locks WHERE " +
+                       advisory_holders("hashtext('chainidx-writer:" + schema + "')", "") +
+                       (lead_epoch != 0 ? " AND objid <> (" + std::to_string(epoch_tag(lead_epoch)) + ")::oid" : ""));
+    for (const auto& row : old)
+      spdlog::warn("event=writer_session_terminated chain={} backend_pid={} reason=\"it wrote for an earlier leader\"", schema,
+                   row[0].as<int>());
+    auto row = tx.exec("SELECT instance, epoch FROM " + q + ".writer FOR UPDATE");
+    const std::string until = "now() + interval '" + std::to_string(lease.count()) + " seconds'";
+    if (lead_epoch != 0) {
+      if (row.empty() || row[0][0].as<std::string>() != me || row[0][1].as<std::int64_t>() != lead_epoch) {
+        PostgresSink::Leadership now = read_leadership(tx, q, me);
+        tx.abort();
+        conn.reset();  // and the lock with it
+        lock_session = 0;
+        lost_leadership(now, me);
+      }
+      tx.exec0("UPDATE " + q + ".writer SET lease_until = " + until + ", backend_pid = pg_backend_pid()");
+    } else {
+      lead_epoch = tx.exec1("INSERT INTO " + q + ".writer (id, instance, host, pid, claimed_at, epoch, lease_until, backend_pid) VALUES (true, " +
+                            tx.quote(me) + ", " + tx.quote(host) + ", " + std::to_string(pid) + ", now(), 1, " + until +
+                            ", pg_backend_pid()) ON CONFLICT (id) DO UPDATE SET instance = excluded.instance, host = excluded.host, "
+                            "pid = excluded.pid, claimed_at = excluded.claimed_at, epoch = " + q + ".writer.epoch + 1, "
+                            "lease_until = excluded.lease_until, backend_pid = excluded.backend_pid RETURNING epoch")[0]
+                       .as<std::int64_t>();
+    }
+    tx.commit();
+    lead_instance = me;
+    lead_host = host;
+    lead_pid = pid;
+    return {me, host, pid, lead_epoch, static_cast<double>(lease.count()), true};
   }
 
   // What a refused statement was about: the table and block of the COPY line the server names
@@ -449,13 +560,13 @@ struct PostgresSink::Impl {
 
   void require_writer(pqxx::transaction_base& tx, const std::string& q, bool lock) {
     if (instance.empty()) return;
-    auto r = tx.exec("SELECT instance, host, pid, claimed_at::text FROM " + q + ".writer" + (lock ? " FOR SHARE" : ""));
-    if (!r.empty() && r[0][0].as<std::string>() == instance) return;
+    auto r = tx.exec("SELECT instance, host, pid, claimed_at::text, epoch FROM " + q + ".writer" + (lock ? " FOR SHARE" : ""));
+    if (!r.empty() && r[0][0].as<std::string>() == instance && r[0][4].as<std::int64_t>() == epoch) return;
     std::string other = r.empty() ? std::string("nobody") : r[0][0].as<std::string>() + " (host " + r[0][1].as<std::string>() +
-                                                                  ", pid " + r[0][2].as<std::string>() + ", since " +
-                                                                  r[0][3].as<std::string>() + ")";
-    throw SinkError("postgres: another instance claimed chain " + schema + ": " + other + "; this one (" + instance +
-                        ") writes nothing more and stops",
+                                                                  ", pid " + r[0][2].as<std::string>() + ", epoch " +
+                                                                  r[0][4].as<std::string>() + ", since " + r[0][3].as<std::string>() + ")";
+    throw SinkError("postgres: another instance leads chain " + schema + ": " + other + "; this one (" + instance + ", epoch " +
+                        std::to_string(epoch) + ") writes nothing more and stops",
                     SinkError::Kind::kFenced);
   }
 };
@@ -515,17 +626,37 @@ std::optional<schema::BlockRef> PostgresSink::load_cursor() {
   });
 }
 
-void PostgresSink::claim_writer(const std::string& instance, const std::string& host, int pid) {
-  impl_->guarded("claim writer", [&] {
-    pqxx::connection& c = impl_->connection();
-    const std::string q = c.quote_name(impl_->schema);
-    pqxx::work tx(c);
-    tx.exec0("INSERT INTO " + q + ".writer (id, instance, host, pid, claimed_at) VALUES (true, " + tx.quote(instance) + ", " +
-             tx.quote(host) + ", " + std::to_string(pid) + ", now()) ON CONFLICT (id) DO UPDATE SET instance = excluded.instance, "
-             "host = excluded.host, pid = excluded.pid, claimed_at = excluded.claimed_at");
-    tx.commit();
+PostgresSink::Leadership PostgresSink::try_lead(const std::string& instance, const std::string& host, int pid, std::chrono::seconds lease) {
+  return impl_->guarded("leader election", [&] { return impl_->lead(instance, host, pid, lease); });
+}
+
+void PostgresSink::renew_leadership(std::chrono::seconds lease) {
+  Impl& m = *impl_;
+  if (m.lead_epoch == 0) throw std::logic_error("renew_leadership: this instance does not lead");
+  m.guarded("lease renewal", [&] {
+    pqxx::connection& c = m.connection();
+    const std::string q = c.quote_name(m.schema);
+    Leadership l;
+    if (m.lock_session != m.session) {
+      // A new session: take the lock again (the row must still name this instance and epoch).
+      l = m.lead(m.lead_instance, m.lead_host, m.lead_pid, lease);
+      if (!l.ours) m.lost_leadership(l, m.lead_instance);
+      spdlog::info("event=leader_lease_session_renewed chain={} epoch={}", m.schema, m.lead_epoch);
+      return;
+    }
+    pqxx::nontransaction nt(c);
+    auto r = nt.exec("UPDATE " + q + ".writer SET lease_until = now() + interval '" + std::to_string(lease.count()) +
+                     " seconds', backend_pid = pg_backend_pid() WHERE instance = " + nt.quote(m.lead_instance) +
+                     " AND epoch = " + std::to_string(m.lead_epoch) + " RETURNING 1");
+    if (r.empty()) m.lost_leadership(m.read_leadership(nt, q, m.lead_instance), m.lead_instance);
   });
+}
+
+void PostgresSink::write_as(const std::string& instance, std::int64_t epoch) {
+  abort_prepared();
   impl_->instance = instance;
+  impl_->epoch = epoch;
+  impl_->conn.reset();  // the next session carries the epoch's tag
 }
 
 void PostgresSink::check_writer() {

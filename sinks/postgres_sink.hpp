@@ -1,5 +1,7 @@
 #pragma once
 
+#include <chrono>
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -19,10 +21,33 @@ class PostgresSink final : public Sink, public CheckpointStore {
   /// under an advisory lock so that two starting indexers do not race. Throws SinkError.
   void migrate();
 
-  /// Makes this process the chain's writer (the newest claim wins): from now on, a write or
-  /// check_writer() of an instance that claimed earlier fails with SinkError::Kind::kFenced.
-  /// `instance` is unique per process; `host` and `pid` are for the other instance's message.
-  void claim_writer(const std::string& instance, const std::string& host, int pid);
+  /// Leader election between `chainidx run` processes of one chain, on this sink's own session
+  /// (use a PostgresSink for nothing else: its session holds the lock). The leader holds a
+  /// session advisory lock and a lease in the writer row, renewed by renew_leadership(); each
+  /// takeover raises the row's epoch by one.
+  struct Leadership {
+    std::string instance;  ///< who leads ("" when nobody ever led)
+    std::string host;
+    int pid = 0;
+    std::int64_t epoch = 0;
+    double lease_left_seconds = 0;  ///< negative once the lease ran out
+    bool ours = false;              ///< this instance leads, with `epoch`
+  };
+  /// One attempt to lead: takes the lock when it is free, or when the leader's lease ran out
+  /// after terminating the leader's sessions (its lease session and every session it writes on,
+  /// so that a paused leader's open transactions let their locks go). On success the writer
+  /// row names this instance under a new epoch. Otherwise who leads. `instance` is unique per
+  /// process; `host` and `pid` are for other instances' messages. Throws SinkError (kFenced
+  /// when this instance led before, lost its session, and another instance leads now).
+  Leadership try_lead(const std::string& instance, const std::string& host, int pid, std::chrono::seconds lease);
+  /// Extends the lease of a leader; after a lost session, takes the lock again first. kFenced
+  /// when another instance leads now; kRetryable on database trouble (try again).
+  void renew_leadership(std::chrono::seconds lease);
+
+  /// Makes every cursor-advancing write and check_writer() of this sink check that `instance`
+  /// with `epoch` still leads (kFenced otherwise), and tags the sessions it writes on so that
+  /// the next leader can terminate them.
+  void write_as(const std::string& instance, std::int64_t epoch);
   void check_writer() override;
 
   std::string_view name() const override { return "postgres"; }

@@ -69,7 +69,7 @@ class CheckpointStore {
   /// The last confirmed block, or nullopt before the first write. Throws SinkError.
   virtual std::optional<schema::BlockRef> load_cursor() = 0;
   /// Throws SinkError of Kind::kFenced when another instance has claimed the chain since this
-  /// one did (see PostgresSink::claim_writer); SinkError of another kind on database trouble.
+  /// one did (see PostgresSink::try_lead and write_as); SinkError of another kind on database trouble.
   virtual void check_writer() = 0;
 };
 

@@ -367,7 +367,7 @@ Indexer::Indexer(const std::string& dir, const Anvil& anvil, std::string postgre
                               << "[postgres]\nurl = \"" << postgres_url_ << "\"\n\n"
                               << "[kafka]\nbrokers = \"" << brokers << "\"\n" << o.kafka_extra << "\n"
                               << "[server]\nlisten = \"127.0.0.1:" << ops_port_ << "\"\n" << o.server_extra << "\n"
-                              << "[pipeline]\nbatch_blocks = " << o.batch_blocks << "\n" << o.pipeline_extra;
+                              << "[pipeline]\nbatch_blocks = " << o.batch_blocks << "\n" << o.pipeline_extra << "\n" << o.extra_tables;
 }
 
 void Indexer::start() {

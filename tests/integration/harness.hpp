@@ -156,6 +156,8 @@ class Indexer {
     std::vector<std::pair<std::string, std::string>> extra_endpoints_first;
     /// Extra lines for the [chain], [kafka] and [pipeline] tables.
     std::string chain_extra, kafka_extra, pipeline_extra, server_extra;
+    /// Whole tables appended to the config (e.g. "[ha]\nlease_seconds = 3\n").
+    std::string extra_tables;
     /// anvil's endpoint's rate limit (and burst).
     double requests_per_second = 1000;
   };

@@ -163,35 +163,6 @@ TEST(SinkFaults, FencedProducerStopsWithItsExitCodeAndDoesNotFightBack) {
   EXPECT_EQ(cursor_of(db), before) << "a fenced instance wrote to Postgres";
 }
 
-// Two `chainidx run` with the same config: the second takes over, the first stops with the
-// fenced exit code and writes nothing more, and the second goes on from the cursor.
-TEST(SinkFaults, SecondInstanceFencesTheFirstWhichWritesNothingMore) {
-  Chain run;
-  std::string db = Postgres::instance().create_database("two_instances");
-  Indexer first(run.dir.path(), run.anvil, db, run.broker.bootstrap(), {.batch_blocks = 2});
-  first.start();
-  mine_transfers(run.anvil, 6);
-  std::uint64_t head = run.anvil.block_number();
-  ASSERT_TRUE(wait_until([&] { return cursor_of(db) >= head - 3; }, 60s)) << first.log();
-
-  TempDir second_dir;
-  Indexer second(second_dir.path(), run.anvil, db, run.broker.bootstrap(), {.batch_blocks = 2});
-  second.start();
-  ASSERT_TRUE(wait_until([&] { return second.log().find("event=ws_subscribed") != std::string::npos; }, 60s)) << second.log();
-  mine_transfers(run.anvil, 6, 41);
-  auto code = first.wait(60s);
-  ASSERT_TRUE(code) << "the replaced instance kept running:\n" << first.log();
-  EXPECT_EQ(*code, 6) << first.log();
-  EXPECT_NE(first.log().find("another instance claimed chain anvil"), std::string::npos) << first.log();
-  EXPECT_EQ(first.log().find("event=confirmed blocks=" + std::to_string(head - 2)), std::string::npos)
-      << "the replaced instance confirmed a block after the takeover:\n" << first.log();
-  head = run.anvil.block_number();
-  ASSERT_TRUE(wait_until([&] { return cursor_of(db) >= head - 3; }, 60s)) << second.log();
-  EXPECT_EQ(second.stop(SIGTERM), 0) << second.log();
-  expect_postgres_hashes_equal_anvil(db, run.anvil);
-  expect_each_block_published_once(run.broker.consume("anvil.blocks"), db, head - 3);
-}
-
 // A data error can never succeed: the indexer stops at once with its exit code and a message
 // that names the block, the table, the column and what the database said, instead of retrying
 // the same batch forever.

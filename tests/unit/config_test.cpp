@@ -353,6 +353,22 @@ TEST(Config, AdminTokenComesFromTheEnvironmentAndMustBeLongEnough) {
   EXPECT_EQ(short_one.error().message.find("abc"), std::string::npos) << "the token reached the message";
 }
 
+TEST(Config, LeaderLeaseHasADefaultAndARange) {
+  auto env = env_with({{"API_KEY", "k"}});
+  auto d = parse_config(kGood, "f.toml", env);
+  ASSERT_TRUE(d.ok()) << d.error().message;
+  EXPECT_EQ(d->ha.lease_seconds, 15u);
+  auto set = parse_config(kGood + std::string("\n[ha]\nlease_seconds = 5\n"), "f.toml", env);
+  ASSERT_TRUE(set.ok()) << set.error().message;
+  EXPECT_EQ(set->ha.lease_seconds, 5u);
+  auto tiny = parse_config(kGood + std::string("\n[ha]\nlease_seconds = 1\n"), "f.toml", env);
+  ASSERT_FALSE(tiny.ok());
+  EXPECT_NE(tiny.error().message.find("ha.lease_seconds"), std::string::npos) << tiny.error().message;
+  auto unknown = parse_config(kGood + std::string("\n[ha]\nlease = 5\n"), "f.toml", env);
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_NE(unknown.error().message.find("ha.lease"), std::string::npos) << unknown.error().message;
+}
+
 TEST(Config, LogFormatAndLevelParseAndNameTheirChoices) {
   auto env = env_with({{"API_KEY", "k"}});
   auto d = parse_config(kGood, "f.toml", env);

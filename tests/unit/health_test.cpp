@@ -79,6 +79,22 @@ TEST(Probes, LagCountsConfirmedBlocksNotWritten) {
   EXPECT_EQ(s.lag(), 0u);
 }
 
+// A hot standby can take over at any moment: healthy and ready, and the answer says it stands by
+// and for whom (an orchestrator keeps both replicas; /status and chainidx_leader tell them apart).
+TEST(Probes, StandbyIsHealthyAndReadyAndSaysWhoLeads) {
+  LiveStatus s;
+  s.role = "standby";
+  s.leader = "leader a1 (host h, pid 7, epoch 3, lease ends in 9 s)";
+  const auto now = Clock::now();
+  const Verdict h = healthy(s, {}, now), r = ready(s, {}, now);
+  EXPECT_TRUE(h.ok);
+  EXPECT_EQ(h.reason, "standby: leader a1 (host h, pid 7, epoch 3, lease ends in 9 s)");
+  EXPECT_TRUE(r.ok);
+  EXPECT_EQ(r.reason, "standby: ready to take over; leader a1 (host h, pid 7, epoch 3, lease ends in 9 s)");
+  s.role = "leader";  // the leader is judged as any running indexer: no head yet, not ready
+  EXPECT_FALSE(ready(s, {}, now).ok);
+}
+
 TEST(Probes, StartUpIsHealthyUntilTheLimitAndNeverReady) {
   LiveStatus s;
   const auto t0 = Clock::now();

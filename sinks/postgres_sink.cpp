@@ -354,8 +354,8 @@ struct PostgresSink::Impl {
 
   PostgresSink::Leadership read_leadership(pqxx::transaction_base& tx, const std::string& q, const std::string& me) {
     PostgresSink::Leadership l;
-    auto r = tx.exec("SELECT instance, host, pid, epoch, extract(epoch FROM coalesce(lease_until, '-infinity') - now())::float8 FROM " + q +
-                     ".writer");
+    auto r = tx.exec("SELECT w.instance, w.host, w.pid, w.epoch, extract(epoch FROM coalesce(l.lease_until, '-infinity') - now())::float8 FROM " +
+                     q + ".writer w LEFT JOIN " + q + ".writer_lease l ON true");
     if (r.empty()) return l;
     l.instance = r[0][0].as<std::string>();
     l.host = r[0][1].as<std::string>();
@@ -407,7 +407,9 @@ struct PostgresSink::Impl {
     for (const auto& row : old)
       spdlog::warn("event=writer_session_terminated chain={} backend_pid={} reason=\"it wrote for an earlier leader\"", schema,
                    row[0].as<int>());
-    auto row = tx.exec("SELECT instance, epoch FROM " + q + ".writer FOR UPDATE");
+    // Re-taking the lock after a lost session only reads the row (a share lock, as this
+    // instance's own writes take); a takeover changes it.
+    auto row = tx.exec("SELECT instance, epoch FROM " + q + ".writer" + (lead_epoch != 0 ? " FOR SHARE" : " FOR UPDATE"));
     const std::string until = "now() + interval '" + std::to_string(lease.count()) + " seconds'";
     if (lead_epoch != 0) {
       if (row.empty() || row[0][0].as<std::string>() != me || row[0][1].as<std::int64_t>() != lead_epoch) {
@@ -417,15 +419,15 @@ struct PostgresSink::Impl {
         lock_session = 0;
         lost_leadership(now, me);
       }
-      tx.exec0("UPDATE " + q + ".writer SET lease_until = " + until + ", backend_pid = pg_backend_pid()");
     } else {
-      lead_epoch = tx.exec1("INSERT INTO " + q + ".writer (id, instance, host, pid, claimed_at, epoch, lease_until, backend_pid) VALUES (true, " +
-                            tx.quote(me) + ", " + tx.quote(host) + ", " + std::to_string(pid) + ", now(), 1, " + until +
-                            ", pg_backend_pid()) ON CONFLICT (id) DO UPDATE SET instance = excluded.instance, host = excluded.host, "
-                            "pid = excluded.pid, claimed_at = excluded.claimed_at, epoch = " + q + ".writer.epoch + 1, "
-                            "lease_until = excluded.lease_until, backend_pid = excluded.backend_pid RETURNING epoch")[0]
+      lead_epoch = tx.exec1("INSERT INTO " + q + ".writer (id, instance, host, pid, claimed_at, epoch) VALUES (true, " + tx.quote(me) + ", " +
+                            tx.quote(host) + ", " + std::to_string(pid) + ", now(), 1) ON CONFLICT (id) DO UPDATE SET instance = "
+                            "excluded.instance, host = excluded.host, pid = excluded.pid, claimed_at = excluded.claimed_at, epoch = " +
+                            q + ".writer.epoch + 1 RETURNING epoch")[0]
                        .as<std::int64_t>();
     }
+    tx.exec0("INSERT INTO " + q + ".writer_lease (id, lease_until, backend_pid) VALUES (true, " + until +
+             ", pg_backend_pid()) ON CONFLICT (id) DO UPDATE SET lease_until = excluded.lease_until, backend_pid = excluded.backend_pid");
     tx.commit();
     lead_instance = me;
     lead_host = host;
@@ -645,9 +647,11 @@ void PostgresSink::renew_leadership(std::chrono::seconds lease) {
       return;
     }
     pqxx::nontransaction nt(c);
-    auto r = nt.exec("UPDATE " + q + ".writer SET lease_until = now() + interval '" + std::to_string(lease.count()) +
-                     " seconds', backend_pid = pg_backend_pid() WHERE instance = " + nt.quote(m.lead_instance) +
-                     " AND epoch = " + std::to_string(m.lead_epoch) + " RETURNING 1");
+    // The lease row only: the writer row stays free for the writes' share locks (an UPDATE of it
+    // would wait for an open write, and the next write for the UPDATE).
+    auto r = nt.exec("UPDATE " + q + ".writer_lease SET lease_until = now() + interval '" + std::to_string(lease.count()) +
+                     " seconds', backend_pid = pg_backend_pid() WHERE EXISTS (SELECT 1 FROM " + q + ".writer WHERE instance = " +
+                     nt.quote(m.lead_instance) + " AND epoch = " + std::to_string(m.lead_epoch) + ") RETURNING 1");
     if (r.empty()) m.lost_leadership(m.read_leadership(nt, q, m.lead_instance), m.lead_instance);
   });
 }

@@ -25,7 +25,7 @@ struct Writer {
 Writer writer_of(const std::string& db) {
   pqxx::connection c(db);
   pqxx::read_transaction tx(c);
-  auto r = tx.exec1("SELECT instance, epoch, coalesce(backend_pid, 0) FROM anvil.writer");
+  auto r = tx.exec1("SELECT w.instance, w.epoch, coalesce(l.backend_pid, 0) FROM anvil.writer w LEFT JOIN anvil.writer_lease l ON true");
   return {r[0].as<std::string>(), r[1].as<std::int64_t>(), r[2].as<int>()};
 }
 

@@ -635,6 +635,21 @@ PostgresSink::Leadership PostgresSink::try_lead(const std::string& instance, con
 void PostgresSink::renew_leadership(std::chrono::seconds lease) {
   Impl& m = *impl_;
   if (m.lead_epoch == 0) throw std::logic_error("renew_leadership: this instance does not lead");
+  // A session the server ended (terminated, restarted) shows only when it is used: then one more
+  // attempt on a new session says at once whether this instance still leads.
+  for (int attempt = 0;; ++attempt) {
+    const std::uint64_t session = m.session;
+    try {
+      renew_once(lease);
+      return;
+    } catch (const SinkError& e) {
+      if (attempt > 0 || e.kind() != SinkError::Kind::kRetryable || m.conn || m.session != session) throw;
+    }
+  }
+}
+
+void PostgresSink::renew_once(std::chrono::seconds lease) {
+  Impl& m = *impl_;
   m.guarded("lease renewal", [&] {
     pqxx::connection& c = m.connection();
     const std::string q = c.quote_name(m.schema);

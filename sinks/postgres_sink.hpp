@@ -109,6 +109,7 @@ class PostgresSink final : public Sink, public CheckpointStore {
 
  private:
   struct Impl;
+  void renew_once(std::chrono::seconds lease);
   std::unique_ptr<Impl> impl_;
 };
 

@@ -6,6 +6,7 @@
 #include <simdjson.h>
 
 #include <fstream>
+#include <future>
 #include <span>
 #include <sstream>
 
@@ -137,6 +138,64 @@ TEST(PostgresSink, HomesteadBlocksKeepEveryFieldAndTheirHeaderHashRecomputesFrom
 
 // A Cancun-era block (mainnet 21925176: header with transaction hashes, 202 receipts, 16
 // withdrawals): its withdrawals reach their table, with the header's other post-merge fields.
+// The election's SQL on two sessions of its own, next to a leader's writer sink:
+// - a lease renewal never waits for a write that holds the writer row (a staged write keeps its
+//   transaction open for up to a block interval; renewing in that row made both wait in turn);
+// - a second instance does not take over a live lease;
+// - once the lease ran out it does, terminating the leader's lease session and the writer's
+//   session with its open transaction, under epoch 2; the old leader then writes nothing and
+//   its renewal says it was replaced.
+TEST(PostgresSink, LeaseRenewalNeverWaitsForAnOpenWriteAndATakeoverFencesTheOldLeader) {
+  auto blocks = homestead_blocks();
+  std::string db = Postgres::instance().create_database("leader_lease");
+  sinks::PostgresSink first_lease(db, "mainnet"), first_writer(db, "mainnet"), second_lease(db, "mainnet");
+  first_writer.migrate();
+  auto first = first_lease.try_lead("first", "host-a", 11, std::chrono::seconds(30));
+  ASSERT_TRUE(first.ours);
+  ASSERT_EQ(first.epoch, 1);
+  first_writer.write_as("first", first.epoch);
+  first_writer.prepare(std::span(blocks).first(1));  // open, holding the writer row FOR SHARE
+  auto renewal = std::async(std::launch::async, [&] { first_lease.renew_leadership(std::chrono::seconds(30)); });
+  const auto waited = renewal.wait_for(std::chrono::seconds(10));
+  first_writer.commit_prepared();
+  renewal.get();
+  EXPECT_EQ(waited, std::future_status::ready) << "the lease renewal waited for the open write";
+
+  auto refused = second_lease.try_lead("second", "host-b", 22, std::chrono::seconds(30));
+  EXPECT_FALSE(refused.ours);
+  EXPECT_EQ(refused.instance, "first");
+  EXPECT_EQ(refused.epoch, 1);
+  EXPECT_GT(refused.lease_left_seconds, 20);
+
+  first_writer.prepare(std::span(blocks).subspan(1, 1));  // open again when the takeover comes
+  {
+    pqxx::connection c(db);
+    pqxx::work tx(c);
+    tx.exec0("UPDATE mainnet.writer_lease SET lease_until = now() - interval '1 second'");
+    tx.commit();
+  }
+  auto second = second_lease.try_lead("second", "host-b", 22, std::chrono::seconds(30));
+  ASSERT_TRUE(second.ours);
+  EXPECT_EQ(second.epoch, 2);
+  EXPECT_THROW(first_writer.commit_prepared(), sinks::SinkError) << "the old leader's open write survived the takeover";
+  try {
+    first_writer.write(std::span(blocks).subspan(1, 1));
+    ADD_FAILURE() << "the replaced leader wrote";
+  } catch (const sinks::SinkError& e) {
+    EXPECT_EQ(e.kind(), sinks::SinkError::Kind::kFenced) << e.what();
+    EXPECT_NE(std::string(e.what()).find("another instance leads chain mainnet: second"), std::string::npos) << e.what();
+  }
+  try {
+    first_lease.renew_leadership(std::chrono::seconds(30));
+    ADD_FAILURE() << "the replaced leader renewed its lease";
+  } catch (const sinks::SinkError& e) {
+    EXPECT_EQ(e.kind(), sinks::SinkError::Kind::kFenced) << e.what();
+  }
+  auto cursor = first_writer.load_cursor();
+  ASSERT_TRUE(cursor);
+  EXPECT_EQ(cursor->number, blocks[0].number) << "only the write made before the takeover landed";
+}
+
 TEST(PostgresSink, CancunBlockKeepsItsWithdrawalsAndBlobFields) {
   const std::string dir = std::string(CHAINIDX_FIXTURES_DIR) + "/mainnet-21925176/";
   auto block = ingest::decode_block(read_text_file(dir + "block.json"));

@@ -1,4 +1,5 @@
 #include "app/admin.hpp"
+#include "app/names.hpp"
 
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -43,11 +44,6 @@ AdminReply error(int status, std::string message) {
   json::object o;
   o["error"] = message;
   return {status, json::serialize(o) + "\n", true};
-}
-
-bool name_like(std::string_view v) {
-  return !v.empty() && v.size() <= 100 &&
-         v.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == std::string_view::npos;
 }
 
 std::optional<std::uint64_t> as_block(const json::value& v) {
@@ -95,7 +91,7 @@ std::variant<ReplayAsk, std::string> parse_replay(std::string_view body) {
     }
   }
   if (const json::value* p = o.if_contains("topic_prefix")) {
-    if (!p->is_string() || !name_like(p->as_string()))
+    if (!p->is_string() || !is_name(p->as_string()))
       return "\"topic_prefix\" must be letters, digits, '.', '_' or '-' (at most 100)";
     a.topic_prefix = std::string(p->as_string());
   }

@@ -28,6 +28,7 @@
 #include "app/leader.hpp"
 #include "app/live_status.hpp"
 #include "app/logging.hpp"
+#include "app/names.hpp"
 #include "app/metrics.hpp"
 #include "app/ops_server.hpp"
 #include "app/pipeline.hpp"
@@ -65,12 +66,9 @@ Exit codes: 0 done; 1 fatal error; 2 bad configuration or arguments; 3 deep reor
 6 fenced by another instance; 7 a sink refused data; 8 every endpoint refused a request;
 9 a block no endpoint serves valid; 10 replay range refused.)";
 
-// A name for logs and tables: letters, digits, '.', '_' or '-'.
 const CLI::Validator kName(
     [](const std::string& v) -> std::string {
-      if (v.empty() || v.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != std::string::npos)
-        return "needs letters, digits, '.', '_' or '-', got \"" + v + "\"";
-      return "";
+      return app::is_name(v) ? "" : "needs 1 to 100 letters, digits, '.', '_' or '-', got \"" + v + "\"";
     },
     "NAME");
 

@@ -62,7 +62,8 @@ struct ReplayAsk {
 
 // The body of POST /admin/replay: {"from": N, "to": M, "sinks": ["postgres","kafka"],
 // "topic_prefix": "...", "chunk_blocks": C}; from and to required. The reason when it is not.
-std::variant<ReplayAsk, std::string> parse_replay(std::string_view body) {
+// `chain` names the chain when the process indexes several (`chains`, every name).
+std::variant<ReplayAsk, std::string> parse_replay(std::string_view body, const std::string& chain, const std::vector<std::string>& chains) {
   boost::system::error_code ec;
   json::value v = json::parse(body, ec);
   if (ec) return "the body is not JSON (" + ec.message() + "); send {\"from\": N, \"to\": M}";
@@ -70,8 +71,16 @@ std::variant<ReplayAsk, std::string> parse_replay(std::string_view body) {
   ReplayAsk a;
   const json::object& o = v.as_object();
   for (const auto& [k, val] : o) {
-    if (k != "from" && k != "to" && k != "sinks" && k != "topic_prefix" && k != "chunk_blocks")
-      return "unknown field \"" + std::string(k) + "\"; the fields are from, to, sinks, topic_prefix and chunk_blocks";
+    if (k != "from" && k != "to" && k != "sinks" && k != "topic_prefix" && k != "chunk_blocks" && k != "chain")
+      return "unknown field \"" + std::string(k) + "\"; the fields are chain, from, to, sinks, topic_prefix and chunk_blocks";
+  }
+  std::string names;
+  for (const auto& n : chains) names += (names.empty() ? "" : ", ") + n;
+  if (const json::value* named = o.if_contains("chain")) {
+    if (!named->is_string() || named->as_string() != chain)
+      return "\"chain\" names no chain indexed here; the chains are " + names;
+  } else if (chains.size() > 1) {
+    return "\"chain\" is missing: this process indexes several chains (" + names + "); name the one to replay";
   }
   for (const char* key : {"from", "to"}) {
     const json::value* f = o.if_contains(key);
@@ -169,7 +178,7 @@ struct AdminApi::Impl : std::enable_shared_from_this<Impl> {
 
   AdminReply start_replay(const AdminRequest& req) {
     if (req.body.size() > kAdminBodyLimit) return error(413, "the body is larger than 4096 bytes");
-    auto parsed = parse_replay(req.body);
+    auto parsed = parse_replay(req.body, settings.chain, settings.chains);
     if (auto* why = std::get_if<std::string>(&parsed)) return error(400, *why);
     const ReplayAsk ask = std::get<ReplayAsk>(parsed);
     if (!req.cursor) return error(503, "the live cursor is not known yet; ask again once the indexer has written a block");
@@ -183,7 +192,7 @@ struct AdminApi::Impl : std::enable_shared_from_this<Impl> {
     c.worker = settings.worker_prefix + "-admin-" + std::to_string(++started);
     c.started_at = now_unix();
     std::string sinks = ask.postgres && ask.kafka ? "postgres,kafka" : ask.postgres ? "postgres" : "kafka";
-    std::vector<std::string> args = {"chainidx", "replay", "--config", settings.config_path, "--from", std::to_string(ask.from),
+    std::vector<std::string> args = {"chainidx", "replay", "--config", settings.config_path, "--chain", settings.chain, "--from", std::to_string(ask.from),
                                      "--to", std::to_string(ask.to), "--sinks", sinks, "--worker", c.worker,
                                      "--chunk-blocks", std::to_string(ask.chunk_blocks)};
     if (!ask.topic_prefix.empty()) {
@@ -200,6 +209,7 @@ struct AdminApi::Impl : std::enable_shared_from_this<Impl> {
     }
     spdlog::info("event=admin_replay_started job={} worker={} pid={} sinks={}", ask.job(), c.worker, c.pid, sinks);
     json::object o;
+    o["chain"] = settings.chain;
     o["job"] = ask.job();
     o["from"] = ask.from;
     o["to"] = ask.to;
@@ -231,6 +241,7 @@ struct AdminApi::Impl : std::enable_shared_from_this<Impl> {
     json::array out;
     for (const auto& j : jobs) {
       json::object o;
+      o["chain"] = settings.chain;
       o["job"] = j.job;
       o["from"] = j.first_block;
       o["to"] = j.last_block;
@@ -257,6 +268,7 @@ struct AdminApi::Impl : std::enable_shared_from_this<Impl> {
       for (const auto& j : jobs) listed |= j.job == job;
       if (listed) continue;
       json::object o;
+      o["chain"] = settings.chain;
       o["job"] = job;
       o["state"] = c.exit_code ? "failed" : "starting";
       o["process"] = process_json(c);

@@ -13,6 +13,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace chainidx::app {
 
@@ -42,6 +43,7 @@ class AdminApi {
     std::string config_path;  ///< given to the replay child processes
     std::string postgres_url;
     std::string chain;
+    std::vector<std::string> chains;  ///< every chain of the process (with several, a replay names its own)
     std::string worker_prefix;  ///< the children's worker names start with it
   };
   AdminApi(Settings settings, Metrics* metrics);

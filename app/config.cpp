@@ -219,93 +219,92 @@ void read_kafka_security(const toml::table& kafka, Reader& r, Config::Kafka& k) 
   }
 }
 
-Config build(const toml::table& root, const EnvLookup& env) {
-  Reader r(env);
-  Config c;
-  check_known(root, "", {"chain", "postgres", "kafka", "server", "pipeline", "log", "ha"});
-
-  const toml::table& chain = table_at(root, "", "chain", true);
-  check_known(chain, "chain", {"name", "chain_id", "confirmations", "start_block", "deep_reorg_policy", "verify_block_hash",
+// One chain's settings: the [chain] table, or one of [[chains]] (`P` names it in messages).
+Config::Chain read_chain(const toml::table& chain, const std::string& P, Reader& r) {
+  Config::Chain ch;
+  check_known(chain, P, {"name", "chain_id", "confirmations", "start_block", "deep_reorg_policy", "verify_block_hash",
                                "head_stall_timeout_seconds", "tls_ca_file", "endpoints", "ws_ping_interval_seconds",
                                "ws_handshake_timeout_seconds", "http_timeout_seconds", "retry_after_max_seconds",
                                "backoff_initial_ms", "backoff_max_ms", "undecodable_after_rounds", "circuit_failures",
                                "circuit_cooldown_seconds", "endpoint_max_lag_blocks", "block_interval_ms",
                                "repoll_interval_seconds", "repoll_blocks", "verify_with"});
-  c.chain.name = *r.string(chain, "chain", "name", true, "\"mainnet\"");
-  if (!std::regex_match(c.chain.name, std::regex("[a-z_][a-z0-9_]{0,62}")))
-    fail("chain.name", r.shown("chain.name", c.chain.name) + " is not usable as a Postgres schema and Kafka topic prefix",
+  ch.name = *r.string(chain, P, "name", true, "\"mainnet\"");
+  if (!std::regex_match(ch.name, std::regex("[a-z_][a-z0-9_]{0,62}")))
+    fail(P + ".name", r.shown(P + ".name", ch.name) + " is not usable as a Postgres schema and Kafka topic prefix",
          "use lower-case letters, digits and _ (starting with a letter), at most 63 characters");
   // At most 2^53 - 1, so that it travels exactly as a JSON number (schema/kafka/README.md).
-  c.chain.chain_id = in_range("chain.chain_id", *r.integer(chain, "chain", "chain_id", true, "1"), 1,
+  ch.chain_id = in_range(P + ".chain_id", *r.integer(chain, P, "chain_id", true, "1"), 1,
                               (std::int64_t{1} << 53) - 1, "set the chain's id as eth_chainId reports it");
   if (const toml::node* n = chain.get("confirmations"); n && n->is_string()) {
     // The node's own block tags instead of a depth: a block is confirmed once the node's safe
     // (or finalized) block is it or above it. The depth stays as the buffer's ceiling.
     const std::string tag = n->as_string()->get();
     if (tag != "safe" && tag != "finalized")
-      fail("chain.confirmations", "unknown block tag \"" + tag + "\"",
+      fail(P + ".confirmations", "unknown block tag \"" + tag + "\"",
            "use a depth such as 12, or \"safe\" / \"finalized\" for chains whose nodes serve those tags");
-    c.chain.confirm_tag = tag;
-    c.chain.confirmations = kMaxConfirmations;
-  } else if (auto v = r.integer(chain, "chain", "confirmations", false, "12")) {
-    c.chain.confirmations = in_range("chain.confirmations", *v, 1, static_cast<std::int64_t>(kMaxConfirmations),
+    ch.confirm_tag = tag;
+    ch.confirmations = kMaxConfirmations;
+  } else if (auto v = r.integer(chain, P, "confirmations", false, "12")) {
+    ch.confirmations = in_range(P + ".confirmations", *v, 1, static_cast<std::int64_t>(kMaxConfirmations),
                                      "set the depth at which a block counts as final, e.g. 12 (64 for Ethereum finality), or \"safe\" / \"finalized\"");
   }
-  if (auto v = r.integer(chain, "chain", "start_block", false, "0"))
-    c.chain.start_block = in_range("chain.start_block", *v, 0, std::numeric_limits<std::int64_t>::max(), "use a block number >= 0");
-  if (auto v = r.string(chain, "chain", "deep_reorg_policy", false, "\"halt\"")) {
-    if (*v != "halt") fail("chain.deep_reorg_policy", "unknown policy " + r.shown("chain.deep_reorg_policy", *v), "use \"halt\" (the only policy so far)");
+  if (auto v = r.integer(chain, P, "start_block", false, "0"))
+    ch.start_block = in_range(P + ".start_block", *v, 0, std::numeric_limits<std::int64_t>::max(), "use a block number >= 0");
+  if (auto v = r.string(chain, P, "deep_reorg_policy", false, "\"halt\"")) {
+    if (*v != "halt") fail(P + ".deep_reorg_policy", "unknown policy " + r.shown(P + ".deep_reorg_policy", *v), "use \"halt\" (the only policy so far)");
   }
 
   if (const toml::node* n = chain.get("verify_block_hash")) {
-    if (!n->is_boolean()) fail("chain.verify_block_hash", "expected true or false", "write verify_block_hash = true (or false for chains whose headers are not Ethereum's)");
-    c.chain.verify_block_hash = n->as_boolean()->get();
+    if (!n->is_boolean()) fail(P + ".verify_block_hash", "expected true or false", "write verify_block_hash = true (or false for chains whose headers are not Ethereum's)");
+    ch.verify_block_hash = n->as_boolean()->get();
   }
 
-  if (auto v = r.integer(chain, "chain", "head_stall_timeout_seconds", false, "60"))
-    c.chain.head_stall_timeout_seconds = static_cast<std::uint32_t>(in_range(
-        "chain.head_stall_timeout_seconds", *v, 1, 86400, "set it well above the chain's block time, e.g. 60 for Ethereum"));
-  if (auto v = r.string(chain, "chain", "tls_ca_file", false, "\"/etc/chainidx/ca.pem\"")) {
+  if (auto v = r.integer(chain, P, "head_stall_timeout_seconds", false, "60"))
+    ch.head_stall_timeout_seconds = static_cast<std::uint32_t>(in_range(
+        P + ".head_stall_timeout_seconds", *v, 1, 86400, "set it well above the chain's block time, e.g. 60 for Ethereum"));
+  if (auto v = r.string(chain, P, "tls_ca_file", false, "\"/etc/chainidx/ca.pem\"")) {
     // Empty means "none", as in the documented example.
     if (!v->empty() && !std::ifstream(*v))
-      fail("chain.tls_ca_file", "cannot read " + r.shown("chain.tls_ca_file", *v), "point it at a readable PEM file of CA certificates, or remove the key");
-    c.chain.tls_ca_file = *v;
+      fail(P + ".tls_ca_file", "cannot read " + r.shown(P + ".tls_ca_file", *v), "point it at a readable PEM file of CA certificates, or remove the key");
+    ch.tls_ca_file = *v;
   }
   auto bounded = [&](const char* key, std::uint32_t& out, std::int64_t lo, std::int64_t hi, const char* fix) {
-    if (auto v = r.integer(chain, "chain", key, false, std::to_string(out)))
-      out = static_cast<std::uint32_t>(in_range(std::string("chain.") + key, *v, lo, hi, fix));
+    if (auto v = r.integer(chain, P, key, false, std::to_string(out)))
+      out = static_cast<std::uint32_t>(in_range(P + "." + key, *v, lo, hi, fix));
   };
-  bounded("ws_ping_interval_seconds", c.chain.ws_ping_interval_seconds, 1, 3600,
+  bounded("ws_ping_interval_seconds", ch.ws_ping_interval_seconds, 1, 3600,
           "set how often an idle WebSocket is pinged, e.g. 10; it counts as dead after two intervals without an answer");
-  bounded("ws_handshake_timeout_seconds", c.chain.ws_handshake_timeout_seconds, 1, 600, "e.g. 10");
-  bounded("http_timeout_seconds", c.chain.http_timeout_seconds, 1, 600, "set the longest one JSON-RPC request may take, e.g. 15");
-  bounded("retry_after_max_seconds", c.chain.retry_after_max_seconds, 0, 86400,
+  bounded("ws_handshake_timeout_seconds", ch.ws_handshake_timeout_seconds, 1, 600, "e.g. 10");
+  bounded("http_timeout_seconds", ch.http_timeout_seconds, 1, 600, "set the longest one JSON-RPC request may take, e.g. 15");
+  bounded("retry_after_max_seconds", ch.retry_after_max_seconds, 0, 86400,
           "set the longest wait a provider's Retry-After may impose, e.g. 60");
-  bounded("backoff_initial_ms", c.chain.backoff_initial_ms, 1, 600000, "e.g. 200");
-  bounded("backoff_max_ms", c.chain.backoff_max_ms, 1, 3600000, "e.g. 30000");
-  bounded("undecodable_after_rounds", c.chain.undecodable_after_rounds, 1, 1000,
+  bounded("backoff_initial_ms", ch.backoff_initial_ms, 1, 600000, "e.g. 200");
+  bounded("backoff_max_ms", ch.backoff_max_ms, 1, 3600000, "e.g. 30000");
+  bounded("undecodable_after_rounds", ch.undecodable_after_rounds, 1, 1000,
           "set how many times every endpoint may send a block that fails validation before the indexer stops, e.g. 5");
-  bounded("circuit_failures", c.chain.circuit_failures, 1, 1000,
+  bounded("circuit_failures", ch.circuit_failures, 1, 1000,
           "set how many failures in a row open an endpoint's circuit breaker, e.g. 5");
-  bounded("circuit_cooldown_seconds", c.chain.circuit_cooldown_seconds, 1, 86400,
+  bounded("circuit_cooldown_seconds", ch.circuit_cooldown_seconds, 1, 86400,
           "set how long an open circuit sends nothing to its endpoint before one probe, e.g. 60");
-  bounded("endpoint_max_lag_blocks", c.chain.endpoint_max_lag_blocks, 1, 100000,
+  bounded("endpoint_max_lag_blocks", ch.endpoint_max_lag_blocks, 1, 100000,
           "set how many blocks an endpoint's head may trail the best one's before it serves no head, e.g. 5");
-  bounded("block_interval_ms", c.chain.block_interval_ms, 0, 3600000,
+  bounded("block_interval_ms", ch.block_interval_ms, 0, 3600000,
           "set the chain's block interval, e.g. 12000 for Ethereum, or 0 to learn it from the heads");
-  bounded("repoll_interval_seconds", c.chain.repoll_interval_seconds, 0, 86400,
+  bounded("repoll_interval_seconds", ch.repoll_interval_seconds, 0, 86400,
           "set how often the newest confirmed blocks' hashes are compared with the node's again, e.g. 60, or 0 for never");
-  bounded("repoll_blocks", c.chain.repoll_blocks, 1, 10000, "set how many of the newest confirmed blocks the re-poll compares, e.g. 64");
-  if (c.chain.backoff_max_ms < c.chain.backoff_initial_ms)
-    fail("chain.backoff_max_ms", "is below chain.backoff_initial_ms", "make the longest wait at least the first one");
+  bounded("repoll_blocks", ch.repoll_blocks, 1, 10000, "set how many of the newest confirmed blocks the re-poll compares, e.g. 64");
+  if (ch.backoff_max_ms < ch.backoff_initial_ms)
+    fail(P + ".backoff_max_ms", "is below chain.backoff_initial_ms", "make the longest wait at least the first one");
 
   const toml::node* eps = chain.get("endpoints");
-  if (!eps) fail("chain.endpoints", "missing", "add at least one [[chain.endpoints]] table with ws and http URLs");
-  if (!eps->is_array_of_tables()) fail("chain.endpoints", "expected an array of tables", "write each endpoint as [[chain.endpoints]]");
+  // How an endpoint table is written: [[chain.endpoints]], or [[chains.endpoints]] below its [[chains]].
+  const std::string ep_table = P == "chain" ? "[[chain.endpoints]]" : "[[chains.endpoints]] (below the chain's [[chains]])";
+  if (!eps) fail(P + ".endpoints", "missing", "add at least one " + ep_table + " table with ws and http URLs");
+  if (!eps->is_array_of_tables()) fail(P + ".endpoints", "expected an array of tables", "write each endpoint as " + ep_table);
   const toml::array& arr = *eps->as_array();
-  if (arr.empty()) fail("chain.endpoints", "empty", "add at least one [[chain.endpoints]] table");
+  if (arr.empty()) fail(P + ".endpoints", "empty", "add at least one " + ep_table + " table");
   for (std::size_t i = 0; i < arr.size(); ++i) {
-    std::string prefix = "chain.endpoints[" + std::to_string(i) + "]";
+    std::string prefix = P + ".endpoints[" + std::to_string(i) + "]";
     const toml::table& t = *arr[i].as_table();
     check_known(t, prefix, {"name", "ws", "http", "preset", "requests_per_second", "burst", "max_in_flight"});
     EndpointConfig e;
@@ -338,15 +337,44 @@ Config build(const toml::table& root, const EnvLookup& env) {
     if (auto v = r.integer(t, prefix, "max_in_flight", false, "4"))
       e.max_in_flight = static_cast<std::uint32_t>(in_range(prefix + ".max_in_flight", *v, 1, 256,
                                                             "set how many HTTP requests may be open at once, e.g. 4"));
-    c.chain.endpoints.push_back(std::move(e));
+    ch.endpoints.push_back(std::move(e));
   }
-  if (auto v = r.integer(chain, "chain", "verify_with", false, "0")) {
-    const std::int64_t others = static_cast<std::int64_t>(c.chain.endpoints.size()) - 1;
-    c.chain.verify_with = static_cast<std::uint32_t>(in_range(
-        "chain.verify_with", *v, 0, std::max<std::int64_t>(0, others),
+  if (auto v = r.integer(chain, P, "verify_with", false, "0")) {
+    const std::int64_t others = static_cast<std::int64_t>(ch.endpoints.size()) - 1;
+    ch.verify_with = static_cast<std::uint32_t>(in_range(
+        P + ".verify_with", *v, 0, std::max<std::int64_t>(0, others),
         others > 0 ? "set how many other endpoints must confirm each batch's newest hash, at most the number of endpoints less one, or 0 for none"
                    : "verification asks other endpoints: add endpoints, or set 0"));
   }
+
+  return ch;
+}
+
+Config build(const toml::table& root, const EnvLookup& env) {
+  Reader r(env);
+  Config c;
+  check_known(root, "", {"chain", "chains", "postgres", "kafka", "server", "pipeline", "log", "ha"});
+
+  const toml::node* one = root.get("chain");
+  const toml::node* many = root.get("chains");
+  if (one && many)
+    fail("chains", "both [chain] and [[chains]] are set", "index one chain with [chain], or several with one [[chains]] table each, not both");
+  if (many) {
+    if (!many->is_array_of_tables() || many->as_array()->empty())
+      fail("chains", "expected one or more [[chains]] tables", "write each chain as a [[chains]] table with the keys of [chain]");
+    const toml::array& arr = *many->as_array();
+    for (std::size_t i = 0; i < arr.size(); ++i) {
+      c.chains.push_back(read_chain(*arr[i].as_table(), "chains[" + std::to_string(i) + "]", r));
+      for (std::size_t j = 0; j < i; ++j) {
+        if (c.chains[j].name == c.chains[i].name)
+          fail("chains[" + std::to_string(i) + "].name", "\"" + c.chains[i].name + "\" is also chains[" + std::to_string(j) + "]'s name",
+               "give each chain its own name: it names the chain's Postgres schema, Kafka topics and metrics");
+      }
+    }
+  } else {
+    c.chains.push_back(read_chain(table_at(root, "", "chain", true), "chain", r));
+  }
+  c.chain = c.chains.front();
 
   const toml::table& pg = table_at(root, "", "postgres", true);
   check_known(pg, "postgres", {"url"});

@@ -65,7 +65,16 @@ struct Config {
     std::uint32_t verify_with = 0;                    ///< check each batch's newest block against this many other endpoints
     std::uint32_t repoll_blocks = 64;                 ///< how many of the newest confirmed blocks the re-poll checks
     std::vector<EndpointConfig> endpoints;
-  } chain;
+  } chain;  ///< the chain this config is about: the only one, or (see for_chain) one of `chains`
+  /// Every chain the process indexes: [chain] alone, or each [[chains]] table in order. Each has
+  /// its own endpoints, depth, cursor, Postgres schema and Kafka topics (both named by its name).
+  std::vector<Chain> chains;
+  /// This config about chains[i] (`chain` set to it); the other sections are shared.
+  Config for_chain(std::size_t i) const {
+    Config c = *this;
+    c.chain = chains.at(i);
+    return c;
+  }
   struct Postgres {
     std::string url;
   } postgres;

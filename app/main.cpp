@@ -10,7 +10,9 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <memory>
 #include <csignal>
 #include <filesystem>
 #include <fstream>
@@ -56,6 +58,7 @@ struct Args {
   bool to_postgres = true, to_kafka = true;
   std::string topic_prefix;
   std::string worker;
+  std::string chain;
   std::uint64_t chunk_blocks = 5000;
   int lease_seconds = 60;
 };
@@ -100,6 +103,7 @@ void describe_commands(CLI::App& cli, Args& a) {
       ->check(CLI::IsMember({"postgres", "kafka"}))
       ->type_name("postgres,kafka");
   replay->add_option("--topic-prefix", a.topic_prefix, "publish to PREFIX.<topic> instead of the live topics")->check(kName)->type_name("PREFIX");
+  replay->add_option("--chain", a.chain, "the chain to re-index, when the config has several ([[chains]])")->type_name("NAME");
   replay->add_option("--worker", a.worker, "this process's name in the chunk table (default: host and a random id)")->check(kName)->type_name("NAME");
   replay->add_option("--chunk-blocks", a.chunk_blocks, "blocks per chunk: the unit of sharing and of resuming")
       ->check(CLI::Range(1, 1000000))
@@ -142,11 +146,14 @@ std::optional<app::Config> load_or_report(const std::optional<std::string>& path
 int check_config(const Args& args) {
   auto config = load_or_report(args.config);
   if (!config) return app::kExitConfig;
-  std::cout << "config ok: chain " << config->chain.name << " (chain id " << config->chain.chain_id << "), confirmations "
-            << (config->chain.confirm_tag.empty() ? std::to_string(config->chain.confirmations) : config->chain.confirm_tag) << ", " << config->chain.endpoints.size() << " endpoint(s):";
-  for (auto& e : config->chain.endpoints)
-    std::cout << " " << (e.name.empty() ? ingest::redact_endpoint_url(e.http) : e.name + " (" + ingest::redact_endpoint_url(e.http) + ")");
-  std::cout << ", postgres " << schema::redact_postgres_url(config->postgres.url) << ", kafka " << config->kafka.brokers << "\n";
+  for (const auto& chain : config->chains) {
+    std::cout << "config ok: chain " << chain.name << " (chain id " << chain.chain_id << "), confirmations "
+              << (chain.confirm_tag.empty() ? std::to_string(chain.confirmations) : chain.confirm_tag) << ", " << chain.endpoints.size()
+              << " endpoint(s):";
+    for (auto& e : chain.endpoints)
+      std::cout << " " << (e.name.empty() ? ingest::redact_endpoint_url(e.http) : e.name + " (" + ingest::redact_endpoint_url(e.http) + ")");
+    std::cout << ", postgres " << schema::redact_postgres_url(config->postgres.url) << ", kafka " << config->kafka.brokers << "\n";
+  }
   return app::kExitOk;
 }
 
@@ -196,8 +203,10 @@ std::string host_name() {
 // (a broker or database outage at start is waited out); a refusal that no retry changes is
 // returned as its exit code. nullopt when done, or when a stop was requested (then `stopped`).
 // `waiting` (optional) hears what is waited for, for the probes.
+// `stopping` says when to give up (a signal, or this chain's lease lost).
 std::optional<int> until_done(const char* component, const std::function<void()>& step, bool& stopped,
-                              const std::function<void(const std::string&)>& waiting = nullptr) {
+                              const std::function<void(const std::string&)>& waiting = nullptr,
+                              const std::function<bool()>& stopping = [] { return g_stop_requested.load(); }) {
   ingest::BackoffPolicy backoff{std::chrono::milliseconds(500), std::chrono::milliseconds(10000)};
   std::mt19937 rng{std::random_device{}()};
   for (unsigned attempt = 0;; ++attempt) {
@@ -218,14 +227,14 @@ std::optional<int> until_done(const char* component, const std::function<void()>
                    delay.count(), e.what());
       if (waiting) waiting(std::string("waiting for ") + component + ": " + e.what());
       for (auto waited = std::chrono::milliseconds(0); waited < delay; waited += std::chrono::milliseconds(50)) {
-        if (g_stop_requested) {
+        if (stopping()) {
           stopped = true;
           return std::nullopt;
         }
         std::this_thread::sleep_for(std::chrono::milliseconds(50));
       }
     }
-    if (g_stop_requested) {
+    if (stopping()) {
       stopped = true;
       return std::nullopt;
     }
@@ -293,142 +302,282 @@ class StartupServer {
   std::thread thread_;
 };
 
+// One chain of `chainidx run`: its config, status, metrics and admin API, and the io_context its
+// thread runs (the pipeline's, and the one the operations server reads the status on).
+struct ChainRun {
+  ChainRun(app::Config c, std::size_t chains)
+      : config(std::move(c)), metrics(config.chain.name, app::kVersion, app::kRevision), several(chains > 1) {}
+
+  app::Config config;  ///< config.chain is this chain
+  boost::asio::io_context io{1};
+  app::LiveStatus status;
+  app::Metrics metrics;
+  std::unique_ptr<app::AdminApi> admin;
+  const bool several;  ///< one of several chains in the process
+
+  std::atomic<bool> stop{false};  ///< the process is stopping, or (briefly) this chain's lease was lost at start-up
+  std::mutex mutex;               ///< guards pipeline
+  app::Pipeline* pipeline = nullptr;
+  std::atomic<bool> done{false};
+  int exit_code = app::kExitOk;  ///< once done
+
+  bool stopping() const { return stop || g_stop_requested; }
+  /// From any thread: stop start-up, or the pipeline after its batch in flight.
+  void request_stop() {
+    stop = true;
+    boost::asio::post(io, [this] {
+      std::lock_guard guard(mutex);
+      if (pipeline) pipeline->request_stop();
+    });
+  }
+};
+
+// Start-up (Postgres, the election, Kafka) and the pipeline of one chain, on the chain's thread;
+// its exit code. The status is changed only on the chain's io_context, which a start-up thread
+// runs until the pipeline takes it over.
+int run_chain(ChainRun& ch, const std::string& brokers, const std::string& instance) {
+  const app::Config& config = ch.config;
+  app::LiveStatus& status = ch.status;
+  boost::asio::io_context& io = ch.io;
+  boost::asio::post(io, [&status] {
+    status.starting = "connecting to postgres";
+    status.starting_since = app::LiveStatus::Clock::now();
+    status.role.clear();
+  });
+  StartupServer startup(io);
+  auto waiting = [&](const std::string& what) { boost::asio::post(io, [&status, what] { status.starting = what; }); };
+  auto stopping = [&ch] { return ch.stopping(); };
+
+  bool stopped = false;
+  sinks::PostgresSink postgres(config.postgres.url, config.chain.name);
+  if (auto code = until_done("postgres", [&] { postgres.migrate(); }, stopped, waiting, stopping)) return *code;
+  if (stopped) return app::kExitOk;
+
+  // One process of the chain leads; the others wait here as hot standbys (Postgres reached,
+  // probes answering) until the leader exits, dies or lets its lease run out.
+  app::LeaderLease lease(config.postgres.url, config.chain.name, {instance, host_name(), static_cast<int>(getpid())},
+                         std::chrono::seconds(config.ha.lease_seconds));
+  sinks::PostgresSink::Leadership leadership;
+  std::string followed;
+  for (;;) {
+    if (auto code = until_done("postgres", [&] { leadership = lease.try_lead(); }, stopped, waiting, stopping)) return *code;
+    if (stopped) return app::kExitOk;
+    if (leadership.ours) break;
+    const std::string about = app::LeaderLease::describe(leadership);
+    if (leadership.instance + "/" + std::to_string(leadership.epoch) != followed) {
+      followed = leadership.instance + "/" + std::to_string(leadership.epoch);
+      spdlog::info("event=standby chain={} {} lease_seconds={} action=\"taking over when it exits, dies or lets its lease run out\"",
+                   config.chain.name, about, config.ha.lease_seconds);
+    }
+    boost::asio::post(io, [&status, about] {
+      status.starting.clear();
+      status.starting_since.reset();
+      status.role = "standby";
+      status.leader = about;
+    });
+    for (int i = 0; i < 20 && !ch.stopping(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    if (ch.stopping()) return app::kExitOk;
+  }
+  spdlog::info("event=leader chain={} epoch={} instance={}", config.chain.name, leadership.epoch, instance);
+  postgres.write_as(instance, leadership.epoch);
+  // The lease is renewed from now on, also while start-up waits for Kafka. Losing it stops
+  // start-up, or the pipeline once it runs, with the fenced exit code.
+  std::mutex lost_mutex;
+  std::string lost_reason;
+  lease.keep([&](const std::string& reason) {
+    std::lock_guard guard(lost_mutex);
+    lost_reason = reason;
+    ch.stop = true;
+    boost::asio::post(io, [&ch, reason] {
+      std::lock_guard guard(ch.mutex);
+      if (ch.pipeline) ch.pipeline->fence(reason);
+    });
+  });
+  auto fenced = [&]() -> std::optional<int> {
+    std::lock_guard guard(lost_mutex);
+    if (lost_reason.empty()) return std::nullopt;
+    spdlog::error("event=halt chain={} exit_code={} message=\"{}\"", config.chain.name, int(app::kExitFenced), lost_reason);
+    return app::kExitFenced;
+  };
+  boost::asio::post(io, [&status, epoch = leadership.epoch] {
+    status.role = "leader";
+    status.epoch = epoch;
+    status.leader.clear();
+    status.starting_since = app::LiveStatus::Clock::now();
+  });
+  waiting("connecting to kafka");
+  sinks::KafkaSink kafka(kafka_sink_config(config, brokers));
+  if (auto code = until_done("kafka", [&] {
+        kafka.ensure_topics();
+        kafka.start();
+        kafka.load_published_tip();
+      }, stopped, waiting, stopping))
+    return *code;
+  if (stopped) return fenced().value_or(app::kExitOk);
+
+  startup.finish();  // the io_context is this thread's again
+  // After any "waiting" still queued (handlers run in the order posted).
+  boost::asio::post(io, [&status] {
+    status.starting.clear();
+    status.starting_since.reset();
+  });
+  int code = app::kExitFatal;
+  {
+    app::Pipeline pipeline(io, config, {&kafka, &postgres}, postgres);
+    pipeline.observe(status, ch.metrics);
+    {
+      std::lock_guard guard(ch.mutex);
+      ch.pipeline = &pipeline;
+    }
+    if (ch.stopping()) pipeline.request_stop();
+    if (auto reason = [&] { std::lock_guard g(lost_mutex); return lost_reason; }(); !reason.empty()) pipeline.fence(reason);
+    boost::asio::co_spawn(io, pipeline.run(), [&](std::exception_ptr e, int c) {
+      code = e ? app::kExitFatal : c;
+      // Said here, on the thread the probes read the halt on, so that the log says it first.
+      if (code == app::kExitDeepReorg && config.server.hold_on_halt && !ch.stopping())
+        spdlog::warn("event=halted_holding chain={} exit_code={} action=\"serving /healthz (503) and /metrics until SIGTERM or SIGINT\"",
+                     config.chain.name, code);
+      if (e) try {
+          std::rethrow_exception(e);
+        } catch (const std::exception& ex) {
+          spdlog::critical("event=crash chain={} message=\"{}\"", config.chain.name, ex.what());
+        }
+    });
+    io.run();
+    io.restart();
+    std::lock_guard guard(ch.mutex);
+    ch.pipeline = nullptr;
+    status.refresh = nullptr;  // it reads the pipeline
+  }
+  lease.stop();
+  if (code == app::kExitOk) return fenced().value_or(code);
+  return code;
+}
+
+// The chain's thread: run_chain, again after a lost lease when the process indexes several
+// chains (the chain waits as a standby again rather than stopping the others with exit 6), then
+// the chain's io_context keeps answering the operations server's reads until the process stops.
+void chain_thread(ChainRun& ch, const std::string& brokers, const std::string& instance) {
+  int code = app::kExitFatal;
+  for (;;) {
+    try {
+      code = run_chain(ch, brokers, instance);
+    } catch (const std::exception& e) {
+      spdlog::error("event=startup_failed chain={} message=\"{}\"", ch.config.chain.name, e.what());
+      code = app::kExitFatal;
+    }
+    if (!(ch.several && code == app::kExitFenced && !g_stop_requested)) break;
+    spdlog::warn("event=standby_again chain={} action=\"another process leads the chain now; waiting to take over\"", ch.config.chain.name);
+    ch.stop = false;
+  }
+  if (code != app::kExitOk && !g_stop_requested) {
+    spdlog::error("event=chain_stopped chain={} exit_code={}{}", ch.config.chain.name, code,
+                  ch.several ? " action=\"the other chains go on\"" : "");
+    boost::asio::post(ch.io, [&ch, code] {
+      if (ch.status.halted.empty()) ch.status.halted = "stopped with exit code " + std::to_string(code) + " (see the log)";
+      ch.status.starting.clear();
+    });
+  }
+  ch.exit_code = code;
+  ch.done = true;
+  auto work = boost::asio::make_work_guard(ch.io);
+  ch.io.run();
+}
+
 int run(const Args& args) {
   auto config = load_or_report(args.config);
   if (!config) return app::kExitConfig;
   if (!app::setup_logging(config->log.format, config->log.level)) return app::kExitConfig;
-  // Until the pipeline's own handler takes over, a signal asks the start-up steps to give up.
-  std::signal(SIGINT, on_startup_signal);
-  std::signal(SIGTERM, on_startup_signal);
+  // SIGINT and SIGTERM are taken by this thread alone (sigtimedwait below); every thread started
+  // from here on, librdkafka's included, inherits the mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   std::optional<sinks::DevBroker> embedded;
   std::string brokers = config->kafka.brokers;
   if (brokers == "embedded") {
     embedded.emplace(1);
-    for (const char* suffix : {".blocks", ".transactions", ".logs"})
-      embedded->create_topic(config->chain.name + suffix, static_cast<int>(config->kafka.partitions));
+    for (const auto& chain : config->chains)
+      for (const char* suffix : {".blocks", ".transactions", ".logs"})
+        embedded->create_topic(chain.name + suffix, static_cast<int>(config->kafka.partitions));
     brokers = embedded->bootstrap_servers();
     spdlog::info("event=embedded_broker bootstrap={}", brokers);
   }
   const std::string instance = instance_id();
-  std::string endpoint_names;
-  for (const auto& e : config->chain.endpoints)
-    endpoint_names += (endpoint_names.empty() ? "" : ",") + (e.name.empty() ? ingest::endpoint_label(e.http) : e.name);
-  spdlog::info("event=start chain={} chain_id={} confirmations={} endpoints={} postgres={} kafka={} kafka_security={}{}{} instance={}",
-               config->chain.name, config->chain.chain_id,
-               config->chain.confirm_tag.empty() ? std::to_string(config->chain.confirmations) : config->chain.confirm_tag, endpoint_names,
-               schema::redact_postgres_url(config->postgres.url), brokers, config->kafka.security_protocol,
-               config->kafka.sasl_mechanism.empty() ? "" : "/", config->kafka.sasl_mechanism, instance);
+  std::vector<std::string> names;
+  for (const auto& chain : config->chains) names.push_back(chain.name);
+  std::vector<std::unique_ptr<ChainRun>> chains;
+  for (std::size_t i = 0; i < config->chains.size(); ++i) {
+    auto ch = std::make_unique<ChainRun>(config->for_chain(i), config->chains.size());
+    const app::Config& c = ch->config;
+    std::string endpoint_names;
+    for (const auto& e : c.chain.endpoints)
+      endpoint_names += (endpoint_names.empty() ? "" : ",") + (e.name.empty() ? ingest::endpoint_label(e.http) : e.name);
+    spdlog::info("event=start chain={} chain_id={} confirmations={} endpoints={} postgres={} kafka={} kafka_security={}{}{} instance={}",
+                 c.chain.name, c.chain.chain_id, c.chain.confirm_tag.empty() ? std::to_string(c.chain.confirmations) : c.chain.confirm_tag,
+                 endpoint_names, schema::redact_postgres_url(c.postgres.url), brokers, c.kafka.security_protocol,
+                 c.kafka.sasl_mechanism.empty() ? "" : "/", c.kafka.sasl_mechanism, instance);
+    ch->status.chain = c.chain.name;
+    ch->status.starting = "waiting to start";
+    ch->status.starting_since = app::LiveStatus::Clock::now();
+    chains.push_back(std::move(ch));
+  }
   try {
-    if (!config->chain.tls_ca_file.empty()) ingest::trust_ca_file(config->chain.tls_ca_file);
-    // The operations server comes first, so that the probes answer while start-up waits for
-    // Postgres or Kafka (healthy, not ready, the reason given), and a port in use stops at once.
-    boost::asio::io_context io(1);
-    app::LiveStatus status;
-    status.chain = config->chain.name;
-    status.starting = "connecting to postgres";
-    status.starting_since = app::LiveStatus::Clock::now();
-    app::Metrics metrics(config->chain.name, app::kVersion, app::kRevision);
+    for (const auto& chain : config->chains)
+      if (!chain.tls_ca_file.empty()) ingest::trust_ca_file(chain.tls_ca_file);
     // Replay jobs: their progress as metrics, and (with server.admin_token) the admin API that
     // starts them as `chainidx replay` processes with this config.
-    app::AdminApi admin({config->server.admin_token, std::filesystem::absolute(*args.config).string(), config->postgres.url,
-                         config->chain.name, host_name() + "-" + instance},
-                        &metrics);
+    for (auto& ch : chains)
+      ch->admin = std::make_unique<app::AdminApi>(
+          app::AdminApi::Settings{config->server.admin_token, std::filesystem::absolute(*args.config).string(), config->postgres.url,
+                                  ch->config.chain.name, names, host_name() + "-" + instance},
+          &ch->metrics);
     spdlog::info("event=admin_api enabled={}{}", !config->server.admin_token.empty(),
                  config->server.admin_token.empty() ? " hint=\"set server.admin_token to start replays over HTTP\"" : "");
-    app::OpsServer server(io, config->server.listen, status, metrics,
-                          {std::chrono::seconds(config->server.unhealthy_after_seconds), config->server.ready_max_lag_blocks}, &admin);
-    // Until the pipeline runs, the io_context runs on a thread of its own for the server; the
-    // status is changed only by what is posted to it.
-    StartupServer startup(io);
-    auto waiting = [&](const std::string& what) { boost::asio::post(io, [&status, what] { status.starting = what; }); };
+    // The operations server comes first, on a thread of its own, so that the probes answer while
+    // start-up waits for Postgres or Kafka (healthy, not ready, the reason given), and a port in
+    // use stops at once.
+    boost::asio::io_context ops_io(1);
+    std::vector<app::OpsServer::Chain> views;
+    for (auto& ch : chains) views.push_back({ch->io.get_executor(), &ch->status, &ch->metrics, ch->admin.get()});
+    app::OpsServer server(ops_io, config->server.listen, std::move(views),
+                          {std::chrono::seconds(config->server.unhealthy_after_seconds), config->server.ready_max_lag_blocks});
+    std::thread ops_thread([&ops_io] { ops_io.run(); });
 
-    bool stopped = false;
-    sinks::PostgresSink postgres(config->postgres.url, config->chain.name);
-    if (auto code = until_done("postgres", [&] { postgres.migrate(); }, stopped, waiting)) return *code;
-    if (stopped) return app::kExitOk;
+    std::vector<std::thread> threads;
+    for (auto& ch : chains) threads.emplace_back([&ch, &brokers, &instance] { chain_thread(*ch, brokers, instance); });
 
-    // One process of the chain leads; the others wait here as hot standbys (Postgres reached,
-    // probes answering) until the leader exits, dies or lets its lease run out.
-    app::LeaderLease lease(config->postgres.url, config->chain.name, {instance, host_name(), static_cast<int>(getpid())},
-                           std::chrono::seconds(config->ha.lease_seconds));
-    sinks::PostgresSink::Leadership leadership;
-    std::string followed;
+    // Until every chain is done, or a signal: a signal stops every chain (each finishes its batch
+    // in flight). A deep-reorg halt with server.hold_on_halt keeps the process serving /healthz
+    // (503, with the reason) and /metrics (chainidx_halted 1) until a signal: an orchestrator's
+    // probe and an alert see the halt, where an exit would only show a restart loop.
+    bool signalled = false, holding = false;
+    const timespec tick{0, 100 * 1000 * 1000};
     for (;;) {
-      if (auto code = until_done("postgres", [&] { leadership = lease.try_lead(); }, stopped, waiting)) return *code;
-      if (stopped) return app::kExitOk;
-      if (leadership.ours) break;
-      const std::string about = app::LeaderLease::describe(leadership);
-      if (leadership.instance + "/" + std::to_string(leadership.epoch) != followed) {
-        followed = leadership.instance + "/" + std::to_string(leadership.epoch);
-        spdlog::info("event=standby chain={} {} lease_seconds={} action=\"taking over when it exits, dies or lets its lease run out\"",
-                     config->chain.name, about, config->ha.lease_seconds);
+      const int sig = sigtimedwait(&signals, nullptr, &tick);
+      if (sig > 0) {
+        spdlog::info("event=signal signal={} action=\"{}\"", sig,
+                     holding ? "exit" : "stop taking heads, finish the batch in flight");
+        signalled = true;
+        g_stop_requested = true;
+        for (auto& ch : chains) ch->request_stop();
       }
-      boost::asio::post(io, [&status, about] {
-        status.starting.clear();
-        status.starting_since.reset();
-        status.role = "standby";
-        status.leader = about;
-      });
-      for (int i = 0; i < 20 && !g_stop_requested; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
-      if (g_stop_requested) return app::kExitOk;
+      const bool all_done = std::all_of(chains.begin(), chains.end(), [](const auto& ch) { return ch->done.load(); });
+      if (!all_done) continue;
+      const bool halted = std::any_of(chains.begin(), chains.end(), [](const auto& ch) { return ch->exit_code == app::kExitDeepReorg; });
+      if (signalled || !halted || !config->server.hold_on_halt) break;
+      holding = true;
     }
-    spdlog::info("event=leader chain={} epoch={} instance={}", config->chain.name, leadership.epoch, instance);
-    postgres.write_as(instance, leadership.epoch);
-    // The lease is renewed from now on, also while start-up waits for Kafka. Losing it stops
-    // start-up, or the pipeline once it runs, with the fenced exit code.
-    struct Lost {
-      std::mutex mutex;
-      std::string reason;
-      app::Pipeline* pipeline = nullptr;
-    } lost;
-    lease.keep([&lost, &io](const std::string& reason) {
-      std::lock_guard guard(lost.mutex);
-      lost.reason = reason;
-      if (lost.pipeline) boost::asio::post(io, [p = lost.pipeline, reason] { p->fence(reason); });
-      else g_stop_requested = true;
-    });
-    auto fenced_at_start = [&lost]() -> std::optional<int> {
-      std::lock_guard guard(lost.mutex);
-      if (lost.reason.empty()) return std::nullopt;
-      spdlog::error("event=halt exit_code={} message=\"{}\"", int(app::kExitFenced), lost.reason);
-      return app::kExitFenced;
-    };
-    boost::asio::post(io, [&status, epoch = leadership.epoch] {
-      status.role = "leader";
-      status.epoch = epoch;
-      status.leader.clear();
-      status.starting_since = app::LiveStatus::Clock::now();
-    });
-    waiting("connecting to kafka");
-    sinks::KafkaSink kafka(kafka_sink_config(*config, brokers));
-    if (auto code = until_done("kafka", [&] {
-          kafka.ensure_topics();
-          kafka.start();
-          kafka.load_published_tip();
-        }, stopped, waiting))
-      return *code;
-    if (stopped) return fenced_at_start().value_or(app::kExitOk);
-
-    startup.finish();  // the io_context is this thread's again
-    // After any "waiting" still queued (handlers run in the order posted).
-    boost::asio::post(io, [&status] {
-      status.starting.clear();
-      status.starting_since.reset();
-    });
-    app::Pipeline pipeline(io, *config, {&kafka, &postgres}, postgres);
-    pipeline.observe(status, metrics);
-    {
-      std::lock_guard guard(lost.mutex);
-      lost.pipeline = &pipeline;
-    }
-    const int code =
-        drive(io, pipeline, pipeline.run(), "stop taking heads, finish the batch in flight", &server, config->server.hold_on_halt);
-    lease.stop();
-    if (code == app::kExitOk) return fenced_at_start().value_or(code);
-    return code;
-  } catch (const sinks::SinkError& e) {
-    spdlog::error("event=startup_failed message=\"{}\"", e.what());
-    return app::kExitFatal;
+    boost::asio::post(ops_io, [&server] { server.stop(); });
+    ops_thread.join();
+    for (auto& ch : chains) ch->io.stop();
+    for (auto& t : threads) t.join();
+    // The first chain's trouble, in the config's order.
+    for (const auto& ch : chains)
+      if (ch->exit_code != app::kExitOk) return ch->exit_code;
+    return app::kExitOk;
   } catch (const boost::system::system_error& e) {
     spdlog::error("event=startup_failed message=\"{}\"", e.what());
     return app::kExitFatal;
@@ -447,8 +596,20 @@ int replay(const Args& args) {
     std::cerr << "chainidx replay: --from " << *args.from << " is above --to " << *args.to << "\n";
     return app::kExitConfig;
   }
-  auto config = load_or_report(args.config);
-  if (!config) return app::kExitConfig;
+  auto loaded = load_or_report(args.config);
+  if (!loaded) return app::kExitConfig;
+  std::string names;
+  std::optional<std::size_t> which;
+  for (std::size_t i = 0; i < loaded->chains.size(); ++i) {
+    names += (names.empty() ? "" : ", ") + loaded->chains[i].name;
+    if (loaded->chains[i].name == args.chain || (args.chain.empty() && loaded->chains.size() == 1)) which = i;
+  }
+  if (!which) {
+    std::cerr << "chainidx replay: " << (args.chain.empty() ? "the config has several chains" : "--chain \"" + args.chain + "\" is not in the config")
+              << "; name one with --chain (" << names << ")\n";
+    return app::kExitConfig;
+  }
+  auto config = std::optional<app::Config>(loaded->for_chain(*which));
   if (!app::setup_logging(config->log.format, config->log.level)) return app::kExitConfig;
   std::signal(SIGINT, on_startup_signal);
   std::signal(SIGTERM, on_startup_signal);

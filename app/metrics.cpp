@@ -226,6 +226,35 @@ void Metrics::rpc(std::string_view endpoint, std::string_view method, std::strin
 }
 
 std::string Metrics::scrape(const LiveStatus& s) {
+  update(s);
+  return text({this});
+}
+
+std::string Metrics::text(const std::vector<Metrics*>& all) {
+  // Each chain's registry holds the same families: one family of each name, with every chain's
+  // series (a series with the same labels, such as the build's, once).
+  std::vector<prometheus::MetricFamily> merged;
+  for (Metrics* one : all) {
+    for (auto& family : one->impl_->registry.Collect()) {
+      auto it = std::find_if(merged.begin(), merged.end(), [&](const auto& f) { return f.name == family.name; });
+      if (it == merged.end()) {
+        merged.push_back(std::move(family));
+        continue;
+      }
+      for (auto& metric : family.metric) {
+        const bool seen = std::any_of(it->metric.begin(), it->metric.end(), [&](const prometheus::ClientMetric& m) {
+          return m.label.size() == metric.label.size() &&
+                 std::equal(m.label.begin(), m.label.end(), metric.label.begin(),
+                            [](const auto& a, const auto& b) { return a.name == b.name && a.value == b.value; });
+        });
+        if (!seen) it->metric.push_back(std::move(metric));
+      }
+    }
+  }
+  return prometheus::TextSerializer().Serialize(merged);
+}
+
+void Metrics::update(const LiveStatus& s) {
   Impl& m = *impl_;
   const auto c = m.only_chain();
   const double now = unix_now();
@@ -252,7 +281,6 @@ std::string Metrics::scrape(const LiveStatus& s) {
     m.rpc_rate.Add(l).Set(e.rate);
     m.rpc_rate_wait.Add(l).Set(e.rate_wait_seconds);
   }
-  return prometheus::TextSerializer().Serialize(m.registry.Collect());
 }
 
 }  // namespace chainidx::app

@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace chainidx::app {
 
@@ -40,7 +41,12 @@ class Metrics {
   /// (ok, rpc_error, throttled, http_error, transport, malformed).
   void rpc(std::string_view endpoint, std::string_view method, std::string_view outcome, std::size_t calls, double seconds);
 
-  /// The text exposition format, the gauges read from `status` first (ages against the wall clock).
+  /// The gauges that mirror `status` (ages against the wall clock), set from it. On the thread
+  /// that owns `status`.
+  void update(const LiveStatus& status);
+  /// The text exposition format of these chains' metrics, one family per name (any thread).
+  static std::string text(const std::vector<Metrics*>& all);
+  /// update(status), then text({this}).
   std::string scrape(const LiveStatus& status);
 
  private:

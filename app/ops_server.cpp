@@ -3,7 +3,10 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -37,10 +40,34 @@ boost::json::value optional_number(const std::optional<std::uint64_t>& v) {
   return v ? boost::json::value(*v) : boost::json::value(nullptr);
 }
 
-std::string status_json(const LiveStatus& s, const ProbeSettings& probes) {
+// What a chain's thread answered for one request: its status, the gauges updated from it.
+struct Snapshot {
+  std::optional<LiveStatus> status;  ///< nullopt: the chain's thread did not answer in time
+  std::string name;
+};
+
+// A chain's thread that does not answer within this is reported as stuck (not healthy).
+constexpr auto kSnapshotTimeout = std::chrono::seconds(3);
+
+Verdict judge(const Snapshot& s, bool health, const ProbeSettings& probes) {
+  if (!s.status) return {false, "the chain's thread has not answered for " + std::to_string(kSnapshotTimeout.count()) + " s (stuck)"};
+  const auto now = LiveStatus::Clock::now();
+  return health ? healthy(*s.status, probes, now) : ready(*s.status, probes, now);
+}
+
+std::string status_json(const Snapshot& snap, const ProbeSettings& probes) {
+  boost::json::object o;
+  if (!snap.status) {
+    o["chain"] = snap.name;
+    o["healthy"] = false;
+    o["health"] = judge(snap, true, probes).reason;
+    o["ready"] = false;
+    o["readiness"] = o["health"];
+    return boost::json::serialize(o);
+  }
+  const LiveStatus& s = *snap.status;
   const auto now = LiveStatus::Clock::now();
   const Verdict h = healthy(s, probes, now), r = ready(s, probes, now);
-  boost::json::object o;
   o["chain"] = s.chain;
   if (s.confirm_tag.empty()) o["confirmations"] = s.confirmations;
   else o["confirmations"] = s.confirm_tag;
@@ -71,7 +98,7 @@ std::string status_json(const LiveStatus& s, const ProbeSettings& probes) {
     endpoints.push_back(std::move(j));
   }
   o["endpoints"] = std::move(endpoints);
-  return boost::json::serialize(o) + "\n";
+  return boost::json::serialize(o);
 }
 
 constexpr const char* kText = "text/plain; charset=utf-8";
@@ -96,45 +123,155 @@ asio::awaitable<AdminReply> admin_call(AdminApi* admin, AdminRequest request) { 
 }  // namespace
 
 struct OpsServer::Impl : std::enable_shared_from_this<Impl> {
-  Impl(asio::io_context& io, LiveStatus& s, Metrics& m, ProbeSettings p, AdminApi* a)
-      : acceptor(io), status(s), metrics(m), probes(p), admin(a) {}
+  Impl(asio::io_context& io, std::vector<OpsServer::Chain> c, ProbeSettings p) : acceptor(io), chains(std::move(c)), probes(p) {}
 
   tcp::acceptor acceptor;
-  LiveStatus& status;
-  Metrics& metrics;
+  std::vector<OpsServer::Chain> chains;
   ProbeSettings probes;
-  AdminApi* admin;
   std::set<beast::tcp_stream*> open;
   bool stopped = false;
 
-  http::response<http::string_body> answer(const http::request<http::string_body>& req) {
+  // Reads one chain's status on its own thread (refreshed, its gauges updated), or gives up
+  // after kSnapshotTimeout.
+  asio::awaitable<Snapshot> snapshot(const OpsServer::Chain& chain) {
+    struct Pending {
+      explicit Pending(asio::any_io_executor ex) : timer(ex) {}
+      asio::steady_timer timer;
+      std::optional<LiveStatus> status;
+    };
+    auto home = co_await asio::this_coro::executor;
+    auto pending = std::make_shared<Pending>(home);
+    pending->timer.expires_after(kSnapshotTimeout);
+    // Only a weak reference travels: a reply that comes after the timeout, or after this server's
+    // io_context stopped, finds nothing to fill.
+    asio::post(chain.executor, [weak = std::weak_ptr<Pending>(pending), home, status = chain.status, metrics = chain.metrics] {
+      if (status->refresh) status->refresh();
+      if (metrics) metrics->update(*status);
+      LiveStatus copy = *status;
+      copy.refresh = nullptr;
+      asio::post(home, [weak, copy = std::move(copy)]() mutable {
+        if (auto p = weak.lock()) {
+          p->status = std::move(copy);
+          p->timer.cancel();
+        }
+      });
+    });
+    boost::system::error_code ec;
+    co_await pending->timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    co_return Snapshot{std::move(pending->status), chain.status->chain};
+  }
+
+  // "/healthz/base" -> the chain named "base" (nullptr when none is); `which` is what follows the
+  // probe's path.
+  const OpsServer::Chain* chain_named(std::string_view which) const {
+    for (const auto& c : chains)
+      if (c.status->chain == which) return &c;
+    return nullptr;
+  }
+
+  std::string chain_names() const {
+    std::string names;
+    for (const auto& c : chains) names += (names.empty() ? "" : ", ") + c.status->chain;
+    return names;
+  }
+
+  asio::awaitable<http::response<http::string_body>> answer(const http::request<http::string_body>& req) {
     auto reply = [&](http::status code, std::string body, const char* type = kText) { return make_reply(req, code, std::move(body), type); };
     std::string_view target = req.target();
     target = target.substr(0, target.find('?'));
-    const bool known = target == "/metrics" || target == "/healthz" || target == "/readyz" || target == "/status";
-    if (!known) return reply(http::status::not_found, "not found: this server answers GET /metrics, /healthz, /readyz and /status\n");
+    // /healthz/<chain>, /readyz/<chain>: one chain's verdict.
+    std::string_view probe = target, which;
+    for (std::string_view p : {"/healthz/", "/readyz/"})
+      if (target.starts_with(p)) {
+        probe = target.substr(0, p.size() - 1);
+        which = target.substr(p.size());
+      }
+    const bool known = target == "/metrics" || probe == "/healthz" || probe == "/readyz" || target == "/status";
+    if (!known)
+      co_return reply(http::status::not_found,
+                      "not found: this server answers GET /metrics, /healthz, /readyz (also /healthz/<chain>, /readyz/<chain>) and /status\n");
     if (req.method() != http::verb::get && req.method() != http::verb::head) {
       auto res = reply(http::status::method_not_allowed, "method not allowed: use GET\n");
       res.set(http::field::allow, "GET, HEAD");
-      return res;
+      co_return res;
     }
-    if (status.refresh) status.refresh();
-    const auto now = LiveStatus::Clock::now();
-    if (target == "/metrics") return reply(http::status::ok, metrics.scrape(status), "text/plain; version=0.0.4; charset=utf-8");
-    if (target == "/status") return reply(http::status::ok, status_json(status, probes), "application/json");
-    const Verdict v = target == "/healthz" ? healthy(status, probes, now) : ready(status, probes, now);
-    return reply(v.ok ? http::status::ok : http::status::service_unavailable, v.reason + "\n");
+    std::vector<const OpsServer::Chain*> asked;
+    if (!which.empty()) {
+      const OpsServer::Chain* one = chain_named(which);
+      if (!one) co_return reply(http::status::not_found, "no chain \"" + std::string(which) + "\" here; the chains are " + chain_names() + "\n");
+      asked.push_back(one);
+    } else {
+      for (const auto& c : chains) asked.push_back(&c);
+    }
+    std::vector<Snapshot> snaps;
+    for (const auto* c : asked) snaps.push_back(co_await snapshot(*c));
+
+    if (target == "/metrics") {
+      std::vector<Metrics*> all;
+      for (const auto* c : asked)
+        if (c->metrics) all.push_back(c->metrics);
+      co_return reply(http::status::ok, Metrics::text(all), "text/plain; version=0.0.4; charset=utf-8");
+    }
+    if (target == "/status") {
+      if (chains.size() == 1) co_return reply(http::status::ok, status_json(snaps[0], probes) + "\n", "application/json");
+      std::string body = "{\"chains\":[";
+      for (std::size_t i = 0; i < snaps.size(); ++i) body += (i ? "," : "") + status_json(snaps[i], probes);
+      co_return reply(http::status::ok, body + "]}\n", "application/json");
+    }
+    const bool health = probe == "/healthz";
+    // One chain (the only one, or the one asked for): its verdict as it is. Several: ok when
+    // every chain is, a line each.
+    if (snaps.size() == 1) {
+      const Verdict v = judge(snaps[0], health, probes);
+      co_return reply(v.ok ? http::status::ok : http::status::service_unavailable, v.reason + "\n");
+    }
+    bool ok = true;
+    std::string body;
+    for (const auto& snap : snaps) {
+      const Verdict v = judge(snap, health, probes);
+      ok = ok && v.ok;
+      body += snap.name + ": " + v.reason + "\n";
+    }
+    co_return reply(ok ? http::status::ok : http::status::service_unavailable, std::move(body));
   }
 
-  // /admin/: answered on the admin API's thread (it waits for Postgres), never on this one.
+  // /admin/: answered on the admin API's thread (it waits for Postgres), never on this one. With
+  // several chains, POST /admin/replay goes to the chain its body names (the first chain's API
+  // answers a body that names none: after the token check, with the reason) and GET
+  // /admin/replays lists every chain's jobs.
   asio::awaitable<http::response<http::string_body>> admin_answer(const http::request<http::string_body>& req, std::string_view path) {
     AdminReply r;
-    if (!admin) {
+    if (!chains.front().admin) {
       r = {404, "the admin API is off: set server.admin_token (from the environment) to turn it on\n", false};
     } else {
-      AdminRequest ar{std::string(req.method_string()), std::string(path), std::string(req[http::field::authorization]), req.body(),
-                      status.cursor};
-      r = co_await asio::co_spawn(admin->executor(), admin_call(admin, std::move(ar)), asio::use_awaitable);
+      const OpsServer::Chain* to = &chains.front();
+      if (chains.size() > 1 && req.method() == http::verb::post) {
+        boost::system::error_code ec;
+        const boost::json::value body = boost::json::parse(req.body(), ec);
+        if (!ec && body.is_object())
+          if (const auto* named = body.as_object().if_contains("chain"); named && named->is_string())
+            if (const auto* c = chain_named(named->as_string())) to = c;
+      }
+      const bool all = chains.size() > 1 && path == "/admin/replays" && (req.method() == http::verb::get || req.method() == http::verb::head);
+      boost::json::array listed;
+      for (const auto& chain : chains) {
+        if (!all && &chain != to) continue;
+        const Snapshot snap = co_await snapshot(chain);
+        AdminRequest ar{std::string(req.method_string()), std::string(path), std::string(req[http::field::authorization]), req.body(),
+                        snap.status ? snap.status->cursor : std::nullopt};
+        r = co_await asio::co_spawn(chain.admin->executor(), admin_call(chain.admin, std::move(ar)), asio::use_awaitable);
+        if (!all) break;
+        if (r.status != 200) break;  // the token refused, or a chain's table unreadable: that answer
+        boost::system::error_code ec;
+        boost::json::value doc = boost::json::parse(r.body, ec);
+        if (ec || !doc.is_object() || !doc.as_object().contains("replays")) break;
+        for (auto& job : doc.as_object()["replays"].as_array()) listed.push_back(std::move(job));
+      }
+      if (all && r.status == 200) {
+        boost::json::object doc;
+        doc["replays"] = std::move(listed);
+        r.body = boost::json::serialize(doc) + "\n";
+      }
     }
     auto res = make_reply(req, static_cast<http::status>(r.status), std::move(r.body), r.json ? "application/json" : kText);
     if (r.status == 401) res.set(http::field::www_authenticate, "Bearer realm=\"chainidx\"");
@@ -159,7 +296,7 @@ struct OpsServer::Impl : std::enable_shared_from_this<Impl> {
         // (Not a conditional expression: GCC 12 mishandles co_await inside one.)
         http::response<http::string_body> res;
         if (path == "/admin" || path.starts_with("/admin/")) res = co_await admin_answer(req, path);
-        else res = answer(req);
+        else res = co_await answer(req);
         if (req.method() == http::verb::head) res.body().clear();
         const bool keep = res.keep_alive();
         co_await http::async_write(stream, res, asio::use_awaitable);
@@ -196,9 +333,9 @@ struct OpsServer::Impl : std::enable_shared_from_this<Impl> {
   }
 };
 
-OpsServer::OpsServer(asio::io_context& io, const std::string& listen, LiveStatus& status, Metrics& metrics, ProbeSettings probes,
-                     AdminApi* admin)
-    : impl_(std::make_shared<Impl>(io, status, metrics, probes, admin)) {
+OpsServer::OpsServer(asio::io_context& io, const std::string& listen, std::vector<Chain> chains, ProbeSettings probes)
+    : impl_(std::make_shared<Impl>(io, std::move(chains), probes)) {
+  if (impl_->chains.empty()) throw std::invalid_argument("OpsServer: no chain");
   const auto colon = listen.rfind(':');
   if (colon == std::string::npos) throw ListenError("server.listen: \"" + listen + "\" is not HOST:PORT");
   std::string host = listen.substr(0, colon);

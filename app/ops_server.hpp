@@ -1,14 +1,22 @@
 #pragma once
 // The operations HTTP server on [server] listen: GET /metrics (Prometheus text format), /healthz,
-// /readyz (200, or 503 with the reason), /status (JSON) and the admin API under /admin/. Runs on the pipeline's io thread,
-// which never blocks on a sink write (those run on worker threads), so a probe is answered while
-// a write is in flight. Beast lives in ops_server.cpp only.
+// /readyz (200, or 503 with the reason), /status (JSON) and the admin API under /admin/, for
+// every chain the process indexes. It runs on an io_context of its own; each answer reads the
+// chains' statuses on their own threads (each chain's io thread, which never blocks on a sink
+// write), so one chain's trouble never holds up another's probes. Beast lives in
+// ops_server.cpp only.
+//
+// With several chains: /healthz and /readyz answer 200 when every chain is healthy (ready), with
+// a line per chain; /healthz/<chain> and /readyz/<chain> judge one chain; /status has a `chains`
+// array; POST /admin/replay names its chain.
 
+#include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/io_context.hpp>
 
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "app/health.hpp"
 
@@ -26,10 +34,16 @@ class ListenError : public std::runtime_error {
 
 class OpsServer {
  public:
-  /// Binds `listen` ("HOST:PORT") at once: a port in use throws ListenError naming it. `admin`
-  /// (may be null: /admin/ answers 404) answers /admin/ on its own thread.
-  OpsServer(boost::asio::io_context& io, const std::string& listen, LiveStatus& status, Metrics& metrics, ProbeSettings probes,
-            AdminApi* admin = nullptr);
+  /// One chain as the server sees it.
+  struct Chain {
+    boost::asio::any_io_executor executor;  ///< the chain's io thread: `status` is read there
+    LiveStatus* status = nullptr;
+    Metrics* metrics = nullptr;
+    AdminApi* admin = nullptr;  ///< may be null: /admin/ answers 404
+  };
+  /// Binds `listen` ("HOST:PORT") at once: a port in use throws ListenError naming it. Serves on
+  /// `io`; `chains` (at least one) must outlive the server's last answer.
+  OpsServer(boost::asio::io_context& io, const std::string& listen, std::vector<Chain> chains, ProbeSettings probes);
   ~OpsServer();
 
   /// The port bound (useful when `listen` asked for port 0).

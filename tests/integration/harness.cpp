@@ -314,9 +314,12 @@ std::string Postgres::create_database(const std::string& name) {
 
 DevBroker::DevBroker(const std::string& dir, const std::string& chain_name, int partitions) {
   std::string file = dir + "/bootstrap";
+  std::string topics;
+  std::stringstream names(chain_name);
+  for (std::string one; std::getline(names, one, ',');)
+    topics += (topics.empty() ? "" : ",") + one + ".blocks," + one + ".transactions," + one + ".logs";
   process_ = std::make_unique<Process>(
-      std::vector<std::string>{chainidx_binary(), "devbroker", "--bootstrap-file", file, "--topics",
-                               chain_name + ".blocks," + chain_name + ".transactions," + chain_name + ".logs",
+      std::vector<std::string>{chainidx_binary(), "devbroker", "--bootstrap-file", file, "--topics", topics,
                                "--partitions", std::to_string(partitions)},
       dir + "/devbroker.log");
   if (!wait_until([&] { return fs::exists(file); }, 20s)) throw std::runtime_error("devbroker did not start: " + process_->log());
@@ -359,6 +362,13 @@ Indexer::Indexer(const std::string& dir, const Anvil& anvil, std::string postgre
   std::string extra;
   for (const auto& [ws, http] : o.extra_endpoints_first)
     extra += "[[chain.endpoints]]\nws = \"" + ws + "\"\nhttp = \"" + http + "\"\nrequests_per_second = 1000\nburst = 1000\n\n";
+  if (!o.chains.empty()) {
+    std::ofstream(config_path_) << o.chains << "\n[postgres]\nurl = \"" << postgres_url_ << "\"\n\n"
+                                << "[kafka]\nbrokers = \"" << brokers << "\"\n" << o.kafka_extra << "\n"
+                                << "[server]\nlisten = \"127.0.0.1:" << ops_port_ << "\"\n" << o.server_extra << "\n"
+                                << "[pipeline]\nbatch_blocks = " << o.batch_blocks << "\n" << o.pipeline_extra << "\n" << o.extra_tables;
+    return;
+  }
   std::ofstream(config_path_) << "[chain]\nname = \"" << o.chain_name << "\"\nchain_id = " << o.chain_id
                               << "\nconfirmations = " << (o.confirmations_tag.empty() ? std::to_string(o.confirmations) : "\"" + o.confirmations_tag + "\"") << "\nstart_block = 0\n" << o.chain_extra << "\n" << extra
                               << "[[chain.endpoints]]\nws = \"" << o.ws_url.value_or(anvil.ws_url()) << "\"\nhttp = \"" << o.http_url.value_or(anvil.http_url())

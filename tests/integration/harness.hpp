@@ -113,6 +113,7 @@ std::vector<std::string> consume_topic(const std::string& bootstrap, const std::
 /// `chainidx devbroker` with the chain's three topics created up front.
 class DevBroker {
  public:
+  /// Topics for `chain_name`'s blocks, transactions and logs (several chains: "a,b").
   DevBroker(const std::string& dir, const std::string& chain_name, int partitions = 3);
   const std::string& bootstrap() const { return bootstrap_; }
   /// Every message value of a topic, from the beginning, as a read_committed consumer (kcat) sees it.
@@ -158,6 +159,8 @@ class Indexer {
     std::string chain_extra, kafka_extra, pipeline_extra, server_extra;
     /// Whole tables appended to the config (e.g. "[ha]\nlease_seconds = 3\n").
     std::string extra_tables;
+    /// [[chains]] tables (with their endpoints) instead of [chain] and anvil's endpoint.
+    std::string chains;
     /// anvil's endpoint's rate limit (and burst).
     double requests_per_second = 1000;
   };

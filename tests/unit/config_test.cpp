@@ -432,5 +432,93 @@ TEST(Config, KafkaSecurityKeysBecomeLibrdkafkaPropertiesAndAreCheckedTogether) {
   EXPECT_EQ(secret.error().message.find("s3cr3t-pw"), std::string::npos) << secret.error().message;
 }
 
+
+const std::string kTwoChains = R"(
+[[chains]]
+name = "mainnet"
+chain_id = 1
+confirmations = 64
+
+[[chains.endpoints]]
+ws = "wss://eth.example.com/ws"
+http = "https://eth.example.com/${KEY}"
+
+[[chains]]
+name = "base"
+chain_id = 8453
+confirmations = "safe"
+start_block = 100
+
+[[chains.endpoints]]
+name = "base_a"
+ws = "ws://127.0.0.1:9545"
+http = "http://127.0.0.1:9545"
+
+[[chains.endpoints]]
+ws = "ws://127.0.0.1:9546"
+http = "http://127.0.0.1:9546"
+
+[postgres]
+url = "postgresql://127.0.0.1:5432/chainidx"
+
+[kafka]
+brokers = "127.0.0.1:9092"
+)";
+
+TEST(Config, ManyChainsEachHaveTheirOwnSettingsAndForChainSelectsOne) {
+  auto c = parse_config(kTwoChains, "two.toml", env_with({{"KEY", "k"}}));
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  ASSERT_EQ(c->chains.size(), 2u);
+  EXPECT_EQ(c->chains[0].name, "mainnet");
+  EXPECT_EQ(c->chains[0].confirmations, 64u);
+  EXPECT_EQ(c->chains[0].endpoints.size(), 1u);
+  EXPECT_EQ(c->chains[0].endpoints[0].http, "https://eth.example.com/k");
+  EXPECT_EQ(c->chains[1].name, "base");
+  EXPECT_EQ(c->chains[1].chain_id, 8453u);
+  EXPECT_EQ(c->chains[1].confirm_tag, "safe");
+  EXPECT_EQ(c->chains[1].start_block, 100u);
+  ASSERT_EQ(c->chains[1].endpoints.size(), 2u);
+  EXPECT_EQ(c->chains[1].endpoints[0].name, "base_a");
+  EXPECT_EQ(c->chain.name, "mainnet");  // the first, until for_chain picks another
+  const Config base = c->for_chain(1);
+  EXPECT_EQ(base.chain.name, "base");
+  EXPECT_EQ(base.chain.endpoints.size(), 2u);
+  EXPECT_EQ(base.postgres.url, c->postgres.url);
+
+  // One chain with [chain] is the same as one [[chains]] table.
+  auto single = parse_config(kGood, "good.toml", env_with({{"API_KEY", "x"}}));
+  ASSERT_TRUE(single.ok());
+  ASSERT_EQ(single->chains.size(), 1u);
+  EXPECT_EQ(single->chains[0].name, "anvil");
+}
+
+TEST(Config, ManyChainsErrorsNameTheChainAndItsKey) {
+  const auto env = env_with({{"KEY", "k"}, {"API_KEY", "x"}});
+  auto dup = parse_config(replace(kTwoChains, "name = \"base\"", "name = \"mainnet\""), "two.toml", env);
+  ASSERT_FALSE(dup.ok());
+  EXPECT_NE(dup.error().message.find("chains[1].name"), std::string::npos) << dup.error().message;
+  EXPECT_NE(dup.error().message.find("own name"), std::string::npos) << dup.error().message;
+
+  auto bad_key = parse_config(replace(kTwoChains, "start_block = 100", "start_blok = 100"), "two.toml", env);
+  ASSERT_FALSE(bad_key.ok());
+  EXPECT_NE(bad_key.error().message.find("chains[1].start_blok: unknown key"), std::string::npos) << bad_key.error().message;
+
+  auto bad_url = parse_config(replace(kTwoChains, "http://127.0.0.1:9546", "ftp://127.0.0.1:9546"), "two.toml", env);
+  ASSERT_FALSE(bad_url.ok());
+  EXPECT_NE(bad_url.error().message.find("chains[1].endpoints[1].http"), std::string::npos) << bad_url.error().message;
+
+  // The second chain without endpoints.
+  const std::string cut = kTwoChains.substr(0, kTwoChains.find("[[chains.endpoints]]\nname = \"base_a\"")) +
+                          kTwoChains.substr(kTwoChains.find("[postgres]"));
+  auto no_endpoints = parse_config(cut, "two.toml", env);
+  ASSERT_FALSE(no_endpoints.ok());
+  EXPECT_NE(no_endpoints.error().message.find("chains[1].endpoints: missing"), std::string::npos) << no_endpoints.error().message;
+  EXPECT_NE(no_endpoints.error().message.find("[[chains.endpoints]] (below the chain's [[chains]])"), std::string::npos) << no_endpoints.error().message;
+
+  auto both = parse_config(kGood + "\n" + kTwoChains.substr(0, kTwoChains.find("[postgres]")), "both.toml", env);
+  ASSERT_FALSE(both.ok());
+  EXPECT_NE(both.error().message.find("both [chain] and [[chains]]"), std::string::npos) << both.error().message;
+}
+
 }  // namespace
 }  // namespace chainidx::app

@@ -1,5 +1,7 @@
 #include "app/leader.hpp"
 
+#include "app/logging.hpp"
+
 #include <spdlog/spdlog.h>
 
 #include <cmath>
@@ -14,7 +16,8 @@ LeaderLease::~LeaderLease() { stop(); }
 sinks::PostgresSink::Leadership LeaderLease::try_lead() { return session_.try_lead(self_.instance, self_.host, self_.pid, lease_); }
 
 void LeaderLease::keep(std::function<void(const std::string&)> lost) {
-  keeper_ = std::thread([this, lost = std::move(lost)] {
+  keeper_ = std::thread([this, lost = std::move(lost), chain = log_chain()] {
+    set_log_chain(chain);
     const auto every = std::chrono::duration_cast<std::chrono::milliseconds>(lease_) / 3;
     auto next = std::chrono::steady_clock::now() + every;
     std::unique_lock lock(mutex_);

@@ -1,6 +1,7 @@
 #include "app/logging.hpp"
 
 #include <boost/json.hpp>
+#include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
@@ -12,6 +13,21 @@
 
 namespace chainidx::app {
 namespace {
+
+thread_local std::string t_chain;
+
+// %*: "chain=NAME " on a chain's thread, unless the message names a chain itself.
+class ChainFlag final : public spdlog::custom_flag_formatter {
+ public:
+  void format(const spdlog::details::log_msg& msg, const std::tm&, spdlog::memory_buf_t& dest) override {
+    if (t_chain.empty()) return;
+    const std::string_view payload(msg.payload.data(), msg.payload.size());
+    if (payload.starts_with("chain=") || payload.find(" chain=") != std::string_view::npos) return;
+    const std::string text = "chain=" + t_chain + " ";
+    dest.append(text.data(), text.data() + text.size());
+  }
+  std::unique_ptr<custom_flag_formatter> clone() const override { return std::make_unique<ChainFlag>(); }
+};
 
 bool plain_integer(std::string_view v) {
   if (v.empty() || v.size() > 18) return false;  // fits an int64 for certain
@@ -79,7 +95,7 @@ class JsonFormatter final : public spdlog::formatter {
     std::snprintf(stamp + n, sizeof stamp - n, ".%03dZ", static_cast<int>(ms));
     const auto level = spdlog::level::to_string_view(msg.level);
     const std::string line = json_log_line(stamp, std::string_view(level.data(), level.size()),
-                                           std::string_view(msg.payload.data(), msg.payload.size()));
+                                           std::string_view(msg.payload.data(), msg.payload.size()), t_chain);
     dest.append(line.data(), line.data() + line.size());
   }
   std::unique_ptr<spdlog::formatter> clone() const override { return std::make_unique<JsonFormatter>(); }
@@ -87,7 +103,7 @@ class JsonFormatter final : public spdlog::formatter {
 
 }  // namespace
 
-std::string json_log_line(std::string_view time, std::string_view level, std::string_view message) {
+std::string json_log_line(std::string_view time, std::string_view level, std::string_view message, std::string_view chain) {
   boost::json::object o;
   o["time"] = time;
   o["level"] = level;
@@ -98,10 +114,14 @@ std::string json_log_line(std::string_view time, std::string_view level, std::st
   } else {
     o["message"] = message;
   }
+  if (!chain.empty() && !o.contains("chain")) o["chain"] = chain;
   return boost::json::serialize(o) + "\n";
 }
 
 std::unique_ptr<spdlog::formatter> json_log_formatter() { return std::make_unique<JsonFormatter>(); }
+
+void set_log_chain(std::string chain) { t_chain = std::move(chain); }
+const std::string& log_chain() { return t_chain; }
 
 bool setup_logging(const std::string& format, const std::string& level) {
   // On standard error, as the README says: standard output stays free for what a command prints.
@@ -110,7 +130,11 @@ bool setup_logging(const std::string& format, const std::string& level) {
   auto logger = spdlog::stderr_logger_mt("chainidx");
   spdlog::set_default_logger(logger);
   if (format == "json") logger->set_formatter(json_log_formatter());
-  else spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%eZ level=%l %v", spdlog::pattern_time_type::utc);
+  else {
+    auto text = std::make_unique<spdlog::pattern_formatter>(spdlog::pattern_time_type::utc);
+    text->add_flag<ChainFlag>('*').set_pattern("%Y-%m-%dT%H:%M:%S.%eZ level=%l %*%v");
+    logger->set_formatter(std::move(text));
+  }
   spdlog::set_level(spdlog::level::from_str(level));
   const char* env = std::getenv("CHAINIDX_LOG_LEVEL");
   if (!env || !*env) return true;

@@ -343,6 +343,9 @@ int run_chain(ChainRun& ch, const std::string& brokers, const std::string& insta
     status.starting = "connecting to postgres";
     status.starting_since = app::LiveStatus::Clock::now();
     status.role.clear();
+    status.halted.clear();  // a chain among several starts again after a lost lease
+    status.waiting_since.reset();
+    status.sink_problem.clear();
   });
   StartupServer startup(io);
   auto waiting = [&](const std::string& what) { boost::asio::post(io, [&status, what] { status.starting = what; }); };
@@ -353,6 +356,10 @@ int run_chain(ChainRun& ch, const std::string& brokers, const std::string& insta
   if (auto code = until_done("postgres", [&] { postgres.migrate(); }, stopped, waiting, stopping)) return *code;
   if (stopped) return app::kExitOk;
 
+  // Why the lease was lost (set by the lease's thread: declared before the lease, which stops
+  // that thread when it goes).
+  std::mutex lost_mutex;
+  std::string lost_reason;
   // One process of the chain leads; the others wait here as hot standbys (Postgres reached,
   // probes answering) until the leader exits, dies or lets its lease run out.
   app::LeaderLease lease(config.postgres.url, config.chain.name, {instance, host_name(), static_cast<int>(getpid())},
@@ -382,8 +389,6 @@ int run_chain(ChainRun& ch, const std::string& brokers, const std::string& insta
   postgres.write_as(instance, leadership.epoch);
   // The lease is renewed from now on, also while start-up waits for Kafka. Losing it stops
   // start-up, or the pipeline once it runs, with the fenced exit code.
-  std::mutex lost_mutex;
-  std::string lost_reason;
   lease.keep([&](const std::string& reason) {
     std::lock_guard guard(lost_mutex);
     lost_reason = reason;
@@ -458,6 +463,7 @@ int run_chain(ChainRun& ch, const std::string& brokers, const std::string& insta
 // chains (the chain waits as a standby again rather than stopping the others with exit 6), then
 // the chain's io_context keeps answering the operations server's reads until the process stops.
 void chain_thread(ChainRun& ch, const std::string& brokers, const std::string& instance) {
+  if (ch.several) app::set_log_chain(ch.config.chain.name);
   int code = app::kExitFatal;
   for (;;) {
     try {

@@ -1,6 +1,7 @@
 #include "app/pipeline.hpp"
 
 #include "app/live_status.hpp"
+#include "app/logging.hpp"
 #include "app/metrics.hpp"
 
 #include <boost/asio/co_spawn.hpp>
@@ -1132,7 +1133,10 @@ struct Pipeline::Impl {
 };
 
 Pipeline::Pipeline(asio::io_context& io, Config config, std::vector<sinks::Sink*> sinks, sinks::CheckpointStore& checkpoints)
-    : impl_(std::make_unique<Impl>(io, std::move(config), std::move(sinks), checkpoints)) {}
+    : impl_(std::make_unique<Impl>(io, std::move(config), std::move(sinks), checkpoints)) {
+  // The worker threads log for this chain too (each pool has one thread).
+  for (auto* pool : {&impl_->workers, &impl_->kafka_worker}) asio::post(*pool, [chain = log_chain()] { set_log_chain(chain); });
+}
 
 Pipeline::~Pipeline() {
   impl_->workers.join();

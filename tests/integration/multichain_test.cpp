@@ -116,6 +116,9 @@ TEST(MultiChain, OneChainsDeadProviderNeverStallsTheOther) {
       << http_request(indexer.ops_port(), "GET", "/readyz").body << indexer.log();
 
   EXPECT_EQ(indexer.stop(SIGTERM), 0) << indexer.log();
+  // Every line logged on a chain's threads names its chain.
+  EXPECT_TRUE(std::regex_search(indexer.log(), std::regex("level=[a-z]+ chain=beta event=[a-z_]+ "))) << indexer.log();
+  EXPECT_TRUE(std::regex_search(indexer.log(), std::regex("level=[a-z]+ chain=anvil event=[a-z_]+ "))) << indexer.log();
   expect_schema_equals_node(db, "anvil", alpha);
   expect_schema_equals_node(db, "beta", beta);
   // Each chain's blocks in its own topic, each once.

@@ -23,6 +23,14 @@ TEST(JsonLog, QuotedValuesKeepTheirSpacesAndInnerQuotes) {
   EXPECT_EQ(json_log_line("t", "info", "event=x hash=0x00ab n=007"), R"({"time":"t","level":"info","event":"x","hash":"0x00ab","n":"007"})" "\n");
 }
 
+TEST(JsonLog, AChainsThreadAddsItsChainUnlessTheLineNamesOne) {
+  EXPECT_EQ(json_log_line("t", "info", "event=sink_retry attempt=2", "base"),
+            R"({"time":"t","level":"info","event":"sink_retry","attempt":2,"chain":"base"})" "\n");
+  EXPECT_EQ(json_log_line("t", "info", "event=leader chain=mainnet epoch=3", "base"),
+            R"({"time":"t","level":"info","event":"leader","chain":"mainnet","epoch":3})" "\n");
+  EXPECT_EQ(json_log_line("t", "info", "event=x", ""), R"({"time":"t","level":"info","event":"x"})" "\n");
+}
+
 TEST(JsonLog, AMessageThatIsNotPairsGoesWholeIntoMessage) {
   EXPECT_EQ(json_log_line("t", "error", "librdkafka: broker down\nsecond line"),
             R"({"time":"t","level":"error","message":"librdkafka: broker down\nsecond line"})" "\n");

@@ -9,8 +9,9 @@
 // - Healthy (/healthz): the process is working. Not when the pipeline halted (a deep reorg, a
 //   refused write), nor when confirmed blocks have waited for a failing sink longer than
 //   server.unhealthy_after_seconds: a restart may be what it needs.
-// - Ready (/readyz): caught up and every sink reachable: a head is known, the confirmed blocks not
-//   yet written are at most server.ready_max_lag_blocks, and no sink write is failing.
+// - Ready (/readyz): caught up and every sink reachable: a head is known and came less than
+//   chain.head_stall_timeout_seconds ago, the confirmed blocks not yet written are at most
+//   server.ready_max_lag_blocks, and no sink write is failing.
 
 #include <chrono>
 #include <cstdint>
@@ -55,6 +56,9 @@ inline Verdict ready(const LiveStatus& s, const ProbeSettings& p, LiveStatus::Cl
   if (!s.halted.empty()) return {false, "halted: " + s.halted};
   if (s.waiting_since) return {false, "a sink write is failing (for " + waited(*s.waiting_since, now) + "): " + s.sink_problem};
   if (!s.head) return {false, "starting: no head yet"};
+  if (s.head_at && s.head_stale_after.count() > 0 && now - *s.head_at > s.head_stale_after)
+    return {false, "no new head for " + waited(*s.head_at, now) + " (chain.head_stall_timeout_seconds = " +
+                       std::to_string(s.head_stale_after.count()) + "): the endpoints are unreachable, or the chain stopped"};
   if (s.lag() > p.ready_max_lag_blocks)
     return {false, "behind: " + std::to_string(s.lag()) + " confirmed blocks not yet written (server.ready_max_lag_blocks = " +
                        std::to_string(p.ready_max_lag_blocks) + ")"};

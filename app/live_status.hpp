@@ -37,6 +37,10 @@ struct LiveStatus {
   Clock::time_point started = Clock::now();
 
   std::optional<std::uint64_t> head;            ///< the newest head believed
+  std::optional<Clock::time_point> head_at;     ///< when it came
+  /// No new head for this long: not ready (the endpoints are unreachable, or the chain stalled);
+  /// chain.head_stall_timeout_seconds. Zero: never judged.
+  std::chrono::seconds head_stale_after{0};
   std::uint64_t head_timestamp = 0;             ///< its block's time (unix seconds), 0 when unknown
   std::optional<std::uint64_t> confirmed_top;   ///< the newest block that counts as confirmed now
   std::optional<std::uint64_t> cursor;          ///< the newest block written to every sink

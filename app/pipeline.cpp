@@ -595,6 +595,7 @@ struct Pipeline::Impl {
     }
     if (status) {
       status->head = newest_head->number;
+      status->head_at = head_at;
       status->confirmed_top = confirmed_top();
     }
   }
@@ -1158,6 +1159,7 @@ void Pipeline::observe(LiveStatus& status, Metrics& metrics) {
   status.chain = m.config.chain.name;
   status.confirmations = m.config.chain.confirm_tag.empty() ? m.config.chain.confirmations : 0;
   status.confirm_tag = m.config.chain.confirm_tag;
+  status.head_stale_after = std::chrono::seconds(m.config.chain.head_stall_timeout_seconds);
   for (std::size_t i = 0; i < m.pool.size(); ++i)
     m.pool.at(i).rpc.observe([&metrics](const ingest::RpcObservation& o) {
       metrics.rpc(o.endpoint, o.method, ingest::outcome_name(o.outcome), o.calls, std::chrono::duration<double>(o.duration).count());

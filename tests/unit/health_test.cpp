@@ -43,6 +43,21 @@ TEST(Probes, NotReadyBeforeTheFirstHeadNorWhileBehindMoreThanTheLimit) {
   EXPECT_TRUE(healthy(behind, {}, now).ok);
 }
 
+TEST(Probes, NotReadyWhenNoNewHeadCameForTheStallTimeoutButStillHealthy) {
+  const auto now = Clock::now();
+  LiveStatus quiet = caught_up();
+  quiet.head_stale_after = std::chrono::seconds(60);
+  quiet.head_at = now - std::chrono::seconds(59);
+  EXPECT_TRUE(ready(quiet, {}, now).ok);
+  quiet.head_at = now - std::chrono::seconds(61);
+  const Verdict v = ready(quiet, {}, now);
+  EXPECT_FALSE(v.ok);
+  EXPECT_NE(v.reason.find("no new head for 61 s (chain.head_stall_timeout_seconds = 60)"), std::string::npos) << v.reason;
+  EXPECT_TRUE(healthy(quiet, {}, now).ok) << "a restart brings no provider back";
+  quiet.head_stale_after = std::chrono::seconds(0);
+  EXPECT_TRUE(ready(quiet, {}, now).ok) << "0: never judged";
+}
+
 TEST(Probes, AFailingSinkMakesItNotReadyAtOnceAndUnhealthyOnlyAfterTheLimit) {
   const auto now = Clock::now();
   LiveStatus s = caught_up();

@@ -392,6 +392,8 @@ TEST(Ops, ProbesAnswerWhileStartUpWaitsForPostgres) {
   Postgres::instance().start();
   ASSERT_TRUE(wait_until([&] { return http_request(indexer.ops_port(), "GET", "/readyz").status == 200; }, 60s)) << indexer.log();
   EXPECT_EQ(http_request(indexer.ops_port(), "GET", "/status").body.find("\"starting\""), std::string::npos);
+  // Ready means within server.ready_max_lag_blocks, not written: wait for the confirmed blocks.
+  ASSERT_TRUE(wait_until([&] { return cursor_of(db) + 3 >= run.anvil.block_number(); }, 60s)) << indexer.log();
   EXPECT_EQ(indexer.stop(SIGTERM), 0) << indexer.log();
   expect_postgres_hashes_equal_anvil(db, run.anvil);
 }

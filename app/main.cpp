@@ -241,18 +241,24 @@ std::optional<int> until_done(const char* component, const std::function<void()>
   }
 }
 
-// Runs `task` on `io` until it ends; SIGINT/SIGTERM ask the pipeline to stop (`action` says what
-// that means in the log). Its exit code, or kExitFatal when it threw.
-// With `server` and `hold_on_halt`, a deep-reorg halt keeps the process up, serving /healthz (503,
-// with the reason) and /metrics (chainidx_halted 1), until a signal: an orchestrator's probe and an
-// alert see the halt, where an exit would only show a restart loop.
-int drive(boost::asio::io_context& io, app::Pipeline& pipeline, ingest::Task<int> task, const char* action,
-          app::OpsServer* server = nullptr, bool hold_on_halt = false) {
+// A pipeline task that threw: its exit code (fatal), the exception logged.
+int crashed(std::exception_ptr e, const std::string& chain) {
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& ex) {
+    spdlog::critical("event=crash chain={} message=\"{}\"", chain, ex.what());
+  } catch (...) {
+    spdlog::critical("event=crash chain={} message=\"unknown exception\"", chain);
+  }
+  return app::kExitFatal;
+}
+
+// `chainidx replay`: runs `task` on `io` until it ends; SIGINT/SIGTERM ask the pipeline to stop
+// (`action` says what that means in the log). Its exit code, or kExitFatal when it threw.
+int drive(boost::asio::io_context& io, app::Pipeline& pipeline, ingest::Task<int> task, const char* action, const std::string& chain) {
   boost::asio::signal_set signals(io, SIGINT, SIGTERM);
-  bool signalled = g_stop_requested;
   signals.async_wait([&](const boost::system::error_code& ec, int sig) {
     if (ec) return;
-    signalled = true;
     spdlog::info("event=signal signal={} action=\"{}\"", sig, action);
     pipeline.request_stop();
   });
@@ -260,22 +266,7 @@ int drive(boost::asio::io_context& io, app::Pipeline& pipeline, ingest::Task<int
   int exit_code = app::kExitFatal;
   boost::asio::co_spawn(io, std::move(task), [&](std::exception_ptr e, int code) {
     signals.cancel();
-    exit_code = e ? app::kExitFatal : code;
-    if (server && hold_on_halt && exit_code == app::kExitDeepReorg && !signalled) {
-      spdlog::warn("event=halted_holding exit_code={} action=\"serving /healthz (503) and /metrics until SIGTERM or SIGINT\"", exit_code);
-      signals.async_wait([server](const boost::system::error_code& ec, int sig) {
-        if (ec) return;
-        spdlog::info("event=signal signal={} action=\"exit\"", sig);
-        server->stop();
-      });
-      return;
-    }
-    if (server) server->stop();
-    if (e) try {
-        std::rethrow_exception(e);
-      } catch (const std::exception& ex) {
-        spdlog::critical("event=crash message=\"{}\"", ex.what());
-      }
+    exit_code = e ? crashed(e, chain) : code;
   });
   io.run();
   return exit_code;
@@ -437,16 +428,11 @@ int run_chain(ChainRun& ch, const std::string& brokers, const std::string& insta
     if (ch.stopping()) pipeline.request_stop();
     if (auto reason = [&] { std::lock_guard g(lost_mutex); return lost_reason; }(); !reason.empty()) pipeline.fence(reason);
     boost::asio::co_spawn(io, pipeline.run(), [&](std::exception_ptr e, int c) {
-      code = e ? app::kExitFatal : c;
+      code = e ? crashed(e, config.chain.name) : c;
       // Said here, on the thread the probes read the halt on, so that the log says it first.
       if (code == app::kExitDeepReorg && config.server.hold_on_halt && !ch.stopping())
         spdlog::warn("event=halted_holding chain={} exit_code={} action=\"serving /healthz (503) and /metrics until SIGTERM or SIGINT\"",
                      config.chain.name, code);
-      if (e) try {
-          std::rethrow_exception(e);
-        } catch (const std::exception& ex) {
-          spdlog::critical("event=crash chain={} message=\"{}\"", config.chain.name, ex.what());
-        }
     });
     io.run();
     io.restart();
@@ -659,7 +645,7 @@ int replay(const Args& args) {
     boost::asio::io_context io(1);
     app::Pipeline pipeline(io, *config, sinks, postgres);
     return drive(io, pipeline, pipeline.replay(request, postgres),
-                 "finish the batch in flight; the same replay continues where it stopped");
+                 "finish the batch in flight; the same replay continues where it stopped", config->chain.name);
   } catch (const std::exception& e) {
     spdlog::error("event=startup_failed message=\"{}\"", e.what());
     return app::kExitFatal;

@@ -256,9 +256,14 @@ struct OpsServer::Impl : std::enable_shared_from_this<Impl> {
       boost::json::array listed;
       for (const auto& chain : chains) {
         if (!all && &chain != to) continue;
-        const Snapshot snap = co_await snapshot(chain);
+        // A replay stays at or below the chain's live cursor: only a POST needs it.
+        std::optional<std::uint64_t> cursor;
+        if (req.method() == http::verb::post) {
+          const Snapshot snap = co_await snapshot(chain);
+          if (snap.status) cursor = snap.status->cursor;
+        }
         AdminRequest ar{std::string(req.method_string()), std::string(path), std::string(req[http::field::authorization]), req.body(),
-                        snap.status ? snap.status->cursor : std::nullopt};
+                        cursor};
         r = co_await asio::co_spawn(chain.admin->executor(), admin_call(chain.admin, std::move(ar)), asio::use_awaitable);
         if (!all) break;
         if (r.status != 200) break;  // the token refused, or a chain's table unreadable: that answer

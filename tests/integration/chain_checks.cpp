@@ -6,19 +6,27 @@
 
 #include <map>
 #include <random>
+#include <sstream>
 #include <thread>
 
 namespace chainidx::testing {
 
-std::uint64_t cursor_of(const std::string& url) {
+std::uint64_t cursor_of(const std::string& url, const std::string& schema) {
   try {
     pqxx::connection c(url);
     pqxx::read_transaction tx(c);
-    auto r = tx.exec("SELECT block_number FROM anvil.cursor");
+    auto r = tx.exec("SELECT block_number FROM " + schema + ".cursor");
     return r.empty() ? 0 : r[0][0].as<std::uint64_t>();
   } catch (const pqxx::failure&) {
     return 0;
   }
+}
+
+double metric_sample(const std::string& exposition, const std::string& series) {
+  std::istringstream lines(exposition);
+  for (std::string line; std::getline(lines, line);)
+    if (line.rfind(series + " ", 0) == 0) return std::stod(line.substr(series.size() + 1));
+  return -1;
 }
 
 void expect_postgres_hashes_equal_anvil(const std::string& url, const Anvil& anvil) {

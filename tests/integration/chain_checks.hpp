@@ -21,8 +21,12 @@ struct TestChain {
   std::string emitter = anvil.deploy_emitter();
 };
 
-/// The cursor's block number in the anvil schema; 0 before the schema exists.
-std::uint64_t cursor_of(const std::string& url);
+/// The cursor's block number in `schema` (a chain's name); 0 before the schema exists.
+std::uint64_t cursor_of(const std::string& url, const std::string& schema = "anvil");
+
+/// The value of one series of a /metrics scrape (its name with its labels, as exposed), or -1
+/// when absent.
+double metric_sample(const std::string& exposition, const std::string& series);
 
 /// Hashes of blocks 0..cursor as Postgres has them equal anvil's, with logs present and counted.
 void expect_postgres_hashes_equal_anvil(const std::string& url, const Anvil& anvil);

@@ -17,23 +17,12 @@
 namespace chainidx::testing {
 namespace {
 
-std::uint64_t cursor_in(const std::string& db, const std::string& schema) {
-  try {
-    pqxx::connection c(db);
-    pqxx::read_transaction tx(c);
-    auto r = tx.exec("SELECT block_number FROM " + schema + ".cursor");
-    return r.empty() ? 0 : r[0][0].as<std::uint64_t>();
-  } catch (const pqxx::failure&) {
-    return 0;
-  }
-}
-
 // Every block of `schema` up to its cursor, with anvil's hash.
 void expect_schema_equals_node(const std::string& db, const std::string& schema, const Anvil& node) {
   pqxx::connection c(db);
   pqxx::read_transaction tx(c);
   auto rows = tx.exec("SELECT number, '0x' || encode(hash, 'hex') FROM " + schema + ".blocks ORDER BY number");
-  ASSERT_EQ(rows.size(), cursor_in(db, schema) + 1) << schema;
+  ASSERT_EQ(rows.size(), cursor_of(db, schema) + 1) << schema;
   for (const auto& r : rows) EXPECT_EQ(r[1].as<std::string>(), node.block_hash(r[0].as<std::uint64_t>())) << schema;
 }
 
@@ -43,12 +32,6 @@ std::string chain_table(const std::string& name, const std::string& ws, const st
          "[[chains.endpoints]]\nws = \"" + ws + "\"\nhttp = \"" + http + "\"\nrequests_per_second = 1000\nburst = 1000\n\n";
 }
 
-double sample(const std::string& exposition, const std::string& series) {
-  std::istringstream lines(exposition);
-  for (std::string line; std::getline(lines, line);)
-    if (line.rfind(series + " ", 0) == 0) return std::stod(line.substr(series.size() + 1));
-  return -1;
-}
 
 TEST(MultiChain, OneChainsDeadProviderNeverStallsTheOther) {
   TempDir dir, dir_beta;
@@ -69,9 +52,9 @@ TEST(MultiChain, OneChainsDeadProviderNeverStallsTheOther) {
   // anvil indexes as if alone, block after block, while beta cannot reach its provider.
   for (int round = 0; round < 3; ++round) {
     mine_transfers(alpha, 3, 20 + round);
-    ASSERT_TRUE(wait_until([&] { return cursor_in(db, "anvil") >= alpha.block_number() - 3; }, 60s)) << indexer.log();
+    ASSERT_TRUE(wait_until([&] { return cursor_of(db, "anvil") >= alpha.block_number() - 3; }, 60s)) << indexer.log();
   }
-  EXPECT_EQ(cursor_in(db, "beta"), 0u);
+  EXPECT_EQ(cursor_of(db, "beta"), 0u);
   ASSERT_TRUE(wait_until([&] { return http_request(indexer.ops_port(), "GET", "/readyz/anvil").status == 200; }, 10s)) << indexer.log();
   EXPECT_EQ(http_request(indexer.ops_port(), "GET", "/healthz/anvil").status, 200);
   const HttpAnswer beta_ready = http_request(indexer.ops_port(), "GET", "/readyz/beta");
@@ -96,10 +79,10 @@ TEST(MultiChain, OneChainsDeadProviderNeverStallsTheOther) {
   int code = -1;
   const std::string promtool = run_capture({"sh", "-c", "promtool check metrics < " + path}, &code);
   EXPECT_EQ(code, 0) << promtool << "\n" << scrape.body;
-  EXPECT_EQ(sample(scrape.body, "chainidx_confirmed_block{chain=\"anvil\"}"), static_cast<double>(cursor_in(db, "anvil"))) << scrape.body;
-  EXPECT_EQ(sample(scrape.body, "chainidx_leader{chain=\"anvil\"}"), 1) << scrape.body;
-  EXPECT_EQ(sample(scrape.body, "chainidx_leader{chain=\"beta\"}"), 1) << scrape.body;
-  EXPECT_EQ(sample(scrape.body, "chainidx_confirmed_block{chain=\"beta\"}"), -1) << scrape.body;  // nothing written yet
+  EXPECT_EQ(metric_sample(scrape.body, "chainidx_confirmed_block{chain=\"anvil\"}"), static_cast<double>(cursor_of(db, "anvil"))) << scrape.body;
+  EXPECT_EQ(metric_sample(scrape.body, "chainidx_leader{chain=\"anvil\"}"), 1) << scrape.body;
+  EXPECT_EQ(metric_sample(scrape.body, "chainidx_leader{chain=\"beta\"}"), 1) << scrape.body;
+  EXPECT_EQ(metric_sample(scrape.body, "chainidx_confirmed_block{chain=\"beta\"}"), -1) << scrape.body;  // nothing written yet
   EXPECT_TRUE(std::regex_search(scrape.body, std::regex(R"(chainidx_rpc_requests_total\{chain="beta",[^}]*outcome="transport"\} [1-9])")))
       << scrape.body;
   std::size_t help_lines = 0;
@@ -109,9 +92,9 @@ TEST(MultiChain, OneChainsDeadProviderNeverStallsTheOther) {
   // beta's provider comes back: beta catches up, and anvil never stopped.
   relay.set_mode(TcpRelay::Mode::kPass);
   mine_transfers(beta, 6, 7);
-  ASSERT_TRUE(wait_until([&] { return cursor_in(db, "beta") >= beta.block_number() - 3; }, 90s)) << indexer.log();
+  ASSERT_TRUE(wait_until([&] { return cursor_of(db, "beta") >= beta.block_number() - 3; }, 90s)) << indexer.log();
   mine_transfers(alpha, 2, 40);
-  ASSERT_TRUE(wait_until([&] { return cursor_in(db, "anvil") >= alpha.block_number() - 3; }, 60s)) << indexer.log();
+  ASSERT_TRUE(wait_until([&] { return cursor_of(db, "anvil") >= alpha.block_number() - 3; }, 60s)) << indexer.log();
   ASSERT_TRUE(wait_until([&] { return http_request(indexer.ops_port(), "GET", "/readyz").status == 200; }, 30s))
       << http_request(indexer.ops_port(), "GET", "/readyz").body << indexer.log();
 
@@ -122,8 +105,8 @@ TEST(MultiChain, OneChainsDeadProviderNeverStallsTheOther) {
   expect_schema_equals_node(db, "anvil", alpha);
   expect_schema_equals_node(db, "beta", beta);
   // Each chain's blocks in its own topic, each once.
-  EXPECT_EQ(broker.consume("anvil.blocks").size(), cursor_in(db, "anvil") + 1);
-  EXPECT_EQ(broker.consume("beta.blocks").size(), cursor_in(db, "beta") + 1);
+  EXPECT_EQ(broker.consume("anvil.blocks").size(), cursor_of(db, "anvil") + 1);
+  EXPECT_EQ(broker.consume("beta.blocks").size(), cursor_of(db, "beta") + 1);
 }
 
 }  // namespace

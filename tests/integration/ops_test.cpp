@@ -20,13 +20,6 @@ namespace {
 
 using Chain = TestChain;
 
-// The value of one series (its name with its labels, as exposed), or -1 when absent.
-double sample(const std::string& exposition, const std::string& series) {
-  std::istringstream lines(exposition);
-  for (std::string line; std::getline(lines, line);)
-    if (line.rfind(series + " ", 0) == 0) return std::stod(line.substr(series.size() + 1));
-  return -1;
-}
 
 std::uint64_t count_rows(const std::string& db, const std::string& table) {
   pqxx::connection c(db);
@@ -60,31 +53,31 @@ TEST(Ops, ALiveScrapePassesPromtoolAndCountsWhatWasWritten) {
   EXPECT_EQ(code, 0) << promtool << "\n" << scrape.body;
 
   const std::uint64_t cursor = cursor_of(db);
-  EXPECT_EQ(sample(scrape.body, "chainidx_confirmed_block{chain=\"anvil\"}"), static_cast<double>(cursor)) << scrape.body;
-  EXPECT_GE(sample(scrape.body, "chainidx_head_block{chain=\"anvil\"}"), static_cast<double>(cursor + 3)) << scrape.body;
-  EXPECT_EQ(sample(scrape.body, "chainidx_lag_blocks{chain=\"anvil\"}"), 0) << scrape.body;
-  EXPECT_EQ(sample(scrape.body, "chainidx_halted{chain=\"anvil\"}"), 0) << scrape.body;
+  EXPECT_EQ(metric_sample(scrape.body, "chainidx_confirmed_block{chain=\"anvil\"}"), static_cast<double>(cursor)) << scrape.body;
+  EXPECT_GE(metric_sample(scrape.body, "chainidx_head_block{chain=\"anvil\"}"), static_cast<double>(cursor + 3)) << scrape.body;
+  EXPECT_EQ(metric_sample(scrape.body, "chainidx_lag_blocks{chain=\"anvil\"}"), 0) << scrape.body;
+  EXPECT_EQ(metric_sample(scrape.body, "chainidx_halted{chain=\"anvil\"}"), 0) << scrape.body;
   for (const char* sink : {"postgres", "kafka"}) {
     const std::string l = std::string("{chain=\"anvil\",sink=\"") + sink + "\"}";
-    EXPECT_EQ(sample(scrape.body, "chainidx_written_blocks_total" + l), static_cast<double>(count_rows(db, "blocks"))) << scrape.body;
-    EXPECT_EQ(sample(scrape.body, "chainidx_written_transactions_total" + l), static_cast<double>(count_rows(db, "transactions")))
+    EXPECT_EQ(metric_sample(scrape.body, "chainidx_written_blocks_total" + l), static_cast<double>(count_rows(db, "blocks"))) << scrape.body;
+    EXPECT_EQ(metric_sample(scrape.body, "chainidx_written_transactions_total" + l), static_cast<double>(count_rows(db, "transactions")))
         << scrape.body;
-    EXPECT_EQ(sample(scrape.body, "chainidx_written_logs_total" + l), static_cast<double>(count_rows(db, "logs"))) << scrape.body;
+    EXPECT_EQ(metric_sample(scrape.body, "chainidx_written_logs_total" + l), static_cast<double>(count_rows(db, "logs"))) << scrape.body;
   }
-  EXPECT_GT(sample(scrape.body, "chainidx_head_to_write_seconds_count{chain=\"anvil\"}"), 0) << scrape.body;
+  EXPECT_GT(metric_sample(scrape.body, "chainidx_head_to_write_seconds_count{chain=\"anvil\"}"), 0) << scrape.body;
   // Every message in the topics was acknowledged once, none failed (nothing was staged in Kafka).
   std::size_t messages = 0;
   for (const char* topic : {"anvil.blocks", "anvil.transactions", "anvil.logs"}) messages += run.broker.consume(topic).size();
-  EXPECT_EQ(sample(scrape.body, "chainidx_kafka_messages_acknowledged_total{chain=\"anvil\"}"), static_cast<double>(messages)) << scrape.body;
-  EXPECT_EQ(sample(scrape.body, "chainidx_kafka_delivery_failures_total{chain=\"anvil\"}"), 0) << scrape.body;
+  EXPECT_EQ(metric_sample(scrape.body, "chainidx_kafka_messages_acknowledged_total{chain=\"anvil\"}"), static_cast<double>(messages)) << scrape.body;
+  EXPECT_EQ(metric_sample(scrape.body, "chainidx_kafka_delivery_failures_total{chain=\"anvil\"}"), 0) << scrape.body;
   // Quiet, every message acknowledged: nothing waits in the producer's queue; no socket stalled.
-  EXPECT_EQ(sample(scrape.body, "chainidx_kafka_queue_messages{chain=\"anvil\"}"), 0) << scrape.body;
-  EXPECT_EQ(sample(scrape.body, "chainidx_ws_stalls_total{chain=\"anvil\"}"), 0) << scrape.body;
+  EXPECT_EQ(metric_sample(scrape.body, "chainidx_kafka_queue_messages{chain=\"anvil\"}"), 0) << scrape.body;
+  EXPECT_EQ(metric_sample(scrape.body, "chainidx_ws_stalls_total{chain=\"anvil\"}"), 0) << scrape.body;
   // The endpoint's requests, by method and outcome: the blocks were fetched, and all went well.
   const std::regex fetched(R"(chainidx_rpc_requests_total\{chain="anvil",endpoint="[^"]+",method="[a-zA-Z_]+",outcome="ok"\} [1-9])");
   EXPECT_TRUE(std::regex_search(scrape.body, fetched)) << scrape.body;
   EXPECT_EQ(scrape.body.find("outcome=\"transport\""), std::string::npos) << scrape.body;
-  EXPECT_GE(sample(scrape.body, "chainidx_confirmed_age_seconds{chain=\"anvil\"}"), 0) << scrape.body;
+  EXPECT_GE(metric_sample(scrape.body, "chainidx_confirmed_age_seconds{chain=\"anvil\"}"), 0) << scrape.body;
   EXPECT_NE(scrape.body.find("chainidx_build_info{"), std::string::npos) << scrape.body;
   // The one endpoint is healthy, and said so once.
   const std::regex healthy_endpoint(R"(chainidx_endpoint_state\{chain="anvil",endpoint="[^"]+",state="healthy"\} 1\n)");
@@ -132,8 +125,8 @@ TEST(Ops, ProbesFollowAPostgresOutage) {
   ASSERT_TRUE(wait_until([&] { return (health = http_request(indexer.ops_port(), "GET", "/healthz")).status == 503; }, 30s)) << indexer.log();
   EXPECT_NE(health.body.find("no sink write succeeded for"), std::string::npos) << health.body;
   const HttpAnswer scrape = http_request(indexer.ops_port(), "GET", "/metrics");
-  EXPECT_GT(sample(scrape.body, "chainidx_sink_retries_total{chain=\"anvil\",sink=\"postgres\"}"), 0) << scrape.body;
-  EXPECT_GE(sample(scrape.body, "chainidx_sink_waiting_seconds{chain=\"anvil\"}"), 10) << scrape.body;
+  EXPECT_GT(metric_sample(scrape.body, "chainidx_sink_retries_total{chain=\"anvil\",sink=\"postgres\"}"), 0) << scrape.body;
+  EXPECT_GE(metric_sample(scrape.body, "chainidx_sink_waiting_seconds{chain=\"anvil\"}"), 10) << scrape.body;
   Postgres::instance().start();
   ASSERT_TRUE(wait_until([&] { return http_request(indexer.ops_port(), "GET", "/healthz").status == 200; }, 60s)) << indexer.log();
   ASSERT_TRUE(wait_until([&] { return http_request(indexer.ops_port(), "GET", "/readyz").status == 200; }, 60s)) << indexer.log();
@@ -247,12 +240,12 @@ TEST(Ops, AdminApiNeedsTheTokenValidatesRequestsAndRunsAReplay) {
   ASSERT_TRUE(wait_until(
       [&] {
         scrape = http_request(port, "GET", "/metrics");
-        return sample(scrape.body, "chainidx_replay_blocks_done{chain=\"anvil\",job=\"2-6\"}") == 5;
+        return metric_sample(scrape.body, "chainidx_replay_blocks_done{chain=\"anvil\",job=\"2-6\"}") == 5;
       },
       20s))
       << scrape.body;
-  EXPECT_EQ(sample(scrape.body, "chainidx_replay_blocks{chain=\"anvil\",job=\"2-6\"}"), 5) << scrape.body;
-  EXPECT_EQ(sample(scrape.body, "chainidx_replay_running{chain=\"anvil\",job=\"2-6\"}"), 0) << scrape.body;
+  EXPECT_EQ(metric_sample(scrape.body, "chainidx_replay_blocks{chain=\"anvil\",job=\"2-6\"}"), 5) << scrape.body;
+  EXPECT_EQ(metric_sample(scrape.body, "chainidx_replay_running{chain=\"anvil\",job=\"2-6\"}"), 0) << scrape.body;
   EXPECT_NE(indexer.log().find("event=admin_replay_started job=2-6"), std::string::npos) << indexer.log();
   EXPECT_NE(indexer.log().find("event=admin_replay_finished job=2-6"), std::string::npos) << indexer.log();
   EXPECT_EQ(indexer.stop(SIGTERM), 0) << indexer.log();

@@ -11,6 +11,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "schema/events.hpp"
 #include "schema/types.hpp"
 
 namespace chainidx::schema {
@@ -168,6 +169,9 @@ struct Block {
   std::vector<Log> logs;
   /// Validator withdrawals, in body order (empty before Shanghai).
   std::vector<Withdrawal> withdrawals;
+  /// The logs of configured contracts, decoded against their ABI (app's decoding step fills
+  /// these before the sinks see the block), in log order.
+  std::vector<DecodedEvent> events;
 
   BlockRef ref() const { return BlockRef{number, hash, parent_hash}; }
   bool operator==(const Block&) const = default;

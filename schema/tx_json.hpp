@@ -4,6 +4,7 @@
 // punctuation appear, so the text needs no escaping.
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "schema/block.hpp"
@@ -21,5 +22,9 @@ void append_hashes_json(std::string& out, std::span<const Hash32> hashes);
 /// [{"index":"N","validator_index":"N","address":"0x..","amount_gwei":"N"},...] (64-bit integers
 /// as decimal strings, as the other 64-bit fields of the messages)
 std::string withdrawals_json(const std::vector<Withdrawal>& list);
+
+/// Appends `utf8` as a JSON string (quoted; '"', '\\' and control characters escaped). The
+/// caller has checked that it is valid UTF-8.
+void append_json_string(std::string& out, std::string_view utf8);
 
 }  // namespace chainidx::schema

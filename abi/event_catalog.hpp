@@ -29,8 +29,8 @@ struct ContractEvents {
 /// leading underscores ("tokenId" -> token_id, "_value" -> value), `arg<i>` when unnamed, with
 /// `_hash` appended for an indexed dynamic value and `_<i>` when it would repeat a column.
 /// Columns the tables always have; a parameter never takes these names.
-inline constexpr const char* kEventBaseColumns[] = {"block_number", "log_index", "block_hash", "transaction_hash",
-                                                    "transaction_index", "contract_address"};
+inline constexpr const char* kEventBaseColumns[] = {"block_number", "log_index", "block_hash", "block_timestamp",
+                                                    "transaction_hash", "transaction_index", "contract_address"};
 std::string snake_case(std::string_view name);
 
 class EventCatalog {

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <fstream>
+#include <limits>
 #include <regex>
 #include <map>
 #include <set>
@@ -219,6 +220,112 @@ void read_kafka_security(const toml::table& kafka, Reader& r, Config::Kafka& k) 
   }
 }
 
+// A contract address: 0x and 40 hex digits; a mixed-case one must carry a valid EIP-55 checksum
+// (a typo in a checksummed address is caught here, not by an empty table).
+schema::Address read_address(const std::string& key, const std::string& text) {
+  schema::Address a;
+  if (!schema::parse_fixed(text, a))
+    fail(key, "\"" + text + "\" is not an address", "write it as 0x and 40 hex digits, e.g. \"0xA0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48\"");
+  const std::string digits = text.substr(2);
+  const bool lower = std::none_of(digits.begin(), digits.end(), [](char c) { return std::isupper(static_cast<unsigned char>(c)); });
+  const bool upper = std::none_of(digits.begin(), digits.end(), [](char c) { return std::islower(static_cast<unsigned char>(c)); });
+  if (!lower && !upper) {
+    const std::string hex_lower = schema::to_hex(a).substr(2);
+    const schema::Hash32 h = abi::keccak256(hex_lower);
+    for (std::size_t i = 0; i < 40; ++i) {
+      const int nibble = (h.bytes[i / 2] >> (i % 2 ? 0 : 4)) & 0xf;
+      const bool want_upper = std::isalpha(static_cast<unsigned char>(hex_lower[i])) && nibble >= 8;
+      if (std::isalpha(static_cast<unsigned char>(digits[i])) && (std::isupper(static_cast<unsigned char>(digits[i])) != 0) != want_upper)
+        fail(key, "\"" + text + "\" fails its EIP-55 checksum (a mistyped character?)",
+             "copy the address again from its source, or write it all in lower case to skip the check");
+    }
+  }
+  return a;
+}
+
+// [[contracts]] below `P` ("" for the top level, "chains[i]" below a chain). ABI paths are
+// relative to the config file's folder.
+std::vector<abi::ContractEvents> read_contracts(const toml::node* node, const std::string& P, Reader& r, const std::string& base_dir) {
+  std::vector<abi::ContractEvents> out;
+  if (!node) return out;
+  const std::string K = join(P, "contracts");
+  if (!node->is_array_of_tables()) fail(K, "expected an array of tables", P.empty() ? "write each contract as a [[contracts]] table" : "write each contract as a [[chains.contracts]] table below its [[chains]]");
+  const toml::array& arr = *node->as_array();
+  for (std::size_t i = 0; i < arr.size(); ++i) {
+    const toml::table& t = *arr[i].as_table();
+    const std::string at = K + "[" + std::to_string(i) + "]";
+    check_known(t, at, {"name", "address", "abi", "events", "start_block"});
+    abi::ContractEvents c;
+    c.name = *r.string(t, at, "name", true, "\"usdc\"");
+    if (!std::regex_match(c.name, std::regex("[a-z_][a-z0-9_]{0,39}")))
+      fail(at + ".name", r.shown(at + ".name", c.name) + " is not usable in table and topic names",
+           "use lower-case letters, digits and _ (starting with a letter), at most 40 characters");
+    for (const auto& other : out)
+      if (other.name == c.name) fail(at + ".name", "\"" + c.name + "\" names two contracts", "give each [[contracts]] entry its own name");
+
+    const toml::node* addr = t.get("address");
+    if (!addr) fail(at + ".address", "missing", "add address = [\"0x...\"] (one or more addresses of the contract)");
+    if (addr->is_string()) {
+      c.addresses.push_back(read_address(at + ".address", *r.string(t, at, "address", true, "")));
+    } else if (addr->is_array() && !addr->as_array()->empty()) {
+      std::size_t j = 0;
+      for (const auto& item : *addr->as_array()) {
+        const std::string key = at + ".address[" + std::to_string(j++) + "]";
+        if (!item.is_string()) fail(key, "expected a string", "quote the address, e.g. \"0xA0b8...eB48\"");
+        c.addresses.push_back(read_address(key, item.as_string()->get()));
+      }
+    } else {
+      fail(at + ".address", "expected an address or a non-empty array of addresses", "write address = [\"0x...\", ...]");
+    }
+
+    const std::string abi_path = *r.string(t, at, "abi", true, "\"abis/erc20.json\"");
+    const std::string full = abi_path.starts_with("/") || base_dir.empty() ? abi_path : base_dir + "/" + abi_path;
+    std::ifstream in(full);
+    if (!in) fail(at + ".abi", "cannot read " + full, "point it at the contract's JSON ABI (a path relative to the config file's folder)");
+    std::stringstream text;
+    text << in.rdbuf();
+    auto events = abi::parse_abi_json(text.str());
+    if (!events) fail(at + ".abi", full + ": " + events.error().message, "give a standard Solidity JSON ABI, as solc or forge writes it");
+    if (events->empty()) fail(at + ".abi", full + " has no events", "index a contract whose ABI declares events");
+    for (const auto& e : *events)
+      if (!e.anonymous) c.abi_topics.push_back(e.topic0());
+
+    std::string available;
+    for (const auto& e : *events) available += (available.empty() ? "" : ", ") + e.signature();
+    if (const toml::node* list = t.get("events")) {
+      if (!list->is_array() || list->as_array()->empty())
+        fail(at + ".events", "expected a non-empty array of event names", "e.g. events = [\"Transfer\", \"Approval\"], or remove it for every event");
+      std::size_t j = 0;
+      for (const auto& item : *list->as_array()) {
+        const std::string key = at + ".events[" + std::to_string(j++) + "]";
+        if (!item.is_string()) fail(key, "expected a string", "name the event, e.g. \"Transfer\"");
+        const std::string want = item.as_string()->get();
+        const bool by_signature = want.find('(') != std::string::npos;
+        std::vector<const abi::Event*> found;
+        for (const auto& e : *events)
+          if (by_signature ? e.signature() == want : e.name == want) found.push_back(&e);
+        if (found.empty())
+          fail(key, "\"" + want + "\" is not an event of " + abi_path, "use one of: " + available);
+        if (found.size() > 1)
+          fail(key, "\"" + want + "\" is overloaded in " + abi_path, "name one by its signature: " + found[0]->signature() + " or " + found[1]->signature());
+        if (std::find(c.events.begin(), c.events.end(), *found[0]) != c.events.end())
+          fail(key, "\"" + want + "\" is listed twice", "list each event once");
+        c.events.push_back(*found[0]);
+      }
+    } else {
+      c.events = std::move(*events);
+    }
+    if (auto v = r.integer(t, at, "start_block", false, "0"))
+      c.start_block = static_cast<std::uint64_t>(in_range(at + ".start_block", *v, 0, std::numeric_limits<std::int64_t>::max(),
+                                                          "the first block whose events are decoded, e.g. the contract's deployment block"));
+    out.push_back(std::move(c));
+  }
+  // The names of tables and columns come from the events: refuse what Postgres could not hold.
+  auto catalog = abi::EventCatalog::build(out);
+  if (!catalog) fail(K, catalog.error().message, "choose the events with `events`, or rename the contract");
+  return out;
+}
+
 // One chain's settings: the [chain] table, or one of [[chains]] (`P` names it in messages).
 Config::Chain read_chain(const toml::table& chain, const std::string& P, Reader& r) {
   Config::Chain ch;
@@ -227,7 +334,7 @@ Config::Chain read_chain(const toml::table& chain, const std::string& P, Reader&
                                "ws_handshake_timeout_seconds", "http_timeout_seconds", "retry_after_max_seconds",
                                "backoff_initial_ms", "backoff_max_ms", "undecodable_after_rounds", "circuit_failures",
                                "circuit_cooldown_seconds", "endpoint_max_lag_blocks", "block_interval_ms",
-                               "repoll_interval_seconds", "repoll_blocks", "verify_with"});
+                               "repoll_interval_seconds", "repoll_blocks", "verify_with", "contracts"});
   ch.name = *r.string(chain, P, "name", true, "\"mainnet\"");
   if (!std::regex_match(ch.name, std::regex("[a-z_][a-z0-9_]{0,62}")))
     fail(P + ".name", r.shown(P + ".name", ch.name) + " is not usable as a Postgres schema and Kafka topic prefix",
@@ -350,10 +457,10 @@ Config::Chain read_chain(const toml::table& chain, const std::string& P, Reader&
   return ch;
 }
 
-Config build(const toml::table& root, const EnvLookup& env) {
+Config build(const toml::table& root, const EnvLookup& env, const std::string& base_dir) {
   Reader r(env);
   Config c;
-  check_known(root, "", {"chain", "chains", "postgres", "kafka", "server", "pipeline", "log", "ha"});
+  check_known(root, "", {"chain", "chains", "postgres", "kafka", "server", "pipeline", "log", "ha", "contracts"});
 
   const toml::node* one = root.get("chain");
   const toml::node* many = root.get("chains");
@@ -364,15 +471,22 @@ Config build(const toml::table& root, const EnvLookup& env) {
       fail("chains", "expected one or more [[chains]] tables", "write each chain as a [[chains]] table with the keys of [chain]");
     const toml::array& arr = *many->as_array();
     for (std::size_t i = 0; i < arr.size(); ++i) {
-      c.chains.push_back(read_chain(*arr[i].as_table(), "chains[" + std::to_string(i) + "]", r));
+      const std::string P = "chains[" + std::to_string(i) + "]";
+      c.chains.push_back(read_chain(*arr[i].as_table(), P, r));
+      c.chains.back().contracts = read_contracts(arr[i].as_table()->get("contracts"), P, r, base_dir);
       for (std::size_t j = 0; j < i; ++j) {
         if (c.chains[j].name == c.chains[i].name)
           fail("chains[" + std::to_string(i) + "].name", "\"" + c.chains[i].name + "\" is also chains[" + std::to_string(j) + "]'s name",
                "give each chain its own name: it names the chain's Postgres schema, Kafka topics and metrics");
       }
     }
+    if (root.get("contracts"))
+      fail("contracts", "top-level [[contracts]] with several chains", "write each chain's contracts as [[chains.contracts]] below its [[chains]] table");
   } else {
-    c.chains.push_back(read_chain(table_at(root, "", "chain", true), "chain", r));
+    const toml::table& chain = table_at(root, "", "chain", true);
+    if (chain.get("contracts")) fail("chain.contracts", "contracts belong at the top level", "write them as [[contracts]] tables");
+    c.chains.push_back(read_chain(chain, "chain", r));
+    c.chains.back().contracts = read_contracts(root.get("contracts"), "", r, base_dir);
   }
   c.chain = c.chains.front();
 
@@ -489,6 +603,12 @@ Config build(const toml::table& root, const EnvLookup& env) {
 
 }  // namespace
 
+abi::EventCatalog Config::Chain::catalog() const {
+  auto c = abi::EventCatalog::build(contracts);
+  if (!c) throw std::logic_error("chain " + name + ": the contracts' catalog did not build after validation: " + c.error().message);
+  return std::move(*c);
+}
+
 std::vector<std::pair<std::string, std::string>> Config::Kafka::client_properties() const {
   std::vector<std::pair<std::string, std::string>> out;
   if (security_protocol != "plaintext") out.emplace_back("security.protocol", security_protocol);
@@ -526,7 +646,8 @@ EnvLookup process_env() {
 schema::Result<Config> parse_config(const std::string& text, const std::string& source, const EnvLookup& env) {
   try {
     toml::table root = toml::parse(text, source);
-    return build(root, env);
+    const auto slash = source.rfind('/');
+    return build(root, env, slash == std::string::npos ? std::string(".") : source.substr(0, slash));
   } catch (const toml::parse_error& e) {
     std::ostringstream m;
     m << source << ":" << e.source().begin.line << ":" << e.source().begin.column << ": TOML syntax error: " << e.description();

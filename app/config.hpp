@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "abi/event_catalog.hpp"
 #include "schema/result.hpp"
 
 namespace chainidx::app {
@@ -65,6 +66,11 @@ struct Config {
     std::uint32_t verify_with = 0;                    ///< check each batch's newest block against this many other endpoints
     std::uint32_t repoll_blocks = 64;                 ///< how many of the newest confirmed blocks the re-poll checks
     std::vector<EndpointConfig> endpoints;
+    /// [[contracts]] (or [[chains.contracts]]): the contracts whose events are decoded into
+    /// tables <contract>_<event> and the topic <chain>.events.<contract> (docs/events.md).
+    std::vector<abi::ContractEvents> contracts;
+    /// The contracts' catalog (validated when the config was read, so it always builds).
+    abi::EventCatalog catalog() const;
   } chain;  ///< the chain this config is about: the only one, or (see for_chain) one of `chains`
   /// Every chain the process indexes: [chain] alone, or each [[chains]] table in order. Each has
   /// its own endpoints, depth, cursor, Postgres schema and Kafka topics (both named by its name).

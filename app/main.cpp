@@ -39,6 +39,7 @@
 #include "ingest/url.hpp"
 #include "schema/redact.hpp"
 #include "sinks/dev_broker.hpp"
+#include "sinks/kafka_message.hpp"
 #include "sinks/kafka_sink.hpp"
 #include "sinks/postgres_sink.hpp"
 
@@ -127,6 +128,7 @@ sinks::KafkaSinkConfig kafka_sink_config(const app::Config& c, const std::string
   sinks::KafkaSinkConfig kc{brokers, c.chain.name, c.chain.chain_id, c.kafka.partitions, c.kafka.replication_factor,
                             static_cast<int>(c.kafka.transaction_timeout_seconds * 1000), c.kafka.compression};
   kc.client_properties = c.kafka.client_properties();
+  kc.event_tables = c.chain.catalog().tables();
   return kc;
 }
 
@@ -344,6 +346,7 @@ int run_chain(ChainRun& ch, const std::string& brokers, const std::string& insta
 
   bool stopped = false;
   sinks::PostgresSink postgres(config.postgres.url, config.chain.name);
+  postgres.set_event_tables(config.chain.catalog().tables());
   if (auto code = until_done("postgres", [&] { postgres.migrate(); }, stopped, waiting, stopping)) return *code;
   if (stopped) return app::kExitOk;
 
@@ -492,8 +495,8 @@ int run(const Args& args) {
   if (brokers == "embedded") {
     embedded.emplace(1);
     for (const auto& chain : config->chains)
-      for (const char* suffix : {".blocks", ".transactions", ".logs"})
-        embedded->create_topic(chain.name + suffix, static_cast<int>(config->kafka.partitions));
+      for (const auto& topic : sinks::topic_names(chain.name, sinks::EventTopics(chain.catalog().tables())))
+        embedded->create_topic(topic, static_cast<int>(config->kafka.partitions));
     brokers = embedded->bootstrap_servers();
     spdlog::info("event=embedded_broker bootstrap={}", brokers);
   }
@@ -625,6 +628,7 @@ int replay(const Args& args) {
     if (!config->chain.tls_ca_file.empty()) ingest::trust_ca_file(config->chain.tls_ca_file);
     bool stopped = false;
     sinks::PostgresSink postgres(config->postgres.url, config->chain.name);
+    postgres.set_event_tables(config->chain.catalog().tables());
     if (auto code = until_done("postgres", [&] { postgres.migrate(); }, stopped)) return *code;
     if (stopped) return app::kExitOk;
     std::optional<sinks::KafkaSink> kafka;

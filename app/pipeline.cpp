@@ -42,6 +42,9 @@ struct Fatal {
 struct Pipeline::Impl {
   asio::io_context& io;
   Config config;
+  // The configured contracts: every block's logs of theirs are decoded into Block::events before
+  // a sink sees the block (on the range engine's decoding threads for history).
+  std::shared_ptr<const abi::EventCatalog> catalog;
   std::vector<sinks::Sink*> sinks;
   sinks::CheckpointStore& checkpoints;
   asio::thread_pool workers{1};       // every blocking sink call, one at a time (a sink is not thread-safe)
@@ -109,8 +112,9 @@ struct Pipeline::Impl {
     p.circuit.lag_blocks = c.chain.endpoint_max_lag_blocks;
     return p;
   }
-  static ingest::RangeOptions range_options(const Config& c) {
+  static ingest::RangeOptions range_options(const Config& c, std::shared_ptr<const abi::EventCatalog> catalog) {
     ingest::RangeOptions r;
+    if (!catalog->empty()) r.enrich = [catalog](schema::Block& b) { catalog->decode(b); };
     r.batch_blocks = c.pipeline.range_batch_blocks;
     r.buffer_bytes = static_cast<std::size_t>(c.pipeline.range_buffer_mb) << 20;
     r.write_blocks = c.pipeline.batch_blocks;
@@ -119,8 +123,9 @@ struct Pipeline::Impl {
   }
 
   Impl(asio::io_context& io_, Config c, std::vector<sinks::Sink*> s, sinks::CheckpointStore& cp)
-      : io(io_), config(std::move(c)), sinks(std::move(s)), checkpoints(cp), pool(io_.get_executor(), pool_settings(config)),
-        range(io_.get_executor(), pool, range_options(config)),
+      : io(io_), config(std::move(c)), catalog(std::make_shared<abi::EventCatalog>(config.chain.catalog())), sinks(std::move(s)),
+        checkpoints(cp), pool(io_.get_executor(), pool_settings(config)),
+        range(io_.get_executor(), pool, range_options(config, catalog)),
         heads(ingest::HeadTracker::Options{std::chrono::milliseconds(config.chain.block_interval_ms), config.chain.endpoint_max_lag_blocks}),
         wake(io_) {
     backoff = {std::chrono::milliseconds(config.chain.backoff_initial_ms), std::chrono::milliseconds(config.chain.backoff_max_ms)};
@@ -468,6 +473,7 @@ struct Pipeline::Impl {
       std::string subject = "block " + schema::to_hex(req.hash);
       r = co_await pool.run<std::optional<schema::Block>>("fetch_by_hash", op, std::move(subject));
     }
+    if (r && *r && !catalog->empty()) catalog->decode(**r);
     co_return r ? std::move(*r) : std::nullopt;
   }
 

@@ -116,7 +116,8 @@ struct RangeFetcher::Impl {
     }
     if (!m.fetcher.uses_block_receipts()) receipts.clear();
     const bool verify = pool.settings().verify_block_hash;
-    auto decode_all = [bodies = std::move(bodies), receipts = std::move(receipts), range, verify]() {
+    const bool complete = m.fetcher.uses_block_receipts();  // else the logs come with the receipts below
+    auto decode_all = [bodies = std::move(bodies), receipts = std::move(receipts), range, verify, complete, enrich = &options.enrich]() {
       Decoded out;
       auto blocks = decode_range_blocks(bodies, range, verify);
       if (!blocks.ok()) {
@@ -126,6 +127,8 @@ struct RangeFetcher::Impl {
       out.blocks = std::move(*blocks);
       if (!receipts.empty())
         if (auto s = attach_block_receipts(out.blocks, receipts); !s.ok()) out.error = s.error().message;
+      if (complete && out.error.empty() && *enrich)
+        for (auto& b : out.blocks) (*enrich)(b);
       return out;
     };
     Decoded d = co_await decode(std::move(decode_all));
@@ -150,9 +153,11 @@ struct RangeFetcher::Impl {
         tx_replies.push_back(std::move(r));
       }
     }
-    auto attach_all = [blocks = std::move(d.blocks), tx_replies = std::move(tx_replies)]() mutable {
+    auto attach_all = [blocks = std::move(d.blocks), tx_replies = std::move(tx_replies), enrich = &options.enrich]() mutable {
       Decoded out;
       if (auto s = attach_transaction_receipts(blocks, tx_replies); !s.ok()) out.error = s.error().message;
+      if (out.error.empty() && *enrich)
+        for (auto& b : blocks) (*enrich)(b);
       out.blocks = std::move(blocks);
       return out;
     };

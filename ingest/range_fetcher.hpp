@@ -33,6 +33,9 @@ struct RangeOptions {
   std::size_t decode_threads = 0;             ///< 0: one per core
   unsigned link_retries = 3;                  ///< refetches of a block that does not link before the node is asked
   bool terminal_progress = false;             ///< a progress line on standard error (a terminal), redrawn every second
+  /// Called for every block once it is complete (logs and receipts attached), on a decoding
+  /// thread, before it is handed on: the app's decoding of contract events. Thread-safe.
+  std::function<void(schema::Block&)> enrich;
 };
 
 /// The node's chain no longer holds a block already handed to the writer (or the cursor): a

@@ -2,6 +2,7 @@
 
 #include "schema/tx_json.hpp"
 
+#include <algorithm>
 #include <charconv>
 
 namespace chainidx::sinks {
@@ -52,6 +53,12 @@ class Json {
     return *this;
   }
   Json& u256(const char* key, const schema::U256& v) { return str(key, v.to_decimal()); }
+  /// Any UTF-8 text, escaped.
+  Json& text(const char* key, std::string_view v) {
+    this->key(key);
+    schema::append_json_string(s_, v);
+    return *this;
+  }
   Json& opt_u256(const char* key, const std::optional<schema::U256>& v) { return v ? u256(key, *v) : raw(key, "null"); }
   template <class T>
   Json& opt_num(const char* key, const std::optional<T>& v) { return v ? num(key, *v) : raw(key, "null"); }
@@ -85,12 +92,91 @@ class Json {
   std::string s_;
 };
 
+// The `args` object of a decoded event: each column's value under its key, in its JSON form.
+std::string args_json(const schema::EventTable& table, const schema::DecodedEvent& e) {
+  std::string s = "{";
+  for (std::size_t i = 0; i < table.columns.size(); ++i) {
+    const schema::EventColumn& c = table.columns[i];
+    const schema::EventArg& a = e.args[i];
+    if (i) s.push_back(',');
+    schema::append_json_string(s, c.key);
+    s.push_back(':');
+    switch (c.kind) {
+      case schema::ArgKind::kInteger:
+        if (c.json_number) {
+          s.append(a.text);
+        } else {
+          s.push_back('"');
+          s.append(a.text);
+          s.push_back('"');
+        }
+        break;
+      case schema::ArgKind::kBool: s.append(a.boolean ? "true" : "false"); break;
+      case schema::ArgKind::kBytes:
+        s.append("\"0x");
+        schema::append_hex_digits(s, a.bytes.data(), a.bytes.size());
+        s.push_back('"');
+        break;
+      case schema::ArgKind::kText: schema::append_json_string(s, a.text); break;
+      case schema::ArgKind::kJson: s.append(a.text); break;
+    }
+  }
+  s.push_back('}');
+  return s;
+}
+
 }  // namespace
 
-std::vector<KafkaMessage> encode_block(const schema::Block& b, std::uint64_t chain_id, const std::string& chain_name) {
+EventTopics::EventTopics(std::vector<schema::EventTable> t) : tables(std::move(t)) {
+  for (const auto& table : tables) {
+    auto at = std::find(contracts.begin(), contracts.end(), table.contract);
+    if (at == contracts.end()) at = contracts.insert(contracts.end(), table.contract);
+    contract_of.push_back(static_cast<std::uint32_t>(at - contracts.begin()));
+  }
+}
+
+std::vector<std::string> topic_names(const std::string& prefix, const EventTopics& events) {
+  std::vector<std::string> names;
+  for (int i = 0; i < 3; ++i) names.push_back(prefix + "." + kTopicSuffixes[i]);
+  if (events.empty()) return names;
+  names.push_back(prefix + "." + kTopicSuffixes[static_cast<int>(Topic::kUndecodable)]);
+  for (const auto& contract : events.contracts) names.push_back(prefix + ".events." + contract);
+  return names;
+}
+
+namespace {
+
+void encode_events(std::vector<KafkaMessage>& out, const schema::Block& b, std::uint64_t chain_id, const EventTopics& topics) {
+  for (const auto& e : b.events) {
+    const schema::Log& g = b.logs.at(e.log);
+    const schema::EventTable& table = topics.tables.at(e.table);
+    Json j;
+    j.num("chain_id", chain_id)
+        .num("block_number", g.block_number)
+        .hex("block_hash", g.block_hash)
+        .num("block_timestamp", b.timestamp)
+        .hex("transaction_hash", g.transaction_hash)
+        .num("transaction_index", g.transaction_index)
+        .num("log_index", g.log_index)
+        .hex("address", g.address)
+        .str("contract", table.contract);
+    if (e.decoded()) {
+      j.str("event", table.event).str("signature", table.signature).raw("args", args_json(table, e));
+      out.push_back({Topic::kEvents, topics.contract_of[e.table], schema::to_hex(g.address), j.done()});
+    } else {
+      j.str("signature", table.signature).hashes("topics", g.topics).hex("data", g.data).text("reason", e.error);
+      out.push_back({Topic::kUndecodable, 0, schema::to_hex(g.address), j.done()});
+    }
+  }
+}
+
+}  // namespace
+
+std::vector<KafkaMessage> encode_block(const schema::Block& b, std::uint64_t chain_id, const std::string& chain_name,
+                                       const EventTopics* events) {
   std::vector<KafkaMessage> out;
-  out.reserve(1 + b.transactions.size() + b.logs.size());
-  out.push_back({Topic::kBlocks, chain_name,
+  out.reserve(1 + b.transactions.size() + b.logs.size() + b.events.size());
+  out.push_back({Topic::kBlocks, 0, chain_name,
                  Json()
                      .num("chain_id", chain_id)
                      .num("block_number", b.number)
@@ -107,7 +193,7 @@ std::vector<KafkaMessage> encode_block(const schema::Block& b, std::uint64_t cha
                      .raw("withdrawals", schema::withdrawals_json(b.withdrawals))
                      .done()});
   for (const auto& t : b.transactions) {
-    out.push_back({Topic::kTransactions, schema::to_hex(t.from_address),
+    out.push_back({Topic::kTransactions, 0, schema::to_hex(t.from_address),
                    Json()
                        .num("chain_id", chain_id)
                        .num("block_number", t.block_number)
@@ -142,7 +228,7 @@ std::vector<KafkaMessage> encode_block(const schema::Block& b, std::uint64_t cha
                        .done()});
   }
   for (const auto& g : b.logs) {
-    out.push_back({Topic::kLogs, schema::to_hex(g.address),
+    out.push_back({Topic::kLogs, 0, schema::to_hex(g.address),
                    Json()
                        .num("chain_id", chain_id)
                        .num("block_number", g.block_number)
@@ -155,6 +241,7 @@ std::vector<KafkaMessage> encode_block(const schema::Block& b, std::uint64_t cha
                        .hex("data", g.data)
                        .done()});
   }
+  if (events && !events->empty()) encode_events(out, b, chain_id, *events);
   return out;
 }
 

@@ -12,11 +12,27 @@
 
 namespace chainidx::sinks {
 
-enum class Topic { kBlocks = 0, kTransactions = 1, kLogs = 2 };
-inline constexpr const char* kTopicSuffixes[] = {"blocks", "transactions", "logs"};
+/// The topics of a chain: <prefix>.blocks, .transactions, .logs; with contracts also
+/// <prefix>.undecodable and one <prefix>.events.<contract> per contract (kEvents + its index).
+enum class Topic { kBlocks = 0, kTransactions = 1, kLogs = 2, kUndecodable = 3, kEvents = 4 };
+inline constexpr const char* kTopicSuffixes[] = {"blocks", "transactions", "logs", "undecodable"};
+
+/// The configured contracts' event tables, and which contract's topic each goes to.
+struct EventTopics {
+  std::vector<schema::EventTable> tables;
+  std::vector<std::string> contracts;      ///< distinct contract names, in order: topic kEvents + i
+  std::vector<std::uint32_t> contract_of;  ///< per table: its contract's index in `contracts`
+  EventTopics() = default;
+  explicit EventTopics(std::vector<schema::EventTable> tables);
+  bool empty() const { return tables.empty(); }
+};
+
+/// Every topic of a chain whose topics are <prefix>.*, indexed by Topic (kEvents + contract).
+std::vector<std::string> topic_names(const std::string& prefix, const EventTopics& events);
 
 struct KafkaMessage {
   Topic topic;
+  std::uint32_t contract = 0;  ///< for Topic::kEvents: the index in EventTopics::contracts
   /// Partition key: the chain name for blocks (one ordered stream), the sender for
   /// transactions (a sender's transactions stay in nonce order), the contract for logs
   /// (a contract's events stay in block order).
@@ -24,7 +40,10 @@ struct KafkaMessage {
   std::string value;
 };
 
-/// The block's messages: one for the block, one per transaction, one per log, in that order.
-std::vector<KafkaMessage> encode_block(const schema::Block& block, std::uint64_t chain_id, const std::string& chain_name);
+/// The block's messages: one for the block, one per transaction, one per log, in that order;
+/// then, with `events`, one per decoded event (to its contract's topic, keyed by the contract's
+/// address) and one per undecodable log (to <prefix>.undecodable, with the reason).
+std::vector<KafkaMessage> encode_block(const schema::Block& block, std::uint64_t chain_id, const std::string& chain_name,
+                                       const EventTopics* events = nullptr);
 
 }  // namespace chainidx::sinks

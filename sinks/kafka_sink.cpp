@@ -75,7 +75,8 @@ struct KafkaSink::Impl {
   std::string fenced_message;
   Txn txn = Txn::kNone;
   Pending pending;
-  std::string topics[3];
+  std::vector<std::string> topics;  // indexed by Topic (kEvents + contract for events)
+  EventTopics events;
   std::string chain_id_header;
   std::atomic<std::uint64_t> acknowledged{0};
   std::atomic<std::uint64_t> delivery_failures{0};
@@ -209,18 +210,19 @@ struct KafkaSink::Impl {
     txn = Txn::kOpen;
     std::uint64_t produced = 0;
     for (const auto& block : blocks) {
-      for (auto& m : encode_block(block, config.chain_id, config.chain_name)) {
+      for (auto& m : encode_block(block, config.chain_id, config.chain_name, &events)) {
+        const std::string& topic = topics[static_cast<std::size_t>(m.topic) + m.contract];
         for (;;) {
           // A replayed message carries one header more, naming its replay job.
           const std::string& replay = config.replay_job;
           rd_kafka_resp_err_t e =
               replay.empty()
-                  ? rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topics[static_cast<int>(m.topic)].c_str()),
+                  ? rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic.c_str()),
                                       RD_KAFKA_V_KEY(m.key.data(), m.key.size()), RD_KAFKA_V_VALUE(m.value.data(), m.value.size()),
                                       RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
                                       RD_KAFKA_V_HEADER("chain_id", chain_id_header.data(), static_cast<ssize_t>(chain_id_header.size())),
                                       RD_KAFKA_V_END)
-                  : rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topics[static_cast<int>(m.topic)].c_str()),
+                  : rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic.c_str()),
                                       RD_KAFKA_V_KEY(m.key.data(), m.key.size()), RD_KAFKA_V_VALUE(m.value.data(), m.value.size()),
                                       RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
                                       RD_KAFKA_V_HEADER("chain_id", chain_id_header.data(), static_cast<ssize_t>(chain_id_header.size())),
@@ -275,7 +277,8 @@ struct KafkaSink::Impl {
 KafkaSink::KafkaSink(KafkaSinkConfig config) : impl_(std::make_unique<Impl>()) {
   impl_->config = std::move(config);
   const std::string& prefix = impl_->config.topic_prefix.empty() ? impl_->config.chain_name : impl_->config.topic_prefix;
-  for (int i = 0; i < 3; ++i) impl_->topics[i] = prefix + "." + kTopicSuffixes[i];
+  impl_->events = EventTopics(impl_->config.event_tables);
+  impl_->topics = topic_names(prefix, impl_->events);
   impl_->chain_id_header = std::to_string(impl_->config.chain_id);
   impl_->create();
 }
@@ -295,9 +298,9 @@ namespace {
 
 // Which of `names` the cluster has, by a metadata request for each (which also makes a broker
 // with topic auto-creation create it).
-std::vector<std::string> missing_topics(rd_kafka_t* rk, const std::string* names, int count) {
+std::vector<std::string> missing_topics(rd_kafka_t* rk, const std::vector<std::string>& names) {
   std::vector<std::string> missing;
-  for (int i = 0; i < count; ++i) {
+  for (std::size_t i = 0; i < names.size(); ++i) {
     rd_kafka_topic_t* rkt = rd_kafka_topic_new(rk, names[i].c_str(), nullptr);
     const rd_kafka_metadata_t* md = nullptr;
     rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 0, rkt, &md, 10000);
@@ -373,7 +376,7 @@ void KafkaSink::ensure_topics() {
 
   // Last resort: a broker with auto-creation makes them on a metadata request (with its default
   // partition count, which the log says).
-  auto still = missing_topics(rk, impl_->topics, 3);
+  auto still = missing_topics(rk, impl_->topics);
   if (!still.empty()) {
     std::string list;
     for (auto& t : still) list += (list.empty() ? "" : ", ") + t;

@@ -7,6 +7,7 @@
 #include <utility>
 #include <vector>
 
+#include "schema/events.hpp"
 #include "sinks/sink.hpp"
 
 namespace chainidx::sinks {
@@ -31,6 +32,9 @@ struct KafkaSinkConfig {
   /// Connection properties set on every client after chainidx's own: security (SASL, TLS) and
   /// [kafka.properties]. Values may be secrets: never logged.
   std::vector<std::pair<std::string, std::string>> client_properties;
+  /// The configured contracts' event tables: decoded events go to <prefix>.events.<contract>,
+  /// undecodable logs to <prefix>.undecodable (both topics made by ensure_topics). Empty: none.
+  std::vector<schema::EventTable> event_tables;
 };
 
 /// For a librdkafka property chainidx sets itself (or maps from a [kafka] key): how to set it
@@ -60,7 +64,8 @@ class KafkaSink final : public Sink {
   /// Throws SinkError: retryable while the broker is unreachable.
   void start();
 
-  /// Creates the three topics through the Admin API when missing. Throws SinkError.
+  /// Creates the chain's topics (three, and with contracts the undecodable and events ones)
+  /// through the Admin API when missing. Throws SinkError.
   void ensure_topics();
 
   /// Reads the newest block a committed transaction put in <chain>.blocks, so that write()

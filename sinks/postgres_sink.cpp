@@ -72,6 +72,21 @@ class BinaryRow {
   template <class T>
   BinaryRow& opt_numeric(const std::optional<T>& v) { return v ? numeric(static_cast<std::uint64_t>(*v)) : null(); }
 
+  /// A decimal integer with an optional '-' (a decoded event's int<M>).
+  BinaryRow& signed_numeric(std::string_view decimal) {
+    if (!decimal.empty() && decimal[0] == '-') return numeric(decimal.substr(1), true);
+    return numeric(decimal);
+  }
+  BinaryRow& text(std::string_view v) {
+    field(v.size());
+    out_.append(v);
+    return *this;
+  }
+  BinaryRow& boolean(bool v) {
+    field(1);
+    out_.push_back(v ? 1 : 0);
+    return *this;
+  }
   BinaryRow& jsonb(std::string_view text) {
     field(1 + text.size());
     out_.push_back(1);  // jsonb's binary format: version 1, then the text
@@ -101,7 +116,7 @@ class BinaryRow {
   // A non-negative integer from its decimal digits ("0" for zero), as numeric_recv reads it:
   // digit count, weight (of the first base-10000 digit), sign, display scale, then the digits
   // without trailing zero ones.
-  BinaryRow& numeric(std::string_view decimal) {
+  BinaryRow& numeric(std::string_view decimal, bool negative = false) {
     std::array<std::uint16_t, 20> groups{};  // 78 decimal digits are 20 base-10000 ones
     std::size_t count = decimal == "0" ? 0 : (decimal.size() + 3) / 4;
     if (count > groups.size()) throw std::logic_error("numeric of more than 80 digits");
@@ -117,7 +132,7 @@ class BinaryRow {
     field(8 + 2 * kept);
     put<std::uint16_t>(static_cast<std::uint16_t>(kept));
     put<std::uint16_t>(static_cast<std::uint16_t>(count == 0 ? 0 : count - 1));  // weight
-    put<std::uint16_t>(0);  // sign: positive
+    put<std::uint16_t>(negative && kept > 0 ? 0x4000 : 0);  // sign
     put<std::uint16_t>(0);  // display scale: an integer
     for (std::size_t g = 0; g < kept; ++g) put<std::uint16_t>(groups[g]);
     return *this;
@@ -192,6 +207,78 @@ void log_row(std::string& rows, const schema::Log& g) {
     else l.null();
   }
   l.bytes(g.data);
+}
+
+const std::vector<std::string> kUndecodableColumns = {
+    "block_number", "log_index", "contract", "block_hash", "transaction_hash", "transaction_index", "address", "signature",
+    "topic0", "topic1", "topic2", "topic3", "data", "reason"};
+
+// An identifier in double quotes: event and column names come from ABIs, and "from", "to" or
+// "order" are SQL keywords.
+std::string quote_ident(std::string_view name) {
+  std::string s = "\"";
+  for (char c : name) {
+    if (c == '"') s.push_back('"');
+    s.push_back(c);
+  }
+  return s + "\"";
+}
+
+// An event table's columns in COPY order, quoted: the base ones, then a column per parameter.
+std::vector<std::string> event_columns(const schema::EventTable& t) {
+  std::vector<std::string> cols = {"block_number", "log_index", "block_hash", "block_timestamp", "transaction_hash",
+                                   "transaction_index", "contract_address"};
+  for (const auto& col : t.columns) cols.push_back(quote_ident(col.name));
+  return cols;
+}
+
+const char* sql_type(schema::ArgKind k) {
+  switch (k) {
+    case schema::ArgKind::kInteger: return "numeric(78,0)";
+    case schema::ArgKind::kBool: return "boolean";
+    case schema::ArgKind::kBytes: return "bytea";
+    case schema::ArgKind::kText: return "text";
+    case schema::ArgKind::kJson: return "jsonb";
+  }
+  return "bytea";
+}
+
+// What contract_tables records of a table, to compare with what the ABI gives now.
+std::string describe_columns(const schema::EventTable& t) {
+  std::string s;
+  for (const auto& col : t.columns)
+    s += (s.empty() ? "" : ", ") + col.name + " " + sql_type(col.kind) + "(" + col.abi_type + (col.hashed ? " hash" : "") + ")" +
+         (col.indexed ? " indexed" : "");
+  return s;
+}
+
+void event_row(std::string& rows, const std::vector<std::string>& columns, const Block& b, const schema::EventTable& t,
+               const schema::DecodedEvent& e) {
+  const schema::Log& g = b.logs.at(e.log);
+  BinaryRow l(rows, columns);
+  l.i64(g.block_number).i32(g.log_index).bytes(g.block_hash).i64(b.timestamp).bytes(g.transaction_hash).i32(g.transaction_index)
+      .bytes(g.address);
+  for (std::size_t i = 0; i < t.columns.size(); ++i) {
+    const schema::EventArg& a = e.args.at(i);
+    switch (t.columns[i].kind) {
+      case schema::ArgKind::kInteger: l.signed_numeric(a.text); break;
+      case schema::ArgKind::kBool: l.boolean(a.boolean); break;
+      case schema::ArgKind::kBytes: l.bytes(a.bytes); break;
+      case schema::ArgKind::kText: l.text(a.text); break;
+      case schema::ArgKind::kJson: l.jsonb(a.text); break;
+    }
+  }
+}
+
+void undecodable_row(std::string& rows, const schema::Log& g, const schema::EventTable& t, const schema::DecodedEvent& e) {
+  BinaryRow l(rows, kUndecodableColumns);
+  l.i64(g.block_number).i32(g.log_index).text(t.contract).bytes(g.block_hash).bytes(g.transaction_hash).i32(g.transaction_index)
+      .bytes(g.address).text(t.signature);
+  for (std::size_t i = 0; i < 4; ++i) {
+    if (i < g.topics.size()) l.bytes(g.topics[i]);
+    else l.null();
+  }
+  l.bytes(g.data).text(e.error);
 }
 
 // libpqxx 6.4 sends COPY data only as text lines; the binary format goes through libpq on the
@@ -317,6 +404,8 @@ struct PostgresSink::Impl {
   std::string lead_instance, lead_host;
   int lead_pid = 0;
   CopyPosition copying;  // the COPY in progress during write()
+  std::vector<schema::EventTable> event_tables;
+  std::vector<std::vector<std::string>> event_columns;  // per event table, quoted, in COPY order
   std::unique_ptr<pqxx::work> prepared;  // prepare()'s open transaction (after conn: destroyed first)
 
   // A database that stops answering must not hang the pipeline: connects give up after 10 s
@@ -520,12 +609,12 @@ struct PostgresSink::Impl {
     constexpr std::size_t kPiece = 256 * 1024;
     std::string rows;
     rows.reserve(kPiece + 64 * 1024);
-    auto copy = [&](const char* table, const std::vector<std::string>& columns, auto&& rows_of) {
+    auto copy = [&](const std::string& table, const std::vector<std::string>& columns, auto&& rows_of) {
       std::size_t count = 0;
       for (const auto& b : blocks) rows_of(b, [&](auto&&) { ++count; });
       if (count == 0) return;
       at = {table, {}};
-      BinaryCopy s(tx, q + "." + table, columns);
+      BinaryCopy s(tx, q + "." + quote_ident(table), columns);
       for (const auto& b : blocks) {
         try {
           rows_of(b, [&](auto&& append_row) {
@@ -558,6 +647,63 @@ struct PostgresSink::Impl {
     copy("withdrawals", kWithdrawalColumns, [](const Block& b, auto&& emit) {
       for (const auto& w : b.withdrawals) emit([&](std::string& r) { withdrawal_row(r, b.number, w); });
     });
+    for (std::size_t ti = 0; ti < event_tables.size(); ++ti) {
+      const schema::EventTable& t = event_tables[ti];
+      const auto& columns = event_columns[ti];
+      copy(t.table, columns, [&](const Block& b, auto&& emit) {
+        for (const auto& e : b.events)
+          if (e.table == ti && e.decoded()) emit([&](std::string& r) { event_row(r, columns, b, t, e); });
+      });
+    }
+    copy("undecodable", kUndecodableColumns, [&](const Block& b, auto&& emit) {
+      for (const auto& e : b.events)
+        if (!e.decoded()) emit([&](std::string& r) { undecodable_row(r, b.logs.at(e.log), event_tables.at(e.table), e); });
+    });
+  }
+
+  // Makes the event tables that do not exist, and checks those that do against contract_tables.
+  void ensure_event_tables(pqxx::connection& c, const std::string& q) {
+    for (const auto& t : event_tables) {
+      pqxx::work tx(c);
+      tx.exec("SELECT pg_advisory_xact_lock(hashtext(" + tx.quote("chainidx:" + schema) + "))");
+      const std::string table = q + "." + quote_ident(t.table);
+      const std::string columns = describe_columns(t);
+      auto known = tx.exec("SELECT signature, columns FROM " + q + ".contract_tables WHERE table_name = " + tx.quote(t.table));
+      if (!known.empty()) {
+        const std::string was_signature = known[0][0].as<std::string>(), was_columns = known[0][1].as<std::string>();
+        if (was_signature == t.signature && was_columns == columns) continue;
+        throw SinkError("postgres: table " + schema + "." + t.table + " was made for " + was_signature + " with columns (" + was_columns +
+                            "); the ABI now gives " + t.signature + " with columns (" + columns +
+                            "). chainidx does not change a table's meaning: give the contract another name in [[contracts]] "
+                            "(a new table), or drop the table and its row (DROP TABLE " + schema + "." + t.table + "; DELETE FROM " +
+                            schema + ".contract_tables WHERE table_name = '" + t.table + "') and replay its blocks with chainidx replay",
+                        SinkError::Kind::kRefused);
+      }
+      auto exists = tx.exec1("SELECT to_regclass(" + tx.quote(schema + "." + t.table) + ") IS NOT NULL");
+      if (exists[0].as<bool>())
+        throw SinkError("postgres: table " + schema + "." + t.table + " exists but chainidx did not make it for contract " + t.contract +
+                            " (no row in " + schema + ".contract_tables); rename the table or the contract",
+                        SinkError::Kind::kRefused);
+      std::string ddl = "CREATE TABLE " + table + " (block_number bigint NOT NULL, log_index integer NOT NULL, "
+                        "block_hash bytea NOT NULL, block_timestamp bigint NOT NULL, transaction_hash bytea NOT NULL, "
+                        "transaction_index integer NOT NULL, contract_address bytea NOT NULL";
+      for (const auto& col : t.columns) ddl += ", " + quote_ident(col.name) + " " + sql_type(col.kind) + " NOT NULL";
+      ddl += ", PRIMARY KEY (block_number, log_index))";
+      tx.exec0(ddl);
+      tx.exec0("CREATE INDEX ON " + table + " (contract_address, block_number)");
+      for (const auto& col : t.columns)
+        if (col.indexed) tx.exec0("CREATE INDEX ON " + table + " (" + quote_ident(col.name) + ", block_number)");
+      tx.exec0("INSERT INTO " + q + ".contract_tables (table_name, contract, event, signature, columns) VALUES (" + tx.quote(t.table) +
+               ", " + tx.quote(t.contract) + ", " + tx.quote(t.event) + ", " + tx.quote(t.signature) + ", " + tx.quote(columns) + ")");
+      auto cursor = tx.exec("SELECT block_number FROM " + q + ".cursor");
+      tx.commit();
+      if (!cursor.empty())
+        spdlog::warn("event=event_table_created table={}.{} signature={} reason=\"events of blocks up to the cursor ({}) are not in it: "
+                     "chainidx replay --from <the contract's start block> --to {} fills them\"",
+                     schema, t.table, t.signature, cursor[0][0].as<std::string>(), cursor[0][0].as<std::string>());
+      else
+        spdlog::info("event=event_table_created table={}.{} signature={}", schema, t.table, t.signature);
+    }
   }
 
   void require_writer(pqxx::transaction_base& tx, const std::string& q, bool lock) {
@@ -612,7 +758,14 @@ void PostgresSink::migrate() {
       }
       tx.commit();
     }
+    impl_->ensure_event_tables(c, q);
   });
+}
+
+void PostgresSink::set_event_tables(std::vector<schema::EventTable> tables) {
+  impl_->event_tables = std::move(tables);
+  impl_->event_columns.clear();
+  for (const auto& t : impl_->event_tables) impl_->event_columns.push_back(event_columns(t));
 }
 
 std::optional<schema::BlockRef> PostgresSink::load_cursor() {
@@ -797,8 +950,10 @@ void PostgresSink::write_range(std::span<const Block> blocks, const Lease* lease
     // Every table's rows of the range, including rows whose block row was deleted by hand
     // (there are no foreign keys: the writer keeps them together).
     tx.exec0("DELETE FROM " + q + ".blocks WHERE number BETWEEN " + range);
-    for (const char* table : {".transactions", ".logs", ".withdrawals"})
+    for (const char* table : {".transactions", ".logs", ".withdrawals", ".undecodable"})
       tx.exec0("DELETE FROM " + q + table + " WHERE block_number BETWEEN " + range);
+    for (const auto& t : impl_->event_tables)
+      tx.exec0("DELETE FROM " + q + "." + quote_ident(t.table) + " WHERE block_number BETWEEN " + range);
     impl_->copy_rows(tx, q, blocks);
     impl_->copying = {"cursor", {}};
     if (cursor && *cursor >= blocks.front().number && *cursor <= blocks.back().number) {

@@ -4,7 +4,9 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
+#include "schema/events.hpp"
 #include "sinks/sink.hpp"
 
 namespace chainidx::sinks {
@@ -17,8 +19,14 @@ class PostgresSink final : public Sink, public CheckpointStore {
   PostgresSink(std::string url, std::string schema_name);
   ~PostgresSink() override;
 
+  /// The configured contracts' event tables: every write stores the blocks' decoded events in
+  /// them and undecodable logs in `undecodable`. Call before migrate().
+  void set_event_tables(std::vector<schema::EventTable> tables);
+
   /// Creates the schema and applies the migrations it lacks, each in its own transaction,
-  /// under an advisory lock so that two starting indexers do not race. Throws SinkError.
+  /// under an advisory lock so that two starting indexers do not race; then makes the event
+  /// tables that do not exist yet, and refuses (kRefused) a table that was made for other
+  /// columns than the ABI gives now. Throws SinkError.
   void migrate();
 
   /// Leader election between `chainidx run` processes of one chain, on this sink's own session

@@ -3,7 +3,11 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdio>
+#include <cstdlib>
 #include <map>
+
+#include <sys/stat.h>
 
 #include <unistd.h>
 
@@ -518,6 +522,95 @@ TEST(Config, ManyChainsErrorsNameTheChainAndItsKey) {
   auto both = parse_config(kGood + "\n" + kTwoChains.substr(0, kTwoChains.find("[postgres]")), "both.toml", env);
   ASSERT_FALSE(both.ok());
   EXPECT_NE(both.error().message.find("both [chain] and [[chains]]"), std::string::npos) << both.error().message;
+}
+
+// A folder holding a config and the ABI it names by a relative path, as a user would lay them out.
+struct ContractFiles {
+  std::string dir;
+  ContractFiles() {
+    char tmpl[] = "/tmp/chainidx-config-XXXXXX";
+    dir = mkdtemp(tmpl);
+    mkdir((dir + "/abis").c_str(), 0755);
+    write("abis/erc20.json", R"([
+      {"type":"event","name":"Transfer","inputs":[{"name":"from","type":"address","indexed":true},
+        {"name":"to","type":"address","indexed":true},{"name":"value","type":"uint256","indexed":false}]},
+      {"type":"event","name":"Approval","inputs":[{"name":"owner","type":"address","indexed":true},
+        {"name":"spender","type":"address","indexed":true},{"name":"value","type":"uint256","indexed":false}]},
+      {"type":"event","name":"Moved","inputs":[{"name":"a","type":"uint8","indexed":false}]},
+      {"type":"event","name":"Moved","inputs":[{"name":"a","type":"uint16","indexed":false}]},
+      {"type":"function","name":"transfer","inputs":[],"outputs":[]}])");
+    write("abis/broken.json", R"([{"type":"event","name":"E","inputs":[{"name":"x","type":"uint7"}]}])");
+  }
+  ~ContractFiles() { std::system(("rm -rf " + dir).c_str()); }
+  void write(const std::string& name, const std::string& text) const {
+    FILE* f = std::fopen((dir + "/" + name).c_str(), "w");
+    std::fputs(text.c_str(), f);
+    std::fclose(f);
+  }
+  schema::Result<Config> parse(const std::string& contracts) const {
+    return parse_config(kGood + contracts, dir + "/chainidx.toml", env_with({{"API_KEY", "k"}}));
+  }
+};
+
+TEST(Config, ContractsReadTheirAbiRelativeToTheConfigAndChooseEvents) {
+  ContractFiles files;
+  auto c = files.parse(R"toml(
+[[contracts]]
+name = "usdc"
+address = ["0xA0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48", "0x00000000000000000000000000000000000000aa"]
+abi = "abis/erc20.json"
+events = ["Transfer", "Moved(uint16)"]
+start_block = 6082465
+
+[[contracts]]
+name = "all_of_it"
+address = "0x00000000000000000000000000000000000000bb"
+abi = "abis/erc20.json"
+events = ["Transfer", "Approval"]
+)toml");
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  ASSERT_EQ(c->chain.contracts.size(), 2u);
+  const auto& usdc = c->chain.contracts[0];
+  EXPECT_EQ(usdc.name, "usdc");
+  ASSERT_EQ(usdc.addresses.size(), 2u);
+  EXPECT_EQ(schema::to_hex(usdc.addresses[0]), "0xa0b86991c6218b36c1d19d4a2e9eb0ce3606eb48");
+  ASSERT_EQ(usdc.events.size(), 2u);
+  EXPECT_EQ(usdc.events[0].signature(), "Transfer(address,address,uint256)");
+  EXPECT_EQ(usdc.events[1].signature(), "Moved(uint16)");
+  EXPECT_EQ(usdc.start_block, 6082465u);
+  EXPECT_EQ(usdc.abi_topics.size(), 4u);  // every named event of the ABI, chosen or not
+  EXPECT_EQ(c->chain.contracts[1].events.size(), 2u);
+  EXPECT_EQ(c->chains.front().contracts.size(), 2u);
+}
+
+TEST(Config, ContractMistakesNameTheKeyAndTheFix) {
+  ContractFiles files;
+  const std::string ok = "\n[[contracts]]\nname = \"usdc\"\naddress = \"0x00000000000000000000000000000000000000aa\"\nabi = \"abis/erc20.json\"\n";
+  auto expect_error = [&](const std::string& text, const std::string& needle) {
+    auto c = files.parse(text);
+    ASSERT_FALSE(c.ok()) << text;
+    EXPECT_NE(c.error().message.find(needle), std::string::npos) << c.error().message;
+  };
+  // With every event of the ABI, the overloaded Moved would need two tables of one name.
+  expect_error(ok, "contracts: contract usdc: two events would both be stored in table usdc_moved");
+  const std::string one = ok + "events = [\"Transfer\"]\n";
+  ASSERT_TRUE(files.parse(one).ok()) << files.parse(one).error().message;
+  expect_error(replace(one, "name = \"usdc\"", "name = \"USDC\""), "contracts[0].name: \"USDC\" is not usable");
+  expect_error(one + one, "contracts[1].name: \"usdc\" names two contracts");
+  expect_error(replace(one, "0x00000000000000000000000000000000000000aa", "0x00aa"), "contracts[0].address: \"0x00aa\" is not an address");
+  // One character of a checksummed address in the wrong case.
+  expect_error(replace(one, "\"0x00000000000000000000000000000000000000aa\"", "[\"0xA0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48\", \"0xa0B86991c6218b36c1d19D4a2e9Eb0cE3606eB48\"]"),
+               "contracts[0].address[1]: \"0xa0B86991c6218b36c1d19D4a2e9Eb0cE3606eB48\" fails its EIP-55 checksum");
+  expect_error(replace(one, "abis/erc20.json", "abis/missing.json"), "contracts[0].abi: cannot read " + files.dir + "/abis/missing.json");
+  expect_error(replace(one, "abis/erc20.json", "abis/broken.json"), "contracts[0].abi: " + files.dir + "/abis/broken.json: entry 0 (event E).inputs[0].type");
+  expect_error(replace(one, "[\"Transfer\"]", "[\"Transfr\"]"), "contracts[0].events[0]: \"Transfr\" is not an event of abis/erc20.json; use one of: Transfer(address,address,uint256), Approval(");
+  expect_error(replace(one, "[\"Transfer\"]", "[\"Moved\"]"), "contracts[0].events[0]: \"Moved\" is overloaded in abis/erc20.json; name one by its signature: Moved(uint8) or Moved(uint16)");
+  expect_error(replace(one, "[\"Transfer\"]", "[\"Transfer\", \"Transfer\"]"), "contracts[0].events[1]: \"Transfer\" is listed twice");
+  expect_error(one + "color = 1\n", "contracts[0].color: unknown key");
+  expect_error(replace(one, "address = \"0x00000000000000000000000000000000000000aa\"\n", ""), "contracts[0].address: missing");
+  auto nested = parse_config(replace(kGood, "[postgres]", "[[chain.contracts]]\nname = \"x\"\n\n[postgres]"), "c.toml", env_with({{"API_KEY", "k"}}));
+  ASSERT_FALSE(nested.ok());
+  EXPECT_NE(nested.error().message.find("chain.contracts: contracts belong at the top level"), std::string::npos) << nested.error().message;
 }
 
 }  // namespace

@@ -5,6 +5,8 @@
 set -euo pipefail
 
 ANVIL_VERSION="1.7.1"
+# cast (foundry's command-line tool, same release) computes the ABI vectors the tests check against.
+CAST_VERSION="1.7.1"
 top="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 packages=(
@@ -49,4 +51,14 @@ if [ ! -x "$anvil_bin" ]; then
 fi
 mkdir -p "$top/.deps/bin"
 ln -sf "$anvil_bin" "$top/.deps/bin/anvil"
-echo "install-deps: ok (anvil: $("$top/.deps/bin/anvil" --version | head -1))"
+
+cast_dir="$top/.deps/cast"
+cast_bin="$cast_dir/node_modules/@foundry-rs/cast-linux-amd64/bin/cast"
+if [ ! -x "$cast_bin" ] || ! "$cast_bin" --version 2>/dev/null | grep -q "$CAST_VERSION"; then
+  echo "install-deps: installing cast $CAST_VERSION from npm"
+  mkdir -p "$cast_dir"
+  (cd "$cast_dir" && npm install --no-audit --no-fund --silent --prefix . "@foundry-rs/cast-linux-amd64@$CAST_VERSION")
+fi
+[ -x "$cast_bin" ] || { echo "install-deps: cast binary not found after npm install" >&2; exit 1; }
+ln -sf "$cast_bin" "$top/.deps/bin/cast"
+echo "install-deps: ok (anvil: $("$top/.deps/bin/anvil" --version | head -1); cast: $("$top/.deps/bin/cast" --version | head -1))"

@@ -159,6 +159,22 @@ std::string run_capture(const std::vector<std::string>& argv, int* exit_code, st
   return slurp(out);
 }
 
+std::string cast(const std::vector<std::string>& args) {
+  std::string bin = std::string(CHAINIDX_SOURCE_DIR) + "/.deps/bin/cast";
+  if (!fs::exists(bin)) bin = "cast";
+  std::vector<std::string> argv{bin};
+  argv.insert(argv.end(), args.begin(), args.end());
+  int code = -1;
+  std::string out = run_capture(argv, &code);
+  if (code != 0) {
+    std::string line;
+    for (const std::string& a : args) line += " " + a;
+    throw std::runtime_error("cast" + line + " failed (" + std::to_string(code) + "): " + out);
+  }
+  while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
+  return out;
+}
+
 bool wait_until(const std::function<bool()>& condition, std::chrono::milliseconds timeout) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
   while (std::chrono::steady_clock::now() < deadline) {
@@ -223,13 +239,24 @@ void Anvil::mine(int blocks) const {
   for (int i = 0; i < blocks; ++i) rpc("evm_mine", "[]");
 }
 
-std::string Anvil::deploy_emitter() {
-  std::string tx = rpc("eth_sendTransaction", std::string("[{\"from\":\"") + kAccounts[0] + "\",\"data\":\"" + kEmitterInitCode + "\"}]");
+std::string Anvil::deploy(const std::string& init_code) const {
+  std::string tx = rpc("eth_sendTransaction", std::string("[{\"from\":\"") + kAccounts[0] + "\",\"data\":\"" + init_code + "\"}]");
   mine();
   std::string receipt = rpc("eth_getTransactionReceipt", "[" + tx + "]");
-  emitter_ = field_of(receipt, "contractAddress");
-  if (emitter_.size() != 42) throw std::runtime_error("emitter deployment failed: " + receipt);
+  std::string address = field_of(receipt, "contractAddress");
+  if (address.size() != 42) throw std::runtime_error("contract deployment failed: " + receipt);
+  return address;
+}
+
+std::string Anvil::deploy_emitter() {
+  emitter_ = deploy(kEmitterInitCode);
   return emitter_;
+}
+
+std::string Anvil::send(int account, const std::string& to, const std::string& data) const {
+  std::string tx = rpc("eth_sendTransaction", std::string("[{\"from\":\"") + kAccounts[account % 10] + "\",\"to\":\"" + to +
+                                                  "\",\"data\":\"" + data + "\",\"gas\":\"0x100000\"}]");
+  return tx.substr(1, tx.size() - 2);
 }
 
 void Anvil::send_transfer(int account, std::uint64_t amount) const {
@@ -312,12 +339,14 @@ std::string Postgres::create_database(const std::string& name) {
 
 // --- DevBroker ---------------------------------------------------------------------------------
 
-DevBroker::DevBroker(const std::string& dir, const std::string& chain_name, int partitions) {
+DevBroker::DevBroker(const std::string& dir, const std::string& chain_name, int partitions,
+                     const std::vector<std::string>& extra_topics) {
   std::string file = dir + "/bootstrap";
   std::string topics;
   std::stringstream names(chain_name);
   for (std::string one; std::getline(names, one, ',');)
     topics += (topics.empty() ? "" : ",") + one + ".blocks," + one + ".transactions," + one + ".logs";
+  for (const std::string& t : extra_topics) topics += "," + t;
   process_ = std::make_unique<Process>(
       std::vector<std::string>{chainidx_binary(), "devbroker", "--bootstrap-file", file, "--topics", topics,
                                "--partitions", std::to_string(partitions)},

@@ -74,6 +74,12 @@ class Anvil {
   void mine(int blocks = 1) const;
   /// Deploys a contract that emits an ERC-20 Transfer(from=caller, to, amount) per call.
   std::string deploy_emitter();
+  /// Deploys the contract whose init code is `init_code` (0x-hex) from dev account 0, mining
+  /// one block; its address.
+  std::string deploy(const std::string& init_code) const;
+  /// Sends a call with 0x-hex `data` to `to` from dev account `account` (0..9); mined with the
+  /// next block. The transaction's hash.
+  std::string send(int account, const std::string& to, const std::string& data) const;
   /// Sends a call to the emitter from dev account `account` (0..9); mined with the next block.
   void send_transfer(int account, std::uint64_t amount) const;
   /// Replaces the last `depth` blocks with new empty ones.
@@ -113,8 +119,10 @@ std::vector<std::string> consume_topic(const std::string& bootstrap, const std::
 /// `chainidx devbroker` with the chain's three topics created up front.
 class DevBroker {
  public:
-  /// Topics for `chain_name`'s blocks, transactions and logs (several chains: "a,b").
-  DevBroker(const std::string& dir, const std::string& chain_name, int partitions = 3);
+  /// Topics for `chain_name`'s blocks, transactions and logs (several chains: "a,b"), and
+  /// `extra_topics` by their full names.
+  DevBroker(const std::string& dir, const std::string& chain_name, int partitions = 3,
+            const std::vector<std::string>& extra_topics = {});
   const std::string& bootstrap() const { return bootstrap_; }
   /// Every message value of a topic, from the beginning, as a read_committed consumer (kcat) sees it.
   std::vector<std::string> consume(const std::string& topic) const;
@@ -188,6 +196,10 @@ class Indexer {
 };
 
 std::string chainidx_binary();
+
+/// Runs foundry's `cast` (installed beside anvil by deploy/install-deps.sh) with `args`; its
+/// standard output without the trailing newline. Throws when it fails.
+std::string cast(const std::vector<std::string>& args);
 
 /// One HTTP request to 127.0.0.1:port (its status and body), or status 0 when nothing answered.
 struct HttpAnswer {

@@ -2,8 +2,8 @@
 # Makes cast_vectors.jsonl: ABI encodings made by foundry's `cast` (an implementation that is not
 # ours), with cast's own decoding of each, for tests/unit/abi_test.cpp. Run it again after adding
 # a case; the file is committed, so the tests need no cast.
-#   CAST=/path/to/cast bash tests/data/abi/make_vectors.sh
-# cast comes from npm: npm install --prefix /tmp/cast @foundry-rs/cast-linux-amd64@1.7.1
+#   CAST=.deps/bin/cast bash tests/data/abi/make_vectors.sh
+# cast comes from npm; deploy/install-deps.sh installs the pinned release as .deps/bin/cast.
 set -euo pipefail
 cast="${CAST:-cast}"
 out="$(dirname "${BASH_SOURCE[0]}")/cast_vectors.jsonl"

@@ -1,0 +1,404 @@
+// Decoded contract events end to end: [[contracts]] in the config, logs of real contracts on anvil
+// (an ERC-20-style Transfer emitter and a contract that emits whatever log its caller asks for),
+// decoded into typed Postgres tables and <chain>.events.<contract> topics, with values held
+// against what foundry's `cast` (an ABI implementation that is not ours) decodes from the same
+// data; logs that do not decode land in the dead-letter table and topic; a reorg below the depth
+// leaves no orphaned event; an ABI change that would alter a table is refused.
+
+#include <gtest/gtest.h>
+#include <pqxx/pqxx>
+#include <simdjson.h>
+
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <thread>
+
+#include "chain_checks.hpp"
+#include "harness.hpp"
+
+namespace chainidx::testing {
+namespace {
+
+// A contract whose every call emits one log: calldata word 0 is the topic count k (0..4), words
+// 1..k the topics, the rest the data. Init code copies the 57-byte runtime and returns it; the
+// runtime copies the data to memory, loads four topic words and jumps to LOGk in a table of
+// JUMPDEST LOGk STOP entries at 0x2a.
+constexpr const char* kLogEmitterInitCode =
+    "0x603980600b6000396000f3"
+    "6000358060010160051b803603809160003760803560603560403560203584600087600302602a0156005ba0005ba1005ba2005ba3005ba400";
+
+constexpr const char* kRichAbi = R"([
+  {"type": "event", "name": "Transfer", "anonymous": false, "inputs": [
+    {"name": "from", "type": "address", "indexed": true},
+    {"name": "to", "type": "address", "indexed": true},
+    {"name": "value", "type": "uint256", "indexed": false}]},
+  {"type": "event", "name": "Rich", "anonymous": false, "inputs": [
+    {"name": "tag", "type": "string", "indexed": true},
+    {"name": "delta", "type": "int64", "indexed": false},
+    {"name": "note", "type": "string", "indexed": false},
+    {"name": "blob", "type": "bytes", "indexed": false},
+    {"name": "levels", "type": "uint16[]", "indexed": false},
+    {"name": "items", "type": "tuple[]", "indexed": false, "components": [
+      {"name": "kind", "type": "uint8"}, {"name": "pair", "type": "bytes32[2]"}]},
+    {"name": "flag", "type": "bool", "indexed": false}]},
+  {"type": "event", "name": "Ping", "anonymous": true, "inputs": [
+    {"name": "who", "type": "address", "indexed": true},
+    {"name": "n", "type": "uint256", "indexed": false}]},
+  {"type": "function", "name": "poke", "stateMutability": "nonpayable", "inputs": [], "outputs": []}
+])";
+
+constexpr const char* kRichTypes = "(int64,string,bytes,uint16[],(uint8,bytes32[2])[],bool)";
+constexpr const char* kRichSignature = "Rich(string,int64,string,bytes,uint16[],(uint8,bytes32[2])[],bool)";
+// The non-indexed parameters with their names, as `cast decode-event` reads the data.
+constexpr const char* kRichDataSignature =
+    "E(int64 delta,string note,bytes blob,uint16[] levels,(uint8,bytes32[2])[] items,bool flag)";
+constexpr const char* kTransferTopic0 = "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef";
+
+std::string word(std::uint64_t v) {
+  char buf[65];
+  std::snprintf(buf, sizeof buf, "%064llx", static_cast<unsigned long long>(v));
+  return buf;
+}
+
+std::string strip0x(const std::string& hex) { return hex.rfind("0x", 0) == 0 ? hex.substr(2) : hex; }
+
+// A topic word holding an address.
+std::string address_topic(const std::string& address) { return "0x" + std::string(24, '0') + strip0x(address); }
+
+// Has the log emitter at `emitter` emit one log with these topics and data.
+void emit(const Anvil& anvil, const std::string& emitter, int account, const std::vector<std::string>& topics,
+          const std::string& data) {
+  std::string calldata = "0x" + word(topics.size());
+  for (const auto& t : topics) calldata += strip0x(t);
+  calldata += strip0x(data);
+  anvil.send(account, emitter, calldata);
+}
+
+// A value tree as one line: scalars as their text (strings unquoted, numbers as written), arrays
+// and objects as [a,b,...] of their values in order. cast writes tuples as arrays and small
+// integers as numbers; chainidx writes tuples as objects and 64-bit integers as strings: the same
+// values either way.
+std::string canon(simdjson::dom::element e) {
+  switch (e.type()) {
+    case simdjson::dom::element_type::ARRAY: {
+      std::string s = "[";
+      bool first = true;
+      for (auto v : e.get_array()) {
+        if (!first) s += ",";
+        first = false;
+        s += canon(v);
+      }
+      return s + "]";
+    }
+    case simdjson::dom::element_type::OBJECT: {
+      std::string s = "[";
+      bool first = true;
+      for (auto field : e.get_object()) {
+        if (!first) s += ",";
+        first = false;
+        s += canon(field.value);
+      }
+      return s + "]";
+    }
+    case simdjson::dom::element_type::STRING: return std::string(e.get_string().value());
+    case simdjson::dom::element_type::INT64: return std::to_string(e.get_int64().value());
+    case simdjson::dom::element_type::UINT64: return std::to_string(e.get_uint64().value());
+    case simdjson::dom::element_type::BOOL: return e.get_bool().value() ? "true" : "false";
+    default: return simdjson::minify(e);
+  }
+}
+
+std::string canon_json(const std::string& json) {
+  simdjson::dom::parser parser;
+  return canon(parser.parse(json).value());
+}
+
+struct RichCase {
+  std::string tag, delta, note, blob, levels, items, flag;
+};
+
+// The Rich log's data as cast encodes it, and what cast decodes from that data (with the indexed
+// tag's hash in front): the values every output must hold.
+struct Encoded {
+  std::string tag_hash, data, expected;
+};
+
+Encoded encode_rich(const RichCase& c) {
+  Encoded e;
+  e.tag_hash = cast({"keccak", c.tag});
+  e.data = cast({"abi-encode", std::string("f") + kRichTypes, "--", c.delta, c.note, c.blob, c.levels, c.items, c.flag});
+  const std::string decoded = canon_json(cast({"decode-event", "--json", "--sig", kRichDataSignature, e.data}));
+  e.expected = "[" + e.tag_hash + "," + decoded.substr(1);
+  return e;
+}
+
+template <typename T>
+T one(pqxx::transaction_base& tx, const std::string& sql) {
+  return tx.exec1(sql)[0].as<T>();
+}
+
+std::string key_of(std::uint64_t block, std::uint64_t log_index) { return std::to_string(block) + ":" + std::to_string(log_index); }
+
+struct EventsRun {
+  TempDir dir;
+  Anvil anvil{dir.path()};
+  DevBroker broker{dir.path(), "anvil", 3, {"anvil.events.token", "anvil.events.rich", "anvil.undecodable"}};
+  std::string token = anvil.deploy_emitter();
+  std::string emitter = anvil.deploy(kLogEmitterInitCode);
+  std::string abi_path = dir.path() + "/abis/rich.json";
+
+  EventsRun() {
+    std::filesystem::create_directories(dir.path() + "/abis");
+    std::filesystem::copy_file(std::string(CHAINIDX_SOURCE_DIR) + "/deploy/abis/erc20.json", dir.path() + "/abis/erc20.json");
+    std::ofstream(abi_path) << kRichAbi;
+  }
+
+  std::string contracts() const {
+    return "[[contracts]]\nname = \"token\"\naddress = \"" + token + "\"\nabi = \"abis/erc20.json\"\nevents = [\"Transfer\"]\n\n"
+           "[[contracts]]\nname = \"rich\"\naddress = [\"" + emitter + "\"]\nabi = \"abis/rich.json\"\n";
+  }
+};
+
+TEST(Events, ContractEventsLandDecodedInTypedTablesAndTopicsAndUndecodableOnesInTheDeadLetterPlace) {
+  EventsRun run;
+  const Anvil& anvil = run.anvil;
+  const std::string db = Postgres::instance().create_database("events");
+  std::map<std::string, std::string> rich_expected;  // "block:log" -> values
+  std::map<std::string, std::string> ping_expected;
+  std::set<std::string> doomed_tx;
+  auto emit_rich = [&](int account, const RichCase& c) {
+    Encoded e = encode_rich(c);
+    emit(anvil, run.emitter, account, {cast({"keccak", kRichSignature}), e.tag_hash}, e.data);
+    return e;
+  };
+  // Records a mined Rich log by the block and log index the node gives it.
+  auto mined_at = [&](const std::string& tx) {
+    const std::string receipt = anvil.rpc("eth_getTransactionReceipt", "[\"" + tx + "\"]");
+    simdjson::dom::parser parser;
+    auto r = parser.parse(receipt).value();
+    const std::string block(r["blockNumber"].get_string().value());
+    const std::string index(r["logs"].at(0)["logIndex"].get_string().value());
+    return key_of(std::stoull(block, nullptr, 16), std::stoull(index, nullptr, 16));
+  };
+  auto last_tx = [&] {
+    const std::string block = anvil.rpc("eth_getBlockByNumber", "[\"latest\",false]");
+    simdjson::dom::parser parser;
+    auto txs = parser.parse(block).value()["transactions"].get_array().value();
+    std::vector<std::string> out;
+    for (auto t : txs) out.emplace_back(t.get_string().value());
+    return out;
+  };
+
+  // History, before the indexer starts: Transfers of the token, a Rich and an anonymous Ping.
+  mine_transfers(anvil, 3, 5);
+  const RichCase first{"release-1", "-5", "héllo wörld", "0x0102ff", "[1,2,65535]",
+                       "[(7,[0x0000000000000000000000000000000000000000000000000000000000000001,"
+                       "0x00000000000000000000000000000000000000000000000000000000000000ff]),"
+                       "(255,[0x1111111111111111111111111111111111111111111111111111111111111111,"
+                       "0x2222222222222222222222222222222222222222222222222222222222222222])]",
+                       "true"};
+  Encoded e1 = emit_rich(1, first);
+  const std::string who = "0x90f79bf6eb2c4f870365e785982e1f101e93b906";
+  const std::string ping_data = cast({"abi-encode", "f(uint256)", "123456789012345678901234567890"});
+  emit(anvil, run.emitter, 2, {address_topic(who)}, ping_data);
+  anvil.mine();
+  {
+    auto txs = last_tx();
+    ASSERT_EQ(txs.size(), 2u);
+    rich_expected[mined_at(txs[0])] = e1.expected;
+    ping_expected[mined_at(txs[1])] = "[" + who + ",123456789012345678901234567890]";
+  }
+
+  Indexer indexer(run.dir.path(), anvil, db, run.broker.bootstrap(), {.extra_tables = run.contracts()});
+  indexer.start();
+  ASSERT_TRUE(wait_until([&] { return cursor_of(db) + 3 >= anvil.block_number(); }, 60s)) << indexer.log();
+
+  // Live: Rich events at the edges of their types, a Transfer of the rich contract's own ABI, and
+  // two logs that match an event's topic0 but not its shape.
+  Encoded e2 = emit_rich(3, {"", "-9223372036854775808", "", "0x", "[]", "[]", "false"});
+  Encoded e3 = emit_rich(4, {"big", "9223372036854775807", "quote \" backslash \\ newline \n tab \t end",
+                             "0x" + std::string(80, 'a'), "[0]",
+                             "[(0,[0x0000000000000000000000000000000000000000000000000000000000000000,"
+                             "0xffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff])]",
+                             "true"});
+  anvil.mine();
+  {
+    auto txs = last_tx();
+    ASSERT_EQ(txs.size(), 2u);
+    rich_expected[mined_at(txs[0])] = e2.expected;
+    rich_expected[mined_at(txs[1])] = e3.expected;
+  }
+  emit(anvil, run.emitter, 5, {kTransferTopic0, address_topic(who), address_topic(run.token)}, word(42));
+  // Transfer's topic0 with a fourth topic: no Transfer has that shape.
+  emit(anvil, run.emitter, 6, {kTransferTopic0, address_topic(who), address_topic(who), word(1)}, word(42));
+  // Rich with its data cut short.
+  Encoded cut = encode_rich({"cut", "1", "x", "0x", "[]", "[]", "true"});
+  emit(anvil, run.emitter, 7, {cast({"keccak", kRichSignature}), cut.tag_hash}, cut.data.substr(0, cut.data.size() - 64));
+  // A topic0 the ABI does not know, with two topics: no event of interest (not undecodable).
+  emit(anvil, run.emitter, 8, {word(0xfeed), word(1)}, "");
+  anvil.mine();
+  mine_transfers(anvil, 1, 6);
+
+  // A Rich event in blocks that a reorg below the depth replaces.
+  emit_rich(9, {"doomed", "66", "never confirmed", "0x", "[]", "[]", "true"});
+  anvil.mine();
+  for (const auto& t : last_tx()) doomed_tx.insert(t);
+  anvil.mine();
+  std::this_thread::sleep_for(500ms);  // the heads reach the indexer's buffer
+  anvil.reorg(2);
+  mine_transfers(anvil, 5, 7);
+  ASSERT_TRUE(wait_until([&] { return cursor_of(db) + 3 >= anvil.block_number(); }, 60s)) << indexer.log();
+  EXPECT_EQ(indexer.stop(SIGTERM), 0) << indexer.log();
+  EXPECT_NE(indexer.log().find("event=reorg"), std::string::npos) << "the reorg was not seen: " << indexer.log();
+  ASSERT_EQ(doomed_tx.size(), 1u);
+
+  pqxx::connection c(db);
+  pqxx::read_transaction tx(c);
+
+  // Typed columns, as the ABI says.
+  std::map<std::string, std::string> types;
+  for (const auto& r : tx.exec("SELECT column_name, data_type, is_nullable FROM information_schema.columns "
+                               "WHERE table_schema = 'anvil' AND table_name = 'rich_rich'"))
+    types[r[0].as<std::string>()] = r[1].as<std::string>() + (r[2].as<std::string>() == "NO" ? " not null" : "");
+  EXPECT_EQ(types["tag_hash"], "bytea not null");
+  EXPECT_EQ(types["delta"], "numeric not null");
+  EXPECT_EQ(types["note"], "text not null");
+  EXPECT_EQ(types["blob"], "bytea not null");
+  EXPECT_EQ(types["levels"], "jsonb not null");
+  EXPECT_EQ(types["items"], "jsonb not null");
+  EXPECT_EQ(types["flag"], "boolean not null");
+  EXPECT_EQ(types["block_number"], "bigint not null");
+  EXPECT_EQ(types["transaction_hash"], "bytea not null");
+  EXPECT_EQ(one<std::string>(tx, "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
+                                        "WHERE attrelid = 'anvil.rich_rich'::regclass AND attname = 'delta'"),
+            "numeric(78,0)");
+  // An index on the indexed parameter.
+  EXPECT_EQ(one<int>(tx, "SELECT count(*) FROM pg_indexes WHERE schemaname = 'anvil' AND tablename = 'rich_rich' "
+                                "AND indexdef LIKE '%(tag_hash, block_number)%'"),
+            1);
+
+  // Every Rich row holds what cast decodes, at the block and log index the node gave it, and no
+  // other row exists.
+  std::map<std::string, std::string> rich_rows;
+  for (const auto& r : tx.exec("SELECT block_number, log_index, '0x' || encode(tag_hash, 'hex'), delta::text, note, "
+                               "'0x' || encode(blob, 'hex'), levels::text, items::text, flag::text "
+                               "FROM anvil.rich_rich ORDER BY block_number, log_index")) {
+    std::string values = "[" + r[2].as<std::string>() + "," + r[3].as<std::string>() + "," + r[4].as<std::string>() + "," +
+                         r[5].as<std::string>() + "," + canon_json(r[6].as<std::string>()) + "," +
+                         canon_json(r[7].as<std::string>()) + "," + r[8].as<std::string>() + "]";
+    rich_rows[key_of(r[0].as<std::uint64_t>(), r[1].as<std::uint64_t>())] = values;
+  }
+  EXPECT_EQ(rich_rows, rich_expected);
+  std::map<std::string, std::string> ping_rows;
+  for (const auto& r : tx.exec("SELECT block_number, log_index, '0x' || encode(who, 'hex'), n::text FROM anvil.rich_ping"))
+    ping_rows[key_of(r[0].as<std::uint64_t>(), r[1].as<std::uint64_t>())] = "[" + r[2].as<std::string>() + "," + r[3].as<std::string>() + "]";
+  EXPECT_EQ(ping_rows, ping_expected);
+  EXPECT_EQ(one<int>(tx, "SELECT count(*) FROM anvil.rich_transfer WHERE \"from\" = decode('" + strip0x(who) +
+                                "', 'hex') AND \"to\" = decode('" + strip0x(run.token) + "', 'hex') AND value = 42"),
+            1);
+
+  // The token's Transfers: one row per Transfer log in the raw logs table, with its fields.
+  const std::string token_hex = "decode('" + strip0x(run.token) + "', 'hex')";
+  const int token_logs = one<int>(tx, "SELECT count(*) FROM anvil.logs WHERE address = " + token_hex);
+  EXPECT_EQ(token_logs, 12);  // two per round, 3 + 1 + 5 rounds, less the last 3 (unconfirmed)
+  EXPECT_EQ(one<int>(tx, "SELECT count(*) FROM anvil.token_transfer"), token_logs);
+  EXPECT_EQ(one<int>(tx, 
+                "SELECT count(*) FROM anvil.logs l JOIN anvil.token_transfer t USING (block_number, log_index) "
+                "WHERE t.\"from\" = substring(l.topic1 from 13) AND t.\"to\" = substring(l.topic2 from 13) "
+                "AND t.value = ('x' || encode(substring(l.data from 25 for 8), 'hex'))::bit(64)::bigint "
+                "AND t.transaction_hash = l.transaction_hash AND t.block_hash = l.block_hash "
+                "AND t.contract_address = l.address AND t.transaction_index = l.transaction_index"),
+            token_logs);
+
+  // No event of a block that is not in the blocks table with that hash, and none of the reorg's.
+  for (const char* table : {"token_transfer", "rich_rich", "rich_ping", "rich_transfer"}) {
+    EXPECT_EQ(one<int>(tx, std::string("SELECT count(*) FROM anvil.") + table +
+                                  " e LEFT JOIN anvil.blocks b ON b.number = e.block_number AND b.hash = e.block_hash "
+                                  "WHERE b.number IS NULL"),
+              0)
+        << table;
+    EXPECT_EQ(one<int>(tx, std::string("SELECT count(*) FROM anvil.") + table + " WHERE transaction_hash = decode('" +
+                                  strip0x(*doomed_tx.begin()) + "', 'hex')"),
+              0)
+        << table;
+  }
+  for (const auto& r : tx.exec("SELECT number, '0x' || encode(hash, 'hex') FROM anvil.blocks"))
+    EXPECT_EQ(r[1].as<std::string>(), anvil.block_hash(r[0].as<std::uint64_t>()));
+
+  // The two that did not decode, with their reasons; the unknown topic0 is not among them.
+  std::vector<std::string> reasons;
+  for (const auto& r : tx.exec("SELECT contract, signature, reason, topic3 IS NOT NULL FROM anvil.undecodable ORDER BY block_number, log_index")) {
+    EXPECT_EQ(r[0].as<std::string>(), "rich");
+    reasons.push_back(r[1].as<std::string>() + ": " + r[2].as<std::string>());
+  }
+  ASSERT_EQ(reasons.size(), 2u);
+  EXPECT_NE(reasons[0].find("Transfer(address,address,uint256): "), std::string::npos) << reasons[0];
+  EXPECT_NE(reasons[0].find("topic"), std::string::npos) << reasons[0];
+  EXPECT_NE(reasons[1].find(kRichSignature), std::string::npos) << reasons[1];
+
+  // The topics: one message per row, keyed by the contract's address, with the same values.
+  simdjson::dom::parser parser;
+  std::map<std::string, std::string> rich_messages;
+  int rich_pings = 0, rich_transfers = 0;
+  for (const std::string& m : run.broker.consume("anvil.events.rich")) {
+    auto doc = parser.parse(m).value();
+    EXPECT_EQ(std::string(doc["contract"].get_string().value()), "rich");
+    EXPECT_EQ(std::string(doc["address"].get_string().value()), run.emitter);
+    const std::string event(doc["event"].get_string().value());
+    const std::string key = key_of(doc["block_number"].get_uint64().value(), doc["log_index"].get_uint64().value());
+    if (event == "Rich") {
+      EXPECT_EQ(std::string(doc["signature"].get_string().value()), kRichSignature);
+      EXPECT_TRUE(rich_messages.emplace(key, canon(doc["args"].value())).second) << "twice: " << m;
+      EXPECT_NE(m.find("\"tag_hash\":\"0x"), std::string::npos) << m;
+    } else if (event == "Ping") {
+      ++rich_pings;
+      EXPECT_EQ(canon(doc["args"].value()), ping_expected[key]) << m;
+    } else {
+      EXPECT_EQ(event, "Transfer") << m;
+      ++rich_transfers;
+    }
+  }
+  EXPECT_EQ(rich_messages, rich_expected);
+  EXPECT_EQ(rich_pings, 1);
+  EXPECT_EQ(rich_transfers, 1);
+  EXPECT_EQ(run.broker.consume("anvil.events.token").size(), static_cast<std::size_t>(token_logs));
+  const auto dead = run.broker.consume("anvil.undecodable");
+  ASSERT_EQ(dead.size(), 2u);
+  for (const auto& m : dead) {
+    auto doc = parser.parse(m).value();
+    EXPECT_EQ(std::string(doc["contract"].get_string().value()), "rich") << m;
+    EXPECT_FALSE(std::string_view(doc["reason"].get_string().value()).empty()) << m;
+  }
+}
+
+TEST(Events, AnAbiChangeThatWouldAlterATableIsRefusedWithHowToMigrate) {
+  EventsRun run;
+  const std::string db = Postgres::instance().create_database("events_abi_change");
+  Indexer indexer(run.dir.path(), run.anvil, db, run.broker.bootstrap(), {.extra_tables = run.contracts()});
+  indexer.start();
+  mine_transfers(run.anvil, 4, 3);
+  ASSERT_TRUE(wait_until([&] { return cursor_of(db) + 3 >= run.anvil.block_number(); }, 60s)) << indexer.log();
+  EXPECT_EQ(indexer.stop(SIGTERM), 0) << indexer.log();
+
+  // The same event name with another parameter type: the table's column would change meaning.
+  std::string changed = kRichAbi;
+  changed.replace(changed.find("\"int64\""), 7, "\"int128\"");
+  std::ofstream(run.abi_path, std::ios::trunc) << changed;
+  indexer.start();
+  const auto code = indexer.wait(60s);
+  ASSERT_TRUE(code.has_value()) << indexer.log();
+  EXPECT_EQ(*code, 7) << indexer.log();
+  const std::string log = indexer.log();
+  EXPECT_NE(log.find("rich_rich"), std::string::npos) << log;
+  EXPECT_NE(log.find("int128"), std::string::npos) << log;
+  // The rows written before are untouched.
+  pqxx::connection c(db);
+  pqxx::read_transaction tx(c);
+  EXPECT_GT(one<int>(tx, "SELECT count(*) FROM anvil.token_transfer"), 0);
+}
+
+}  // namespace
+}  // namespace chainidx::testing

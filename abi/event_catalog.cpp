@@ -40,8 +40,10 @@ std::string snake_case(std::string_view name) {
 schema::Result<EventCatalog> EventCatalog::build(std::vector<ContractEvents> contracts) {
   EventCatalog c;
   std::set<std::string> table_names;
-  for (const auto& contract : contracts) {
-    for (const Event& e : contract.events) {
+  for (std::uint32_t ci = 0; ci < contracts.size(); ++ci) {
+    const ContractEvents& contract = contracts[ci];
+    for (std::uint32_t ei = 0; ei < contract.events.size(); ++ei) {
+      const Event& e = contract.events[ei];
       schema::EventTable t;
       t.contract = contract.name;
       t.event = e.name;
@@ -76,11 +78,19 @@ schema::Result<EventCatalog> EventCatalog::build(std::vector<ContractEvents> con
         t.columns.push_back(std::move(col));
       }
       c.tables_.push_back(std::move(t));
+      c.sources_.emplace_back(ci, ei);
     }
   }
   c.contracts_ = std::move(contracts);
   c.index();
   return c;
+}
+
+std::vector<std::string> EventCatalog::arg_json_schemas(std::size_t table) const {
+  const Event& e = event_of(table);
+  std::vector<std::string> out;
+  for (std::size_t i = 0; i < e.params.size(); ++i) out.push_back(json_schema(e.params[i].type, tables_[table].columns[i].hashed));
+  return out;
 }
 
 void EventCatalog::index() {

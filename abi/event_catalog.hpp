@@ -42,6 +42,13 @@ class EventCatalog {
   bool empty() const { return tables_.empty(); }
   const std::vector<schema::EventTable>& tables() const { return tables_; }
   const std::vector<ContractEvents>& contracts() const { return contracts_; }
+  /// The ABI event tables()[table] was made for.
+  const Event& event_of(std::size_t table) const {
+    const auto [contract, event] = sources_.at(table);
+    return contracts_[contract].events[event];
+  }
+  /// The JSON Schema of each argument of tables()[table] (abi::json_schema), in column order.
+  std::vector<std::string> arg_json_schemas(std::size_t table) const;
 
   /// Fills block.events (replacing what it held) from block.logs: every log of a configured
   /// address at or above the contract's start_block whose topic0 is one of its chosen events
@@ -62,6 +69,7 @@ class EventCatalog {
 
   std::vector<ContractEvents> contracts_;
   std::vector<schema::EventTable> tables_;
+  std::vector<std::pair<std::uint32_t, std::uint32_t>> sources_;  // per table: (contract, event) indices
   std::vector<Contract> lookup_;  // parallel to contracts_
   std::unordered_map<schema::Address, std::vector<std::uint32_t>, schema::FixedBytesHash> by_address_;
 };

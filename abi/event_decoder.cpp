@@ -3,6 +3,7 @@
 #include <simdjson.h>
 
 #include <algorithm>
+#include <cstdint>
 
 #include "schema/tx_json.hpp"
 
@@ -251,6 +252,54 @@ void append_json(std::string& out, const Type& type, const Value& value) {
       out.push_back('}');
       return;
   }
+}
+
+namespace {
+
+std::string hex_schema(const std::string& digits, const std::string& description) {
+  return R"({"type":"string","pattern":"^0x)" + digits + R"($","description":")" + description + R"("})";
+}
+
+// The extreme of an M-bit integer in decimal (2^(M-1) or 2^M, less `minus`), for M <= 48.
+std::int64_t power_of_two(unsigned bits) { return std::int64_t{1} << bits; }
+
+}  // namespace
+
+std::string json_schema(const Type& type, bool hashed) {
+  if (hashed)
+    return hex_schema("[0-9a-f]{64}", "keccak256 of the value: an indexed " + type.canonical() + " is stored in the log as its hash");
+  switch (type.kind) {
+    case K::kUint:
+      if (type.fits_json_number())
+        return R"({"type":"integer","minimum":0,"maximum":)" + std::to_string(power_of_two(type.bits) - 1) + "}";
+      return R"({"type":"string","pattern":"^(0|[1-9][0-9]*)$","description":")" + type.canonical() + R"( as a decimal string"})";
+    case K::kInt:
+      if (type.fits_json_number())
+        return R"({"type":"integer","minimum":)" + std::to_string(-power_of_two(type.bits - 1)) + R"(,"maximum":)" +
+               std::to_string(power_of_two(type.bits - 1) - 1) + "}";
+      return R"({"type":"string","pattern":"^(0|-?[1-9][0-9]*)$","description":")" + type.canonical() + R"( as a decimal string"})";
+    case K::kAddress: return hex_schema("[0-9a-f]{40}", "address, lower-case hex");
+    case K::kBool: return R"({"type":"boolean"})";
+    case K::kFixedBytes: return hex_schema("[0-9a-f]{" + std::to_string(2 * type.size) + "}", type.canonical());
+    case K::kBytes: return hex_schema("([0-9a-f]{2})*", "bytes");
+    case K::kString: return R"({"type":"string"})";
+    case K::kArray: {
+      std::string s = R"({"type":"array","items":)" + json_schema(type.elements[0]);
+      if (!type.dynamic_length) s += R"(,"minItems":)" + std::to_string(type.size) + R"(,"maxItems":)" + std::to_string(type.size);
+      return s + "}";
+    }
+    case K::kTuple: {
+      std::string properties, required;
+      for (std::size_t i = 0; i < type.elements.size(); ++i) {
+        std::string key;
+        schema::append_json_string(key, type.names[i].empty() ? std::to_string(i) : type.names[i]);
+        properties += (i ? "," : "") + key + ":" + json_schema(type.elements[i]);
+        required += (i ? "," : "") + key;
+      }
+      return R"({"type":"object","properties":{)" + properties + R"(},"required":[)" + required + R"(],"additionalProperties":false})";
+    }
+  }
+  return "{}";
 }
 
 schema::ArgKind arg_kind(const Type& type, bool hashed) {

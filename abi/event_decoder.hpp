@@ -35,6 +35,10 @@ schema::Result<std::vector<Value>> decode_event(const Event& event, std::span<co
 /// objects keyed by component name (by position, "0", "1", ..., where unnamed).
 void append_json(std::string& out, const Type& type, const Value& value);
 
+/// The JSON Schema (draft 2020-12) of append_json()'s output for `type`; for a hashed indexed
+/// parameter (`hashed`), of its 32-byte topic in 0x-hex.
+std::string json_schema(const Type& type, bool hashed = false);
+
 /// A top-level parameter's value in the form of its column (schema::EventColumn::kind).
 schema::EventArg to_event_arg(const Type& type, bool hashed, const Value& value);
 /// The column kind a parameter's values take.

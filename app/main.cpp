@@ -13,7 +13,9 @@
 #include <algorithm>
 #include <atomic>
 #include <memory>
+#include <cerrno>
 #include <csignal>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -34,10 +36,12 @@
 #include "app/metrics.hpp"
 #include "app/ops_server.hpp"
 #include "app/pipeline.hpp"
+#include "abi/event_catalog.hpp"
 #include "ingest/backoff.hpp"
 #include "ingest/tls_context.hpp"
 #include "ingest/url.hpp"
 #include "schema/redact.hpp"
+#include "schema/tx_json.hpp"
 #include "sinks/dev_broker.hpp"
 #include "sinks/kafka_message.hpp"
 #include "sinks/kafka_sink.hpp"
@@ -62,6 +66,8 @@ struct Args {
   std::string chain;
   std::uint64_t chunk_blocks = 5000;
   int lease_seconds = 60;
+  // event-schemas
+  std::optional<std::string> out_dir;
 };
 
 constexpr const char* kExitCodes = R"(
@@ -113,6 +119,11 @@ void describe_commands(CLI::App& cli, Args& a) {
       ->check(CLI::Range(1, 1000000))
       ->capture_default_str();
   config(cli.add_subcommand("check-config", "validate a config file and exit (0 when valid)"));
+  auto* schemas = cli.add_subcommand("event-schemas",
+                                     "print the JSON Schema of each configured contract event's Kafka messages, made from its ABI");
+  config(schemas);
+  schemas->add_option("--out", a.out_dir, "write one file per event, <chain>.events.<contract>.<Event>.json, into this directory")
+      ->type_name("DIR");
   auto* broker = cli.add_subcommand("devbroker",
                                     "run a local Kafka-protocol broker for development (librdkafka's mock cluster: it has no "
                                     "CreateTopics API, so topics can be made here up front)");
@@ -154,8 +165,58 @@ int check_config(const Args& args) {
               << " endpoint(s):";
     for (auto& e : chain.endpoints)
       std::cout << " " << (e.name.empty() ? ingest::redact_endpoint_url(e.http) : e.name + " (" + ingest::redact_endpoint_url(e.http) + ")");
+    if (!chain.contracts.empty())
+      std::cout << ", " << chain.contracts.size() << " contract(s) with " << chain.catalog().tables().size() << " event table(s)";
     std::cout << ", postgres " << schema::redact_postgres_url(config->postgres.url) << ", kafka " << config->kafka.brokers << "\n";
   }
+  return app::kExitOk;
+}
+
+// The JSON Schema of every configured contract event's messages: one object keyed by topic and
+// event on standard output, or one file per event in --out.
+int event_schemas(const Args& args) {
+  auto config = load_or_report(args.config);
+  if (!config) return app::kExitConfig;
+  std::string all = "{";
+  std::size_t files = 0;
+  for (const auto& chain : config->chains) {
+    const abi::EventCatalog catalog = chain.catalog();
+    std::string topic_list;
+    std::string last_topic;
+    for (std::size_t t = 0; t < catalog.tables().size(); ++t) {
+      const schema::EventTable& table = catalog.tables()[t];
+      const std::string topic = chain.name + ".events." + table.contract;
+      const std::string schema = sinks::event_message_schema(table, catalog.arg_json_schemas(t));
+      if (args.out_dir) {
+        const std::string path = *args.out_dir + "/" + topic + "." + table.event + ".json";
+        std::ofstream out(path, std::ios::trunc);
+        out << schema << "\n";
+        if (!out.flush()) {
+          std::cerr << "chainidx: cannot write " << path << ": " << std::strerror(errno) << "\n";
+          return app::kExitFatal;
+        }
+        ++files;
+        continue;
+      }
+      if (topic != last_topic) {
+        if (!last_topic.empty()) all += "},";
+        schema::append_json_string(all, topic);
+        all += ":{";
+        last_topic = topic;
+      } else {
+        all += ",";
+      }
+      schema::append_json_string(all, table.event);
+      all += ":" + schema;
+    }
+    if (!last_topic.empty()) all += "},";
+  }
+  if (args.out_dir) {
+    std::cout << "wrote " << files << " schema(s) to " << *args.out_dir << "\n";
+    return app::kExitOk;
+  }
+  if (all.back() == ',') all.pop_back();
+  std::cout << all << "}\n";
   return app::kExitOk;
 }
 
@@ -682,5 +743,6 @@ int main(int argc, char** argv) {
   if (args.command == "run") return run(args);
   if (args.command == "replay") return replay(args);
   if (args.command == "check-config") return check_config(args);
+  if (args.command == "event-schemas") return event_schemas(args);
   return devbroker(args);
 }

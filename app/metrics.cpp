@@ -84,6 +84,14 @@ struct Metrics::Impl {
                                       .Help("Transactions written, per sink")
                                       .Register(registry);
   Family<Counter>& logs = BuildCounter().Name("chainidx_written_logs_total").Help("Logs written, per sink").Register(registry);
+  Family<Counter>& events = BuildCounter()
+                                .Name("chainidx_events_total")
+                                .Help("Decoded contract events written, per contract and event")
+                                .Register(registry);
+  Family<Counter>& undecodable = BuildCounter()
+                                     .Name("chainidx_undecodable_logs_total")
+                                     .Help("Logs of a configured contract that matched an event's topic0 but did not decode, written to the dead-letter table and topic")
+                                     .Register(registry);
   Family<Counter>& retries = BuildCounter().Name("chainidx_sink_retries_total").Help("Failed sink writes, retried").Register(registry);
   Family<Histogram>& write_seconds = BuildHistogram()
                                          .Name("chainidx_sink_write_duration_seconds")
@@ -196,6 +204,16 @@ void Metrics::written(std::string_view sink, std::uint64_t blocks, std::uint64_t
   impl_->logs.Add(l).Increment(static_cast<double>(logs));
   impl_->write_seconds.Add(l, kSeconds).Observe(seconds);
   impl_->batch_blocks.Add(l, kBlocks).Observe(static_cast<double>(blocks));
+}
+
+void Metrics::events_written(std::string_view contract, std::string_view event, std::uint64_t count) {
+  auto l = impl_->with("contract", contract);
+  l.emplace("event", std::string(event));
+  impl_->events.Add(l).Increment(static_cast<double>(count));
+}
+
+void Metrics::undecodable_written(std::string_view contract, std::uint64_t count) {
+  impl_->undecodable.Add(impl_->with("contract", contract)).Increment(static_cast<double>(count));
 }
 
 void Metrics::sink_retry(std::string_view sink) { impl_->retries.Add(impl_->with("sink", sink)).Increment(); }

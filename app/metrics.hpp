@@ -23,6 +23,12 @@ class Metrics {
 
   /// A batch written to one sink: its blocks, transactions and logs, and how long the write took.
   void written(std::string_view sink, std::uint64_t blocks, std::uint64_t transactions, std::uint64_t logs, double seconds);
+  /// Decoded events of one contract's event in a batch written to every sink (0 declares the
+  /// series, so that rate() sees it from the start).
+  void events_written(std::string_view contract, std::string_view event, std::uint64_t count);
+  /// Logs of one contract in a written batch that matched an event's topic0 but did not decode
+  /// (the dead-letter table and topic hold them).
+  void undecodable_written(std::string_view contract, std::uint64_t count);
   /// A failed write attempt of one sink (retried).
   void sink_retry(std::string_view sink);
   /// From the head that confirmed a block to that block's write to every sink.

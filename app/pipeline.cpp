@@ -365,9 +365,24 @@ struct Pipeline::Impl {
     }
     const double seconds = std::chrono::duration<double>(now - began).count();
     for (auto* sink : sinks) metrics->written(sink->name(), unwritten.size(), txs, logs, seconds);
+    if (!catalog->empty()) report_events();
     if (live && !catching_up && head_at != std::chrono::steady_clock::time_point{})
       metrics->head_to_write(std::chrono::duration<double>(now - head_at).count());
     metrics->buffer_blocks(buffer ? buffer->unconfirmed_size() : 0);
+  }
+
+  // The decoded and undecodable events of the written batch, per contract event.
+  void report_events() {
+    const auto& tables = catalog->tables();
+    std::vector<std::uint64_t> decoded(tables.size()), failed(tables.size());
+    for (const auto& b : unwritten)
+      for (const auto& e : b.events) ++(e.error.empty() ? decoded : failed)[e.table];
+    std::map<std::string_view, std::uint64_t> failed_by_contract;
+    for (std::size_t t = 0; t < tables.size(); ++t) {
+      if (decoded[t]) metrics->events_written(tables[t].contract, tables[t].event, decoded[t]);
+      if (failed[t]) failed_by_contract[tables[t].contract] += failed[t];
+    }
+    for (const auto& [contract, n] : failed_by_contract) metrics->undecodable_written(contract, n);
   }
 
   // Writes `unwritten` to every sink in order, retrying only the sink that failed, with a
@@ -1162,6 +1177,10 @@ void Pipeline::observe(LiveStatus& status, Metrics& metrics) {
   Impl& m = *impl_;
   m.status = &status;
   m.metrics = &metrics;
+  for (const auto& t : m.catalog->tables()) {
+    metrics.events_written(t.contract, t.event, 0);
+    metrics.undecodable_written(t.contract, 0);
+  }
   status.chain = m.config.chain.name;
   status.confirmations = m.config.chain.confirm_tag.empty() ? m.config.chain.confirmations : 0;
   status.confirm_tag = m.config.chain.confirm_tag;

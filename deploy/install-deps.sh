@@ -16,7 +16,7 @@ packages=(
   libtomlplusplus-dev libcrypto++-dev prometheus-cpp-dev libcli11-dev
   googletest libgtest-dev libgmock-dev libbenchmark-dev
   postgresql postgresql-client kcat prometheus
-  curl procps python3-yaml systemd
+  curl procps python3-yaml python3-jsonschema systemd
 )
 
 sudo_cmd=()

@@ -144,6 +144,36 @@ std::vector<std::string> topic_names(const std::string& prefix, const EventTopic
   return names;
 }
 
+std::string event_message_schema(const schema::EventTable& table, const std::vector<std::string>& arg_schemas) {
+  const std::string hash = R"({"type":"string","pattern":"^0x[0-9a-f]{64}$"})";
+  const std::string index = R"({"type":"integer","minimum":0,"maximum":9007199254740991})";
+  auto constant = [](const std::string& v) {
+    std::string s = R"({"const":)";
+    schema::append_json_string(s, v);
+    return s + "}";
+  };
+  std::string args_properties, args_required;
+  for (std::size_t i = 0; i < table.columns.size(); ++i) {
+    std::string key;
+    schema::append_json_string(key, table.columns[i].key);
+    args_properties += (i ? "," : "") + key + ":" + arg_schemas.at(i);
+    args_required += (i ? "," : "") + key;
+  }
+  std::string title, id;
+  schema::append_json_string(title, table.contract + "." + table.event + ": " + table.signature);
+  schema::append_json_string(id, "chainidx/events/" + table.contract + "/" + table.event);
+  return R"({"$schema":"https://json-schema.org/draft/2020-12/schema","$id":)" + id + R"(,"title":)" + title +
+         R"(,"description":"One message per decoded log of this event in a confirmed block. Key: the contract address. Header chain_id.")"
+         R"(,"type":"object","additionalProperties":false,"required":["chain_id","block_number","block_hash","block_timestamp",)"
+         R"("transaction_hash","transaction_index","log_index","address","contract","event","signature","args"],"properties":{)"
+         R"("chain_id":)" + index + R"(,"block_number":)" + index + R"(,"block_hash":)" + hash + R"(,"block_timestamp":)" + index +
+         R"(,"transaction_hash":)" + hash + R"(,"transaction_index":)" + index + R"(,"log_index":)" + index +
+         R"(,"address":{"type":"string","pattern":"^0x[0-9a-f]{40}$"},"contract":)" + constant(table.contract) +
+         R"(,"event":)" + constant(table.event) + R"(,"signature":)" + constant(table.signature) +
+         R"(,"args":{"type":"object","additionalProperties":false,"properties":{)" + args_properties + R"(},"required":[)" +
+         args_required + "]}}}";
+}
+
 namespace {
 
 void encode_events(std::vector<KafkaMessage>& out, const schema::Block& b, std::uint64_t chain_id, const EventTopics& topics) {

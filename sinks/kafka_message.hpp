@@ -30,6 +30,11 @@ struct EventTopics {
 /// Every topic of a chain whose topics are <prefix>.*, indexed by Topic (kEvents + contract).
 std::vector<std::string> topic_names(const std::string& prefix, const EventTopics& events);
 
+/// The JSON Schema (draft 2020-12) of the messages one contract event's table sends to
+/// <prefix>.events.<contract>: the envelope with `contract`, `event` and `signature` fixed, and
+/// `args` with each column's key and the schema of its value (`arg_schemas`, in column order).
+std::string event_message_schema(const schema::EventTable& table, const std::vector<std::string>& arg_schemas);
+
 struct KafkaMessage {
   Topic topic;
   std::uint32_t contract = 0;  ///< for Topic::kEvents: the index in EventTopics::contracts

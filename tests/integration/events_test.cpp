@@ -251,6 +251,19 @@ TEST(Events, ContractEventsLandDecodedInTypedTablesAndTopicsAndUndecodableOnesIn
   anvil.reorg(2);
   mine_transfers(anvil, 5, 7);
   ASSERT_TRUE(wait_until([&] { return cursor_of(db) + 3 >= anvil.block_number(); }, 60s)) << indexer.log();
+  // Counted once written, per contract and event; accepted by promtool.
+  const HttpAnswer scrape = http_request(indexer.ops_port(), "GET", "/metrics");
+  ASSERT_EQ(scrape.status, 200);
+  EXPECT_EQ(metric_sample(scrape.body, "chainidx_events_total{chain=\"anvil\",contract=\"rich\",event=\"Rich\"}"), 3) << scrape.body;
+  EXPECT_EQ(metric_sample(scrape.body, "chainidx_events_total{chain=\"anvil\",contract=\"rich\",event=\"Ping\"}"), 1) << scrape.body;
+  EXPECT_EQ(metric_sample(scrape.body, "chainidx_events_total{chain=\"anvil\",contract=\"token\",event=\"Transfer\"}"), 12) << scrape.body;
+  EXPECT_EQ(metric_sample(scrape.body, "chainidx_undecodable_logs_total{chain=\"anvil\",contract=\"rich\"}"), 2) << scrape.body;
+  EXPECT_EQ(metric_sample(scrape.body, "chainidx_undecodable_logs_total{chain=\"anvil\",contract=\"token\"}"), 0) << scrape.body;
+  const std::string scrape_path = run.dir.path() + "/scrape.txt";
+  std::ofstream(scrape_path) << scrape.body;
+  int promtool_code = -1;
+  const std::string promtool = run_capture({"sh", "-c", "promtool check metrics < " + scrape_path}, &promtool_code);
+  EXPECT_EQ(promtool_code, 0) << promtool;
   EXPECT_EQ(indexer.stop(SIGTERM), 0) << indexer.log();
   EXPECT_NE(indexer.log().find("event=reorg"), std::string::npos) << "the reorg was not seen: " << indexer.log();
   ASSERT_EQ(doomed_tx.size(), 1u);
@@ -342,9 +355,11 @@ TEST(Events, ContractEventsLandDecodedInTypedTablesAndTopicsAndUndecodableOnesIn
   // The topics: one message per row, keyed by the contract's address, with the same values.
   simdjson::dom::parser parser;
   std::map<std::string, std::string> rich_messages;
+  std::map<std::string, std::vector<std::string>> by_event;  // "contract.Event" -> messages
   int rich_pings = 0, rich_transfers = 0;
   for (const std::string& m : run.broker.consume("anvil.events.rich")) {
     auto doc = parser.parse(m).value();
+    by_event["rich." + std::string(doc["event"].get_string().value())].push_back(m);
     EXPECT_EQ(std::string(doc["contract"].get_string().value()), "rich");
     EXPECT_EQ(std::string(doc["address"].get_string().value()), run.emitter);
     const std::string event(doc["event"].get_string().value());
@@ -364,13 +379,54 @@ TEST(Events, ContractEventsLandDecodedInTypedTablesAndTopicsAndUndecodableOnesIn
   EXPECT_EQ(rich_messages, rich_expected);
   EXPECT_EQ(rich_pings, 1);
   EXPECT_EQ(rich_transfers, 1);
-  EXPECT_EQ(run.broker.consume("anvil.events.token").size(), static_cast<std::size_t>(token_logs));
+  by_event["token.Transfer"] = run.broker.consume("anvil.events.token");
+  EXPECT_EQ(by_event["token.Transfer"].size(), static_cast<std::size_t>(token_logs));
   const auto dead = run.broker.consume("anvil.undecodable");
   ASSERT_EQ(dead.size(), 2u);
   for (const auto& m : dead) {
     auto doc = parser.parse(m).value();
     EXPECT_EQ(std::string(doc["contract"].get_string().value()), "rich") << m;
     EXPECT_FALSE(std::string_view(doc["reason"].get_string().value()).empty()) << m;
+  }
+
+  // Every message holds to the schema `chainidx event-schemas` makes from the ABI, as
+  // python3-jsonschema checks it; the dead letters to schema/kafka/undecodable.json.
+  const std::string schemas = run.dir.path() + "/schemas";
+  std::filesystem::create_directories(schemas);
+  int code = -1;
+  const std::string wrote = run_capture({chainidx_binary(), "event-schemas", "--config", indexer.config_path(), "--out", schemas}, &code);
+  ASSERT_EQ(code, 0) << wrote;
+  EXPECT_NE(wrote.find("wrote 4 schema(s)"), std::string::npos) << wrote;
+  auto validate = [&](const std::string& schema, const std::vector<std::string>& messages) {
+    const std::string file = run.dir.path() + "/messages.jsonl";
+    std::ofstream out(file, std::ios::trunc);
+    for (const auto& m : messages) out << m << "\n";
+    out.close();
+    int rc = -1;
+    const std::string report =
+        run_capture({"python3", std::string(CHAINIDX_SOURCE_DIR) + "/tests/tools/validate_json.py", schema, file}, &rc);
+    return std::make_pair(rc, report);
+  };
+  for (const auto& [name, messages] : by_event) {
+    ASSERT_FALSE(messages.empty()) << name;
+    const auto [rc, report] = validate(schemas + "/anvil.events." + name + ".json", messages);
+    EXPECT_EQ(rc, 0) << name << ": " << report;
+    const auto [generic_rc, generic_report] = validate(std::string(CHAINIDX_SOURCE_DIR) + "/schema/kafka/events.json", messages);
+    EXPECT_EQ(generic_rc, 0) << name << ": " << generic_report;
+  }
+  EXPECT_EQ(by_event.size(), 4u);
+  const auto [dead_rc, dead_report] = validate(std::string(CHAINIDX_SOURCE_DIR) + "/schema/kafka/undecodable.json", dead);
+  EXPECT_EQ(dead_rc, 0) << dead_report;
+  // The schemas are not vacuous: a Rich message with its bool as a number, or a uint16 out of
+  // range, fails.
+  std::string bad = by_event["rich.Rich"].front();
+  bad.replace(bad.find("\"flag\":") + 7, 4, bad.find("\"flag\":true") != std::string::npos ? "1   " : "0    ");
+  EXPECT_EQ(validate(schemas + "/anvil.events.rich.Rich.json", {bad}).first, 1) << bad;
+  for (std::string too_big : by_event["rich.Rich"]) {
+    if (const auto at = too_big.find("65535]"); at != std::string::npos) {
+      too_big.replace(at, 5, "65536");
+      EXPECT_EQ(validate(schemas + "/anvil.events.rich.Rich.json", {too_big}).first, 1) << too_big;
+    }
   }
 }
 

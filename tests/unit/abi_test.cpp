@@ -231,6 +231,31 @@ TEST(AbiDecode, JsonOfValuesKeepsBigIntegersExactAndNamesTupleComponents) {
   EXPECT_EQ(json, R"([{"small":281474976710655,"big":"18446744073709551615","neg":-5,"s":"a \"quote\"\n","b":"0xabcd","f":false}])");
 }
 
+TEST(AbiDecode, JsonSchemaOfATypeDescribesItsJsonForm) {
+  auto schema_of = [](const std::string& type, bool hashed = false) {
+    auto t = parse_type(type);
+    EXPECT_TRUE(t.ok()) << type;
+    return json_schema(*t, hashed);
+  };
+  EXPECT_EQ(schema_of("int8"), R"({"type":"integer","minimum":-128,"maximum":127})");
+  EXPECT_EQ(schema_of("uint48"), R"({"type":"integer","minimum":0,"maximum":281474976710655})");
+  EXPECT_EQ(schema_of("int48"), R"({"type":"integer","minimum":-140737488355328,"maximum":140737488355327})");
+  EXPECT_NE(schema_of("uint56").find(R"("type":"string","pattern":"^(0|[1-9][0-9]*)$")"), std::string::npos);
+  EXPECT_NE(schema_of("int256").find(R"("pattern":"^(0|-?[1-9][0-9]*)$")"), std::string::npos);
+  EXPECT_NE(schema_of("address").find(R"("pattern":"^0x[0-9a-f]{40}$")"), std::string::npos);
+  EXPECT_NE(schema_of("bytes3").find(R"("pattern":"^0x[0-9a-f]{6}$")"), std::string::npos);
+  EXPECT_NE(schema_of("bytes").find(R"("pattern":"^0x([0-9a-f]{2})*$")"), std::string::npos);
+  EXPECT_EQ(schema_of("bool[2]"), R"({"type":"array","items":{"type":"boolean"},"minItems":2,"maxItems":2})");
+  EXPECT_EQ(schema_of("(string a,bool)"),
+            R"({"type":"object","properties":{"a":{"type":"string"},"1":{"type":"boolean"}},"required":["a","1"],"additionalProperties":false})");
+  // An indexed string is its hash.
+  EXPECT_NE(schema_of("string", true).find(R"("pattern":"^0x[0-9a-f]{64}$")"), std::string::npos);
+  // Each is valid JSON.
+  simdjson::dom::parser parser;
+  for (const char* t : {"(uint8 a,(bytes32[2] p,int256 q)[] r)[3]", "string[]", "uint256"})
+    EXPECT_FALSE(parser.parse(schema_of(t)).error()) << t;
+}
+
 // --- hostile data -------------------------------------------------------------------------------
 
 std::string word(std::uint64_t v) {

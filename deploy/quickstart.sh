@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs chainidx on embedded defaults: a local anvil mining a block a second with ERC-20 Transfer
-# traffic, a local Postgres cluster under .run/, the development Kafka broker, and the indexer.
+# traffic, a local Postgres cluster under .run/, the development Kafka broker, and the indexer,
+# which also decodes the Transfers into the typed table anvil.token_transfer.
 # Prints how to watch the data arrive. Ctrl-C stops everything.
 set -euo pipefail
 top="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -90,7 +91,7 @@ done
 
 # The development broker: librdkafka's mock cluster, Kafka wire protocol on loopback.
 rm -f "$run_dir/bootstrap"
-setsid "$chainidx" devbroker --bootstrap-file "$run_dir/bootstrap" --topics anvil.blocks,anvil.transactions,anvil.logs --partitions 3 \
+setsid "$chainidx" devbroker --bootstrap-file "$run_dir/bootstrap" --topics anvil.blocks,anvil.transactions,anvil.logs,anvil.events.token,anvil.undecodable --partitions 3 \
   >"$run_dir/devbroker.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 50); do [ -s "$run_dir/bootstrap" ] && break; sleep 0.1; done
@@ -98,6 +99,14 @@ bootstrap="$(cat "$run_dir/bootstrap")"
 
 bash deploy/loadgen.sh "http://127.0.0.1:$ANVIL_PORT" 3 >"$run_dir/loadgen.log" 2>&1 &
 pids+=($!)
+# The load generator's contract: its Transfers are decoded with the ERC-20 ABI ([[contracts]]).
+token=""
+for _ in $(seq 100); do
+  token=$(sed -n 's/^loadgen: Transfer emitter at \(0x[0-9a-fA-F]*\).*/\1/p' "$run_dir/loadgen.log")
+  [ -n "$token" ] && break
+  sleep 0.1
+done
+[ -n "$token" ] || { echo "quickstart: the load generator did not deploy its contract: $(cat "$run_dir/loadgen.log")" >&2; exit 1; }
 
 cat >"$run_dir/chainidx.toml" <<TOML
 [chain]
@@ -120,6 +129,12 @@ brokers = "$bootstrap"
 
 [server]
 listen = "127.0.0.1:$METRICS_PORT"
+
+[[contracts]]
+name = "token"
+address = "$token"
+abi = "$top/deploy/abis/erc20.json"
+events = ["Transfer"]
 TOML
 
 cat <<EOF
@@ -132,6 +147,9 @@ Watch the data arrive, from another terminal:
   psql -h 127.0.0.1 -p $PG_PORT -U postgres chainidx -c "SELECT number, encode(hash,'hex'), transaction_count FROM anvil.blocks ORDER BY number DESC LIMIT 5"
   psql -h 127.0.0.1 -p $PG_PORT -U postgres chainidx -c "SELECT block_number, log_index, encode(address,'hex'), encode(topic2,'hex') FROM anvil.logs ORDER BY block_number DESC LIMIT 5"
   kcat -C -b $bootstrap -t anvil.logs -o beginning -e -X isolation.level=read_committed
+The token's Transfers, decoded into a typed table and a topic of their own (docs/events.md):
+  psql -h 127.0.0.1 -p $PG_PORT -U postgres chainidx -c "SELECT block_number, '0x' || encode(\"from\",'hex') AS sender, '0x' || encode(\"to\",'hex') AS recipient, value FROM anvil.token_transfer ORDER BY value DESC LIMIT 5"
+  kcat -C -b $bootstrap -t anvil.events.token -o beginning -e -X isolation.level=read_committed
   curl -s http://127.0.0.1:$METRICS_PORT/status        (and /metrics, /healthz, /readyz)
 
 Ctrl-C stops everything.
@@ -147,7 +165,7 @@ pids=("$indexer" "${pids[@]}")
 (
   while sleep 5; do
     rows=$(psql -h 127.0.0.1 -p "$PG_PORT" -U postgres chainidx -tAc \
-      "SELECT (SELECT count(*) FROM anvil.blocks) || ' blocks, ' || (SELECT count(*) FROM anvil.transactions) || ' transactions, ' || (SELECT count(*) FROM anvil.logs) || ' logs'" 2>/dev/null || echo "not yet")
+      "SELECT (SELECT count(*) FROM anvil.blocks) || ' blocks, ' || (SELECT count(*) FROM anvil.transactions) || ' transactions, ' || (SELECT count(*) FROM anvil.logs) || ' logs, ' || (SELECT count(*) FROM anvil.token_transfer) || ' decoded Transfers'" 2>/dev/null || echo "not yet")
     msgs=$(timeout 10 kcat -C -b "$bootstrap" -t anvil.logs -o beginning -e -q -X isolation.level=read_committed 2>/dev/null | wc -l)
     echo "quickstart: postgres has $rows; kafka anvil.logs has $msgs messages"
   done

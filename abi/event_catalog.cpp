@@ -93,9 +93,36 @@ std::vector<std::string> EventCatalog::arg_json_schemas(std::size_t table) const
   return out;
 }
 
+EventCatalog::LogFilter EventCatalog::log_filter() const { return filter_; }
+
+bool EventCatalog::wanted(const schema::Log& log) const {
+  if (!by_address_.contains(log.address)) return false;
+  if (filter_.topic0s.empty()) return true;
+  return !log.topics.empty() && std::find(filter_.topic0s.begin(), filter_.topic0s.end(), log.topics[0]) != filter_.topic0s.end();
+}
+
+void EventCatalog::keep_wanted_logs(schema::Block& block) const {
+  std::erase_if(block.logs, [this](const schema::Log& log) { return !wanted(log); });
+  block.transactions.clear();
+  block.transaction_hashes.clear();
+  block.withdrawals.clear();
+  block.sparse = true;
+}
+
 void EventCatalog::index() {
   lookup_.assign(contracts_.size(), {});
   by_address_.clear();
+  filter_ = {};
+  bool any_anonymous = false;
+  for (const auto& c : contracts_)
+    for (const Event& e : c.events) {
+      if (e.anonymous) {
+        any_anonymous = true;
+      } else if (std::find(filter_.topic0s.begin(), filter_.topic0s.end(), e.topic0()) == filter_.topic0s.end()) {
+        filter_.topic0s.push_back(e.topic0());
+      }
+    }
+  if (any_anonymous) filter_.topic0s.clear();
   std::uint32_t table = 0;
   for (std::uint32_t i = 0; i < contracts_.size(); ++i) {
     for (std::uint32_t ei = 0; ei < contracts_[i].events.size(); ++ei, ++table) {
@@ -104,6 +131,7 @@ void EventCatalog::index() {
       else lookup_[i].by_topic0[e.topic0()].push_back({table, ei});
     }
     for (const auto& a : contracts_[i].addresses) {
+      if (!by_address_.contains(a)) filter_.addresses.push_back(a);
       auto& list = by_address_[a];
       if (std::find(list.begin(), list.end(), i) == list.end()) list.push_back(i);
     }

@@ -50,6 +50,20 @@ class EventCatalog {
   /// The JSON Schema of each argument of tables()[table] (abi::json_schema), in column order.
   std::vector<std::string> arg_json_schemas(std::size_t table) const;
 
+  /// The eth_getLogs filter that fetches every log decode() could use: the configured
+  /// addresses, and the chosen events' topic0s (none, meaning any topic, when an anonymous
+  /// event is chosen: its logs have no topic0 to filter on).
+  struct LogFilter {
+    std::vector<schema::Address> addresses;
+    std::vector<schema::Hash32> topic0s;
+  };
+  LogFilter log_filter() const;
+  /// The filter's predicate: a log eth_getLogs with log_filter() returns.
+  bool wanted(const schema::Log& log) const;
+  /// Trims a block to what chain.index = "events" keeps (schema::Block::sparse): only the
+  /// wanted logs; no transactions or withdrawals.
+  void keep_wanted_logs(schema::Block& block) const;
+
   /// Fills block.events (replacing what it held) from block.logs: every log of a configured
   /// address at or above the contract's start_block whose topic0 is one of its chosen events
   /// (or whose topic count fits an anonymous one) is decoded, or recorded with the reason it
@@ -72,6 +86,7 @@ class EventCatalog {
   std::vector<std::pair<std::uint32_t, std::uint32_t>> sources_;  // per table: (contract, event) indices
   std::vector<Contract> lookup_;  // parallel to contracts_
   std::unordered_map<schema::Address, std::vector<std::uint32_t>, schema::FixedBytesHash> by_address_;
+  LogFilter filter_;
 };
 
 }  // namespace chainidx::abi

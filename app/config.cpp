@@ -334,7 +334,7 @@ Config::Chain read_chain(const toml::table& chain, const std::string& P, Reader&
                                "ws_handshake_timeout_seconds", "http_timeout_seconds", "retry_after_max_seconds",
                                "backoff_initial_ms", "backoff_max_ms", "undecodable_after_rounds", "circuit_failures",
                                "circuit_cooldown_seconds", "endpoint_max_lag_blocks", "block_interval_ms",
-                               "repoll_interval_seconds", "repoll_blocks", "verify_with", "contracts"});
+                               "repoll_interval_seconds", "repoll_blocks", "verify_with", "contracts", "index"});
   ch.name = *r.string(chain, P, "name", true, "\"mainnet\"");
   if (!std::regex_match(ch.name, std::regex("[a-z_][a-z0-9_]{0,62}")))
     fail(P + ".name", r.shown(P + ".name", ch.name) + " is not usable as a Postgres schema and Kafka topic prefix",
@@ -357,6 +357,12 @@ Config::Chain read_chain(const toml::table& chain, const std::string& P, Reader&
   }
   if (auto v = r.integer(chain, P, "start_block", false, "0"))
     ch.start_block = in_range(P + ".start_block", *v, 0, std::numeric_limits<std::int64_t>::max(), "use a block number >= 0");
+  if (auto v = r.string(chain, P, "index", false, "\"all\"")) {
+    if (*v != "all" && *v != "events")
+      fail(P + ".index", r.shown(P + ".index", *v) + " is not an index mode",
+           "use \"all\" (every block, transaction and log, and the contracts' events) or \"events\" (only the contracts' logs and events)");
+    ch.index_events_only = *v == "events";
+  }
   if (auto v = r.string(chain, P, "deep_reorg_policy", false, "\"halt\"")) {
     if (*v != "halt") fail(P + ".deep_reorg_policy", "unknown policy " + r.shown(P + ".deep_reorg_policy", *v), "use \"halt\" (the only policy so far)");
   }
@@ -482,11 +488,17 @@ Config build(const toml::table& root, const EnvLookup& env, const std::string& b
     }
     if (root.get("contracts"))
       fail("contracts", "top-level [[contracts]] with several chains", "write each chain's contracts as [[chains.contracts]] below its [[chains]] table");
+    for (std::size_t i = 0; i < c.chains.size(); ++i)
+      if (c.chains[i].index_events_only && c.chains[i].contracts.empty())
+        fail("chains[" + std::to_string(i) + "].index", "\"events\" with no [[chains.contracts]]",
+             "name the contracts to index below this chain, or use index = \"all\"");
   } else {
     const toml::table& chain = table_at(root, "", "chain", true);
     if (chain.get("contracts")) fail("chain.contracts", "contracts belong at the top level", "write them as [[contracts]] tables");
     c.chains.push_back(read_chain(chain, "chain", r));
     c.chains.back().contracts = read_contracts(root.get("contracts"), "", r, base_dir);
+    if (c.chains.back().index_events_only && c.chains.back().contracts.empty())
+      fail("chain.index", "\"events\" with no [[contracts]]", "name the contracts to index in [[contracts]] tables, or use index = \"all\"");
   }
   c.chain = c.chains.front();
 
@@ -573,7 +585,7 @@ Config build(const toml::table& root, const EnvLookup& env, const std::string& b
   const toml::table& pipeline = table_at(root, "", "pipeline", false);
   check_known(pipeline, "pipeline",
               {"batch_blocks", "sink_retry_initial_ms", "sink_retry_max_ms", "max_batch_delay_ms", "range_batch_blocks", "range_buffer_mb",
-               "stage_ahead"});
+               "stage_ahead", "log_range_blocks", "log_range_max_blocks"});
   if (auto v = r.string(pipeline, "pipeline", "stage_ahead", false, "\"postgres\"")) {
     if (*v != "off" && *v != "postgres" && *v != "all")
       fail("pipeline.stage_ahead", r.shown("pipeline.stage_ahead", *v) + " is not a staging mode",
@@ -587,6 +599,12 @@ Config build(const toml::table& root, const EnvLookup& env, const std::string& b
   if (auto v = r.integer(pipeline, "pipeline", "range_buffer_mb", false, "64"))
     c.pipeline.range_buffer_mb = static_cast<std::uint32_t>(in_range("pipeline.range_buffer_mb", *v, 1, 65536,
                                                                      "set how many MiB of fetched history may wait for the sinks, e.g. 64"));
+  if (auto v = r.integer(pipeline, "pipeline", "log_range_blocks", false, "2000"))
+    c.pipeline.log_range_blocks = static_cast<std::uint32_t>(in_range("pipeline.log_range_blocks", *v, 1, 10000000,
+                                                                      "set how many blocks the first eth_getLogs query of logs-only history spans, e.g. 2000"));
+  if (auto v = r.integer(pipeline, "pipeline", "log_range_max_blocks", false, "100000"))
+    c.pipeline.log_range_max_blocks = static_cast<std::uint32_t>(in_range("pipeline.log_range_max_blocks", *v, c.pipeline.log_range_blocks, 10000000,
+                                                                          "set the widest eth_getLogs query, at least pipeline.log_range_blocks"));
   if (auto v = r.integer(pipeline, "pipeline", "max_batch_delay_ms", false, "2000"))
     c.pipeline.max_batch_delay_ms = static_cast<std::uint32_t>(in_range(
         "pipeline.max_batch_delay_ms", *v, 0, 3600000, "set how long a confirmed block may wait for its batch to fill, e.g. 2000"));

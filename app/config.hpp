@@ -69,6 +69,9 @@ struct Config {
     /// [[contracts]] (or [[chains.contracts]]): the contracts whose events are decoded into
     /// tables <contract>_<event> and the topic <chain>.events.<contract> (docs/events.md).
     std::vector<abi::ContractEvents> contracts;
+    /// chain.index: "all" (every block, transaction and log, and the contracts' events) or
+    /// "events" (only the contracts' logs and events: history by eth_getLogs, no block rows).
+    bool index_events_only = false;
     /// The contracts' catalog (validated when the config was read, so it always builds).
     abi::EventCatalog catalog() const;
   } chain;  ///< the chain this config is about: the only one, or (see for_chain) one of `chains`
@@ -139,6 +142,8 @@ struct Config {
     std::uint32_t max_batch_delay_ms = 2000;    ///< a confirmed block waits at most this long for its batch to fill
     std::uint32_t range_batch_blocks = 50;      ///< history: blocks per JSON-RPC batch (lowered for big answers)
     std::uint32_t range_buffer_mb = 64;         ///< history: fetched and not yet written, at most (about)
+    std::uint32_t log_range_blocks = 2000;      ///< logs-only history: the first eth_getLogs width per endpoint
+    std::uint32_t log_range_max_blocks = 100000;  ///< logs-only history: the widest eth_getLogs query
   } pipeline;
 };
 

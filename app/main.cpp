@@ -140,6 +140,7 @@ sinks::KafkaSinkConfig kafka_sink_config(const app::Config& c, const std::string
                             static_cast<int>(c.kafka.transaction_timeout_seconds * 1000), c.kafka.compression};
   kc.client_properties = c.kafka.client_properties();
   kc.event_tables = c.chain.catalog().tables();
+  kc.sparse_blocks = c.chain.index_events_only;
   return kc;
 }
 

@@ -115,6 +115,10 @@ struct Pipeline::Impl {
   static ingest::RangeOptions range_options(const Config& c, std::shared_ptr<const abi::EventCatalog> catalog) {
     ingest::RangeOptions r;
     if (!catalog->empty()) r.enrich = [catalog](schema::Block& b) { catalog->decode(b); };
+    if (c.chain.index_events_only) {
+      const abi::EventCatalog::LogFilter f = catalog->log_filter();
+      r.logs = ingest::RangeOptions::Logs{f.addresses, f.topic0s, c.pipeline.log_range_blocks, c.pipeline.log_range_max_blocks};
+    }
     r.batch_blocks = c.pipeline.range_batch_blocks;
     r.buffer_bytes = static_cast<std::size_t>(c.pipeline.range_buffer_mb) << 20;
     r.write_blocks = c.pipeline.batch_blocks;
@@ -488,6 +492,7 @@ struct Pipeline::Impl {
       std::string subject = "block " + schema::to_hex(req.hash);
       r = co_await pool.run<std::optional<schema::Block>>("fetch_by_hash", op, std::move(subject));
     }
+    if (r && *r && config.chain.index_events_only) catalog->keep_wanted_logs(**r);
     if (r && *r && !catalog->empty()) catalog->decode(**r);
     co_return r ? std::move(*r) : std::nullopt;
   }

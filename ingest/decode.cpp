@@ -246,7 +246,7 @@ constexpr auto kLogKeys = key_set(Key{"address", true}, Key{"topics", true}, Key
                                   Key{"blockNumber", true}, Key{"blockTimestamp"}, Key{"transactionHash", true},
                                   Key{"transactionIndex", true}, Key{"logIndex", true}, Key{"removed"});
 
-schema::Log decode_log_object(od::object obj) {
+schema::Log decode_log_object(od::object obj, std::optional<std::uint64_t>* block_timestamp = nullptr) {
   constexpr const auto& K = kLogKeys;
   thread_local KeyOrder<K.size> order;
   Fields f("log", K, order);
@@ -272,7 +272,10 @@ schema::Log decode_log_object(od::object obj) {
         if (removed) fail(f.object(), key, "a removed log in a confirmed-block query");
         break;
       }
-      default: break;  // blockTimestamp and keys of other node families: not kept
+      case K["blockTimestamp"]:
+        if (block_timestamp) *block_timestamp = f.u64(v, key);
+        break;
+      default: break;  // keys of other node families: not kept
     }
   });
   return log;
@@ -586,6 +589,18 @@ schema::Result<std::vector<schema::Log>> decode_logs(JsonText json) {
   return with_document<std::vector<schema::Log>>(json, "logs", [](od::document& doc) {
     std::vector<schema::Log> out;
     for (auto item : as_array(document_value(doc), "logs")) out.push_back(decode_log_object(as_object(item.value(), "logs[]")));
+    return out;
+  });
+}
+
+schema::Result<TimedLogs> decode_timed_logs(JsonText json) {
+  return with_document<TimedLogs>(json, "logs", [](od::document& doc) {
+    TimedLogs out;
+    for (auto item : as_array(document_value(doc), "logs")) {
+      std::optional<std::uint64_t> t;
+      out.logs.push_back(decode_log_object(as_object(item.value(), "logs[]"), &t));
+      out.block_timestamps.push_back(t);
+    }
     return out;
   });
 }

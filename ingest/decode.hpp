@@ -45,6 +45,13 @@ schema::Result<std::optional<Receipt>> decode_receipt(JsonText json);
 
 /// eth_getLogs result.
 schema::Result<std::vector<schema::Log>> decode_logs(JsonText json);
+/// eth_getLogs result with each log's blockTimestamp, where the node gives it (geth 1.16, reth,
+/// anvil do; older nodes do not).
+struct TimedLogs {
+  std::vector<schema::Log> logs;
+  std::vector<std::optional<std::uint64_t>> block_timestamps;  ///< parallel to logs
+};
+schema::Result<TimedLogs> decode_timed_logs(JsonText json);
 
 /// A WebSocket message on a newHeads subscription: {"method":"eth_subscription","params":
 /// {"subscription":ID,"result":HEADER}}. nullopt for a message that is not a notification

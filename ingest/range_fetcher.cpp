@@ -12,6 +12,8 @@
 #include <map>
 #include <thread>
 
+#include "ingest/decode.hpp"
+#include "ingest/log_range.hpp"
 #include "ingest/range_decode.hpp"
 #include "ingest/range_plan.hpp"
 #include "ingest/waker.hpp"
@@ -24,6 +26,9 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 std::string quoted_number(std::uint64_t n) { return "\"" + schema::to_quantity_hex(n) + "\""; }
+
+// An eth_getLogs answer under this many logs lets the endpoint's width grow.
+constexpr std::uint64_t kSmallLogAnswer = 2500;
 
 // What a decode worker hands back: default-constructible, as co_spawn's completion needs.
 struct Decoded {
@@ -59,11 +64,26 @@ struct RangeFetcher::Impl {
   bool progress_drawn = false;  // a terminal progress line is on screen: end it with a newline
   std::exception_ptr error;
   std::size_t alive = 0;
+  std::vector<LogRangeSizer> log_sizers;  // logs-only history: each endpoint's eth_getLogs width
+  std::string log_filter_json;            // logs-only history: "address" and "topics" of the filter
 
   Impl(asio::any_io_executor ex, EndpointPool& p, RangeOptions o)
       : executor(ex), pool(p), options(o),
         decoders(o.decode_threads ? o.decode_threads : std::max(1u, std::thread::hardware_concurrency())),
-        changed(ex), sleeps(ex) {}
+        changed(ex), sleeps(ex) {
+    if (!options.logs) return;
+    for (std::size_t i = 0; i < pool.size(); ++i) log_sizers.emplace_back(options.logs->initial_blocks, options.logs->max_blocks);
+    log_filter_json = "\"address\":[";
+    for (std::size_t i = 0; i < options.logs->addresses.size(); ++i)
+      log_filter_json += (i ? ",\"" : "\"") + schema::to_hex(options.logs->addresses[i]) + "\"";
+    log_filter_json += "]";
+    if (!options.logs->topic0s.empty()) {
+      log_filter_json += ",\"topics\":[[";
+      for (std::size_t i = 0; i < options.logs->topic0s.size(); ++i)
+        log_filter_json += (i ? ",\"" : "\"") + schema::to_hex(options.logs->topic0s[i]) + "\"";
+      log_filter_json += "]]";
+    }
+  }
 
   ~Impl() { decoders.join(); }
 
@@ -88,6 +108,30 @@ struct RangeFetcher::Impl {
   static RpcError reply_error(const EndpointPool::Member& m, const char* method, std::uint64_t number, const RpcReply& r) {
     return RpcError(RpcError::Kind::kRpc, m.rpc.endpoint() + ": " + method + "(" + std::to_string(number) + "): " + r.error_message,
                     *r.error_code);
+  }
+
+  // Sends `requests` in batches of at most the endpoint's burst, as every batch; the replies in
+  // order. A reply with an error throws (named by its method and `subject`, a block number).
+  Task<std::vector<RpcReply>> in_bursts(EndpointPool::Member& m, std::vector<RpcRequest> requests, std::size_t& answer_bytes,
+                                        std::uint64_t subject) {
+    const std::size_t per_batch = std::max<std::size_t>(1, static_cast<std::size_t>(m.burst));
+    std::vector<RpcReply> out;
+    for (std::size_t at = 0; at < requests.size(); at += per_batch) {
+      const auto from = requests.begin() + static_cast<std::ptrdiff_t>(at);
+      std::vector<RpcRequest> part(from, from + static_cast<std::ptrdiff_t>(std::min(per_batch, requests.size() - at)));
+      const std::vector<std::string> methods = [&] {
+        std::vector<std::string> v;
+        for (const auto& r : part) v.push_back(r.method);
+        return v;
+      }();
+      std::vector<RpcReply> replies = co_await m.rpc.batch(std::move(part));
+      for (std::size_t i = 0; i < replies.size(); ++i) {
+        answer_bytes += replies[i].result.size();
+        if (replies[i].error_code) throw reply_error(m, methods.at(i).c_str(), subject, replies[i]);
+        out.push_back(std::move(replies[i]));
+      }
+    }
+    co_return out;
   }
 
   // One range from one endpoint: a batch of bodies and block receipts (or per-transaction
@@ -139,20 +183,8 @@ struct RangeFetcher::Impl {
     std::vector<RpcRequest> tx_requests;
     for (const auto& b : d.blocks)
       for (const auto& h : b.transaction_hashes) tx_requests.push_back({"eth_getTransactionReceipt", "[\"" + schema::to_hex(h) + "\"]"});
-    // In batches of at most the endpoint's burst, as every batch: a range of busy blocks holds
-    // many more transactions than blocks.
-    const std::size_t per_batch = std::max<std::size_t>(1, static_cast<std::size_t>(m.burst));
-    std::vector<RpcReply> tx_replies;
-    for (std::size_t at = 0; at < tx_requests.size(); at += per_batch) {
-      const auto from = tx_requests.begin() + static_cast<std::ptrdiff_t>(at);
-      std::vector<RpcRequest> part(from, from + static_cast<std::ptrdiff_t>(std::min(per_batch, tx_requests.size() - at)));
-      std::vector<RpcReply> replies = co_await m.rpc.batch(std::move(part));
-      for (auto& r : replies) {
-        answer_bytes += r.result.size();
-        if (r.error_code) throw reply_error(m, "eth_getTransactionReceipt", range.first, r);
-        tx_replies.push_back(std::move(r));
-      }
-    }
+    // A range of busy blocks holds many more transactions than blocks.
+    std::vector<RpcReply> tx_replies = co_await in_bursts(m, std::move(tx_requests), answer_bytes, range.first);
     auto attach_all = [blocks = std::move(d.blocks), tx_replies = std::move(tx_replies), enrich = &options.enrich]() mutable {
       Decoded out;
       if (auto s = attach_transaction_receipts(blocks, tx_replies); !s.ok()) out.error = s.error().message;
@@ -162,6 +194,120 @@ struct RangeFetcher::Impl {
       return out;
     };
     Decoded full = co_await decode(std::move(attach_all));
+    if (!full.error.empty()) malformed(m, full.error);
+    co_return full;
+  }
+
+  // One range of logs-only history from one endpoint: eth_getLogs over the range and its last
+  // block's header in one batch; the headers of blocks whose logs came without blockTimestamp
+  // in a second. Gives the sparse blocks: those with logs, and the last one.
+  Task<Decoded> fetch_logs(EndpointPool::Member& m, BlockRange range, std::size_t& answer_bytes, std::uint64_t& log_count) {
+    std::vector<RpcRequest> requests;
+    requests.push_back({"eth_getLogs", "[{\"fromBlock\":" + quoted_number(range.first) + ",\"toBlock\":" + quoted_number(range.last) + "," +
+                                           log_filter_json + "}]"});
+    requests.push_back({"eth_getBlockByNumber", "[" + quoted_number(range.last) + ",false]"});
+    std::vector<RpcReply> replies = co_await m.rpc.batch(std::move(requests));
+    if (replies.size() != 2) malformed(m, "eth_getLogs batch answered with " + std::to_string(replies.size()) + " replies");
+    for (const auto& r : replies) answer_bytes += r.result.size();
+    if (replies[0].error_code) throw reply_error(m, "eth_getLogs", range.first, replies[0]);
+    if (replies[1].error_code) throw reply_error(m, "eth_getBlockByNumber", range.last, replies[1]);
+    const RangeOptions::Logs* filter = &*options.logs;
+    auto decode_logs = [logs = std::move(replies[0]), header = std::move(replies[1]), range, filter, enrich = &options.enrich]() {
+      Decoded out;
+      auto fail = [&](const std::string& why) {
+        out.error = why;
+        out.blocks.clear();
+        return out;
+      };
+      auto end = decode_block(JsonText(header.result));
+      if (!end.ok()) return fail("header of block " + std::to_string(range.last) + ": " + end.error().message);
+      if (!*end) return fail("the node does not have block " + std::to_string(range.last));
+      if ((*end)->number != range.last) return fail("asked for block " + std::to_string(range.last) + ", got block " + std::to_string((*end)->number));
+      auto timed = decode_timed_logs(JsonText(logs.result));
+      if (!timed.ok()) return fail("eth_getLogs " + std::to_string(range.first) + "-" + std::to_string(range.last) + ": " + timed.error().message);
+      std::vector<std::size_t> order(timed->logs.size());
+      for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+      std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
+        const auto& x = timed->logs[a];
+        const auto& y = timed->logs[b];
+        return x.block_number != y.block_number ? x.block_number < y.block_number : x.log_index < y.log_index;
+      });
+      for (std::size_t i : order) {
+        schema::Log& log = timed->logs[i];
+        if (log.block_number < range.first || log.block_number > range.last)
+          return fail("eth_getLogs " + std::to_string(range.first) + "-" + std::to_string(range.last) + " answered a log of block " +
+                      std::to_string(log.block_number));
+        if (std::find(filter->addresses.begin(), filter->addresses.end(), log.address) == filter->addresses.end() ||
+            (!filter->topic0s.empty() && (log.topics.empty() || std::find(filter->topic0s.begin(), filter->topic0s.end(), log.topics[0]) ==
+                                                                   filter->topic0s.end())))
+          return fail("eth_getLogs answered a log the filter does not match (block " + std::to_string(log.block_number) + ", log " +
+                      std::to_string(log.log_index) + ")");
+        if (out.blocks.empty() || out.blocks.back().number != log.block_number) {
+          schema::Block b;
+          b.number = log.block_number;
+          b.hash = log.block_hash;
+          b.sparse = true;
+          b.timestamp = timed->block_timestamps[i].value_or(0);
+          out.blocks.push_back(std::move(b));
+          if (!timed->block_timestamps[i]) out.error = "needs headers";  // marked: timestamps come from headers
+        } else {
+          schema::Block& b = out.blocks.back();
+          if (b.hash != log.block_hash)
+            return fail("eth_getLogs named two hashes for block " + std::to_string(b.number) + ": " + schema::to_hex(b.hash) + " and " +
+                        schema::to_hex(log.block_hash));
+          if (!b.logs.empty() && b.logs.back().log_index == log.log_index)
+            return fail("eth_getLogs answered log " + std::to_string(log.log_index) + " of block " + std::to_string(b.number) + " twice");
+        }
+        out.blocks.back().logs.push_back(std::move(log));
+      }
+      const schema::Block& h = **end;
+      if (out.blocks.empty() || out.blocks.back().number != range.last) {
+        schema::Block b;
+        b.number = h.number;
+        b.hash = h.hash;
+        b.timestamp = h.timestamp;
+        b.sparse = true;
+        out.blocks.push_back(std::move(b));
+      } else {
+        schema::Block& b = out.blocks.back();
+        if (b.hash != h.hash)
+          return fail("the logs of block " + std::to_string(b.number) + " name hash " + schema::to_hex(b.hash) + ", its header " +
+                      schema::to_hex(h.hash));
+        b.timestamp = h.timestamp;
+      }
+      if (out.error.empty() && *enrich)
+        for (auto& b : out.blocks) (*enrich)(b);
+      return out;
+    };
+    Decoded d = co_await decode(std::move(decode_logs));
+    if (!d.error.empty() && d.error != "needs headers") malformed(m, d.error);
+    for (const auto& b : d.blocks) log_count += b.logs.size();
+    if (d.error.empty()) co_return d;
+
+    // The node gave no blockTimestamp: the headers of the blocks with logs.
+    std::vector<RpcRequest> header_requests;
+    for (const auto& b : d.blocks)
+      if (b.number != range.last) header_requests.push_back({"eth_getBlockByNumber", "[" + quoted_number(b.number) + ",false]"});
+    std::vector<RpcReply> headers = co_await in_bursts(m, std::move(header_requests), answer_bytes, range.first);
+    auto attach = [blocks = std::move(d.blocks), headers = std::move(headers), enrich = &options.enrich]() mutable {
+      Decoded out;
+      std::size_t next = 0;
+      for (auto& b : blocks) {
+        if (&b == &blocks.back()) break;  // the last block's header came with the logs
+        auto h = decode_block(JsonText(headers.at(next++).result));
+        if (!h.ok() || !*h || (*h)->number != b.number || (*h)->hash != b.hash) {
+          out.error = "the header of block " + std::to_string(b.number) + " does not match its logs' block hash" +
+                      (h.ok() ? std::string() : ": " + h.error().message);
+          return out;
+        }
+        b.timestamp = (*h)->timestamp;
+      }
+      if (*enrich)
+        for (auto& b : blocks) (*enrich)(b);
+      out.blocks = std::move(blocks);
+      return out;
+    };
+    Decoded full = co_await decode(std::move(attach));
     if (!full.error.empty()) malformed(m, full.error);
     co_return full;
   }
@@ -206,7 +352,7 @@ struct RangeFetcher::Impl {
       }
       // A batch's calls all go at once: never more than the endpoint's burst (two calls a block).
       const std::uint64_t burst_blocks = std::max<std::uint64_t>(1, static_cast<std::uint64_t>(m.burst / 2));
-      std::optional<BlockRange> range = next_range(std::min(m.batch_blocks, burst_blocks));
+      std::optional<BlockRange> range = next_range(options.logs ? log_sizers[at].blocks() : std::min(m.batch_blocks, burst_blocks));
       if (range) {
         auto t = tallies.find(range->first);
         if (t != tallies.end() && t->second.refused(at)) {  // this endpoint refused it: leave it to the others
@@ -248,16 +394,29 @@ struct RangeFetcher::Impl {
       try {
         co_await pool.check_chain_id(at);
         const auto began = std::chrono::steady_clock::now();
-        Decoded d = co_await fetch(m, *range, answer_bytes);
+        std::uint64_t log_count = 0;
+        Decoded d;
+        // (Not a conditional expression: g++ 12 miscompiles co_await inside one.)
+        if (options.logs) {
+          d = co_await fetch_logs(m, *range, answer_bytes, log_count);
+        } else {
+          d = co_await fetch(m, *range, answer_bytes);
+        }
         in_flight_bytes -= estimated;
         // Latency per block, so that a batch compares with a single call.
         pool.record_success(at, std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - began) /
                                     static_cast<std::int64_t>(range->size()));
         adapt(m, *range, answer_bytes);
+        if (options.logs) log_sizers[at].answered(*range, log_count, kSmallLogAnswer);
         ++stats.batches;
         stats.answer_bytes += answer_bytes;
         tallies.erase(range->first);
-        if (!stopping) part_of(range->first).window.put(std::move(d.blocks), answer_bytes);
+        if (!stopping) {
+          if (options.logs)
+            part_of(range->first).window.put_sparse(*range, std::move(d.blocks), answer_bytes);
+          else
+            part_of(range->first).window.put(std::move(d.blocks), answer_bytes);
+        }
         changed.wake_all();
         continue;
       } catch (const RpcError& e) {
@@ -265,6 +424,16 @@ struct RangeFetcher::Impl {
         part_of(range->first).planner.give_back(*range);
         ++stats.refetches;
         changed.wake_all();
+        if (options.logs) {
+          const LogRangeAdvice advice =
+              advise_log_range(e.what(), *range, e.kind() == RpcError::Kind::kHttpStatus ? e.code() : 0);
+          if (auto width = log_sizers[at].refused(advice, *range)) {
+            m.health.on_abandoned();
+            spdlog::info("event=log_range_narrower endpoint={} blocks={}-{} width={} reason=\"{}\"", m.rpc.endpoint(), range->first,
+                         range->last, *width, e.what());
+            continue;
+          }
+        }
         if (says_batch_too_large(e) && range->size() > 1) {
           m.health.on_abandoned();
           m.batch_blocks = std::max<std::uint64_t>(1, range->size() / 2);
@@ -299,6 +468,7 @@ struct RangeFetcher::Impl {
   void adapt(EndpointPool::Member& m, const BlockRange& r, std::size_t bytes) {
     const double per_block = static_cast<double>(bytes) / static_cast<double>(r.size());
     bytes_per_block = bytes_per_block == 0 ? per_block : 0.8 * bytes_per_block + 0.2 * per_block;
+    if (options.logs) return;  // the eth_getLogs width follows LogRangeSizer
     if (bytes > options.target_answer_bytes && m.batch_blocks > 1) {
       m.batch_blocks = std::max<std::uint64_t>(1, m.batch_blocks / 2);
       spdlog::info("event=range_batch_smaller endpoint={} batch_blocks={} reason=\"answer of {} bytes\"", m.rpc.endpoint(), m.batch_blocks, bytes);
@@ -377,14 +547,15 @@ struct RangeFetcher::Impl {
         continue;
       }
       const std::size_t ready = window.ready();
-      const bool rest_ready = ready > 0 && window.next() + ready > last;
+      const bool rest_ready = ready > 0 && window.ready_through() >= last;
       const auto now = Clock::now();
       if (ready >= options.write_blocks || rest_ready || (ready > 0 && deadline && now >= *deadline)) {
         deadline.reset();
+        const std::uint64_t next_before = window.next();
         ReorderWindow::Taken taken = window.take(options.write_blocks);
         changed.wake_all();
         if (!taken.blocks.empty()) {
-          const std::uint64_t count = taken.blocks.size();
+          const std::uint64_t count = window.next() - next_before;  // blocks covered (a sparse batch covers more than it holds)
           std::uint64_t logs = 0, txs = 0;
           for (const auto& b : taken.blocks) logs += b.logs.size(), txs += b.transactions.size();
           std::vector<schema::Block> batch = std::move(taken.blocks);

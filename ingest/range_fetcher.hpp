@@ -36,6 +36,19 @@ struct RangeOptions {
   /// Called for every block once it is complete (logs and receipts attached), on a decoding
   /// thread, before it is handed on: the app's decoding of contract events. Thread-safe.
   std::function<void(schema::Block&)> enrich;
+
+  /// Logs-only history (chain.index = "events"): each range is one eth_getLogs over these
+  /// addresses and topic0s (any topic when empty) plus its last block's header, and gives sparse
+  /// blocks (schema::Block::sparse): those with logs, and the last one. Its width starts at
+  /// `initial_blocks` per endpoint, is cut to what a provider's refusal says (log_range.hpp)
+  /// and grows back after small answers, never past `max_blocks`.
+  struct Logs {
+    std::vector<schema::Address> addresses;
+    std::vector<schema::Hash32> topic0s;
+    std::uint64_t initial_blocks = 2000;
+    std::uint64_t max_blocks = 100000;
+  };
+  std::optional<Logs> logs;
 };
 
 /// The node's chain no longer holds a block already handed to the writer (or the cursor): a

@@ -51,47 +51,72 @@ std::optional<std::uint64_t> RangePlanner::lowest_open() const {
 
 ReorderWindow::ReorderWindow(std::uint64_t next, std::optional<schema::BlockRef> parent) : next_(next), parent_(std::move(parent)) {}
 
+void ReorderWindow::insert(std::uint64_t first, Piece piece) {
+  auto refuse = [&](const std::string& why) {
+    throw std::logic_error("ReorderWindow::put: range " + std::to_string(first) + "-" + std::to_string(piece.last) + ": " + why);
+  };
+  if (first < next_) refuse("starts before the next block to give out, " + std::to_string(next_));
+  auto after = pieces_.lower_bound(first);
+  if (after != pieces_.end() && after->first <= piece.last) refuse("overlaps a range held");
+  if (after != pieces_.begin() && std::prev(after)->second.last >= first) refuse("overlaps a range held");
+  bytes_ += piece.bytes;
+  pieces_.emplace(first, std::move(piece));
+}
+
 void ReorderWindow::put(std::vector<schema::Block> blocks, std::size_t bytes) {
   if (blocks.empty()) return;
   const std::uint64_t first = blocks.front().number;
-  const std::uint64_t last = blocks.back().number;
-  auto refuse = [&](const std::string& why) {
-    throw std::logic_error("ReorderWindow::put: range " + std::to_string(first) + "-" + std::to_string(last) + ": " + why);
-  };
-  if (first < next_) refuse("starts before the next block to give out, " + std::to_string(next_));
   for (std::size_t i = 1; i < blocks.size(); ++i) {
+    auto refuse = [&](const std::string& why) {
+      throw std::logic_error("ReorderWindow::put: range " + std::to_string(first) + "-" + std::to_string(blocks.back().number) + ": " + why);
+    };
     if (blocks[i].number != blocks[i - 1].number + 1) refuse("not contiguous");
     if (blocks[i].parent_hash != blocks[i - 1].hash) refuse("not linked inside itself at block " + std::to_string(blocks[i].number));
   }
-  auto after = pieces_.lower_bound(first);
-  if (after != pieces_.end() && after->first <= last) refuse("overlaps a range held");
-  if (after != pieces_.begin()) {
-    const auto& before = std::prev(after)->second;
-    if (before.blocks.back().number >= first) refuse("overlaps a range held");
+  const std::uint64_t last = blocks.back().number;
+  insert(first, Piece{std::move(blocks), 0, bytes, first, last, false});
+}
+
+void ReorderWindow::put_sparse(BlockRange range, std::vector<schema::Block> blocks, std::size_t bytes) {
+  auto refuse = [&](const std::string& why) {
+    throw std::logic_error("ReorderWindow::put_sparse: range " + std::to_string(range.first) + "-" + std::to_string(range.last) + ": " + why);
+  };
+  if (blocks.empty() || blocks.back().number != range.last) refuse("no block for its last number");
+  for (std::size_t i = 0; i < blocks.size(); ++i) {
+    if (blocks[i].number < range.first) refuse("a block below the range");
+    if (i > 0 && blocks[i].number <= blocks[i - 1].number) refuse("blocks not ascending");
   }
-  bytes_ += bytes;
-  pieces_.emplace(first, Piece{std::move(blocks), 0, bytes});
+  insert(range.first, Piece{std::move(blocks), 0, bytes, range.first, range.last, true});
 }
 
 std::size_t ReorderWindow::ready() const {
   std::size_t n = 0;
   std::uint64_t want = next_;
   for (const auto& [first, piece] : pieces_) {
-    if (first + piece.offset != want) break;
+    if (piece.start != want) break;
     n += piece.blocks.size() - piece.offset;
-    want = piece.blocks.back().number + 1;
+    want = piece.last + 1;
   }
   return n;
 }
 
+std::uint64_t ReorderWindow::ready_through() const {
+  std::uint64_t want = next_;
+  for (const auto& [first, piece] : pieces_) {
+    if (piece.start != want) break;
+    want = piece.last + 1;
+  }
+  return want - 1;
+}
+
 ReorderWindow::Taken ReorderWindow::take(std::size_t max_blocks) {
   Taken out;
-  while (out.blocks.size() < max_blocks && !pieces_.empty() && pieces_.begin()->first + pieces_.begin()->second.offset == next_) {
+  while (out.blocks.size() < max_blocks && !pieces_.empty() && pieces_.begin()->second.start == next_) {
     auto node = pieces_.begin();
     Piece& piece = node->second;
     const std::size_t remaining = piece.blocks.size() - piece.offset;
     schema::Block& block = piece.blocks[piece.offset];
-    if (parent_ && block.parent_hash != parent_->hash) {
+    if (!piece.sparse && parent_ && block.parent_hash != parent_->hash) {
       out.broken = LinkBreak{block.number, parent_->hash, block.parent_hash, {block.number, piece.blocks.back().number}};
       bytes_ -= piece.bytes;
       pieces_.erase(node);
@@ -101,7 +126,8 @@ ReorderWindow::Taken ReorderWindow::take(std::size_t max_blocks) {
     piece.bytes -= share;
     bytes_ -= share;
     parent_ = block.ref();
-    ++next_;
+    next_ = block.number + 1;
+    piece.start = next_;
     out.blocks.push_back(std::move(block));
     if (++piece.offset == piece.blocks.size()) {
       bytes_ -= piece.bytes;

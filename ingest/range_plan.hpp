@@ -68,6 +68,10 @@ class ReorderWindow {
   /// next() and overlapping nothing held. `bytes` is what it costs to hold (its share of the
   /// fetched answer). Throws std::logic_error when the range breaks these rules.
   void put(std::vector<schema::Block> blocks, std::size_t bytes);
+  /// A range fetched by its logs alone (logs-only history): the sparse blocks that have logs,
+  /// ascending, within `range`, and always one for range.last (its header: the cursor needs its
+  /// hash). No link is checked; taking it moves next() past range.last.
+  void put_sparse(BlockRange range, std::vector<schema::Block> blocks, std::size_t bytes);
 
   struct Taken {
     std::vector<schema::Block> blocks;  ///< in order, linked
@@ -80,6 +84,9 @@ class ReorderWindow {
 
   /// How many blocks take() could give out now without a gap (links not yet checked).
   std::size_t ready() const;
+  /// The last block number those ready() blocks reach (a sparse range counts to its end);
+  /// next() - 1 when none is ready.
+  std::uint64_t ready_through() const;
   std::uint64_t next() const { return next_; }
   /// The block before next(): the last one taken, or the cursor.
   const std::optional<schema::BlockRef>& parent() const { return parent_; }
@@ -91,10 +98,14 @@ class ReorderWindow {
     std::vector<schema::Block> blocks;
     std::size_t offset = 0;  // blocks before it were taken out
     std::size_t bytes = 0;   // what the remaining blocks cost
+    std::uint64_t start = 0;  // the number the piece goes on from (the next block to give out)
+    std::uint64_t last = 0;   // the last number it covers
+    bool sparse = false;      // logs-only: numbers between its blocks are covered too, unlinked
   };
+  void insert(std::uint64_t first, Piece piece);
   std::uint64_t next_;
   std::optional<schema::BlockRef> parent_;
-  std::map<std::uint64_t, Piece> pieces_;  // by first block number; only the first piece has an offset
+  std::map<std::uint64_t, Piece> pieces_;  // by first block number covered; only the first piece has an offset
   std::size_t bytes_ = 0;
 };
 

@@ -52,8 +52,12 @@ class RpcError : public std::runtime_error {
 /// Whether a JSON-RPC error is a provider's way of saying 429: Infura's -32005 ("limit exceeded"),
 /// -32029 and similar codes, or a "rate limit" / "too many requests" / "request limit" text.
 inline bool says_rate_limited(int code, std::string message) {
-  if (code == -32005 || code == -32029) return true;
   std::transform(message.begin(), message.end(), message.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  // Too big a query, not too many: Infura's -32005 also says "query returned more than 10000
+  // results" and "query timeout exceeded", Chainstack "Block range limit exceeded".
+  for (const char* p : {"results", "block range", "timeout exceeded", "response size", "too many logs"})
+    if (message.find(p) != std::string::npos) return false;
+  if (code == -32005 || code == -32029) return true;
   for (const char* p : {"rate limit", "too many requests", "request limit", "limit exceeded", "exceeded the quota", "throttl"})
     if (message.find(p) != std::string::npos) return true;
   return false;

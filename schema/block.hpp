@@ -172,6 +172,19 @@ struct Block {
   /// The logs of configured contracts, decoded against their ABI (app's decoding step fills
   /// these before the sinks see the block), in log order.
   std::vector<DecodedEvent> events;
+  /// Only the configured contracts' logs are kept (chain.index = "events"): no block row, no
+  /// transactions, and `logs` holds those contracts' logs only. A block from logs-only history
+  /// (eth_getLogs) knows its number, hash, timestamp and logs alone: its parent_hash is zero,
+  /// and it follows the block before it in number only (history trusts the node's chain below
+  /// the confirmation depth); a block of the live path keeps its header and its links.
+  bool sparse = false;
+
+  /// Links to `before`: the next number with `before` as parent; for a sparse block without a
+  /// parent hash, any later number.
+  bool follows(const BlockRef& before) const {
+    if (sparse && parent_hash == Hash32{}) return number > before.number;
+    return number == before.number + 1 && parent_hash == before.hash;
+  }
 
   BlockRef ref() const { return BlockRef{number, hash, parent_hash}; }
   bool operator==(const Block&) const = default;

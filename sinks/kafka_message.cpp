@@ -206,22 +206,23 @@ std::vector<KafkaMessage> encode_block(const schema::Block& b, std::uint64_t cha
                                        const EventTopics* events) {
   std::vector<KafkaMessage> out;
   out.reserve(1 + b.transactions.size() + b.logs.size() + b.events.size());
-  out.push_back({Topic::kBlocks, 0, chain_name,
-                 Json()
-                     .num("chain_id", chain_id)
-                     .num("block_number", b.number)
-                     .hex("block_hash", b.hash)
-                     .hex("parent_hash", b.parent_hash)
-                     .num("timestamp", b.timestamp)
-                     .hex("miner", b.miner)
-                     .dec("gas_limit", b.gas_limit)
-                     .dec("gas_used", b.gas_used)
-                     .opt_u256("base_fee_per_gas", b.base_fee_per_gas)
-                     .opt_u256("total_difficulty", b.total_difficulty)
-                     .num("transaction_count", b.transaction_count)
-                     .num("log_count", b.logs.size())
-                     .raw("withdrawals", schema::withdrawals_json(b.withdrawals))
-                     .done()});
+  if (!b.sparse)  // a sparse block (chain.index = "events") is known by its logs alone
+    out.push_back({Topic::kBlocks, 0, chain_name,
+                   Json()
+                       .num("chain_id", chain_id)
+                       .num("block_number", b.number)
+                       .hex("block_hash", b.hash)
+                       .hex("parent_hash", b.parent_hash)
+                       .num("timestamp", b.timestamp)
+                       .hex("miner", b.miner)
+                       .dec("gas_limit", b.gas_limit)
+                       .dec("gas_used", b.gas_used)
+                       .opt_u256("base_fee_per_gas", b.base_fee_per_gas)
+                       .opt_u256("total_difficulty", b.total_difficulty)
+                       .num("transaction_count", b.transaction_count)
+                       .num("log_count", b.logs.size())
+                       .raw("withdrawals", schema::withdrawals_json(b.withdrawals))
+                       .done()});
   for (const auto& t : b.transactions) {
     out.push_back({Topic::kTransactions, 0, schema::to_hex(t.from_address),
                    Json()

@@ -545,7 +545,8 @@ std::optional<std::pair<std::uint64_t, schema::Hash32>> read_published_tip(const
 }  // namespace
 
 void KafkaSink::load_published_tip() {
-  impl_->published_tip = read_published_tip(impl_->config, impl_->topics[static_cast<int>(Topic::kBlocks)]);
+  impl_->published_tip = read_published_tip(
+      impl_->config, impl_->topics[static_cast<int>(impl_->config.sparse_blocks ? Topic::kLogs : Topic::kBlocks)]);
   if (impl_->published_tip)
     spdlog::info("event=kafka_published_tip block={} hash={}", impl_->published_tip->first,
                  schema::to_hex(impl_->published_tip->second));

@@ -35,6 +35,9 @@ struct KafkaSinkConfig {
   /// The configured contracts' event tables: decoded events go to <prefix>.events.<contract>,
   /// undecodable logs to <prefix>.undecodable (both topics made by ensure_topics). Empty: none.
   std::vector<schema::EventTable> event_tables;
+  /// chain.index = "events": blocks are sparse (no block or transaction messages), so the
+  /// published tip is read from <prefix>.logs, whose messages carry their block too.
+  bool sparse_blocks = false;
 };
 
 /// For a librdkafka property chainidx sets itself (or maps from a [kafka] key): how to set it

@@ -637,7 +637,9 @@ struct PostgresSink::Impl {
       rows.clear();
       s.complete();
     };
-    copy("blocks", kBlockColumns, [](const Block& b, auto&& emit) { emit([&](std::string& r) { block_row(r, b); }); });
+    copy("blocks", kBlockColumns, [](const Block& b, auto&& emit) {
+      if (!b.sparse) emit([&](std::string& r) { block_row(r, b); });  // a sparse block has no block row
+    });
     copy("transactions", kTransactionColumns, [](const Block& b, auto&& emit) {
       for (const auto& t : b.transactions) emit([&](std::string& r) { transaction_row(r, t); });
     });
@@ -724,7 +726,7 @@ namespace {
 // Both kinds of write take a batch that is linked inside itself.
 void require_linked(std::span<const Block> blocks, const char* what) {
   for (std::size_t i = 1; i < blocks.size(); ++i)
-    if (blocks[i].number != blocks[i - 1].number + 1 || blocks[i].parent_hash != blocks[i - 1].hash)
+    if (!blocks[i].follows(blocks[i - 1].ref()))
       throw std::logic_error(std::string(what) + ": batch is not a linked sequence at block " + std::to_string(blocks[i].number));
 }
 
@@ -864,6 +866,7 @@ void PostgresSink::prepare(std::span<const Block> blocks) {
       if (n >= blocks.back().number) {
         // A retry of a batch whose commit reached the server although the answer was lost
         // (the connection broke during COMMIT): already written if the hash there agrees.
+        if (n == blocks.back().number && h == blocks.back().hash) return;
         auto stored = tx->exec("SELECT hash FROM " + q + ".blocks WHERE number = " + std::to_string(blocks.back().number));
         if (!stored.empty() && hash_from_bytea(stored[0][0]) == blocks.back().hash) return;
       }
@@ -871,7 +874,7 @@ void PostgresSink::prepare(std::span<const Block> blocks) {
         throw CursorBehind("the stored cursor is at block " + std::to_string(n) + ", below the block " +
                                std::to_string(blocks.front().number - 1) + " this process wrote last: the database lost its newest commits",
                            n);
-      if (blocks.front().number != n + 1 || blocks.front().parent_hash != h)
+      if (!blocks.front().follows({n, h, {}}))
         throw std::logic_error("postgres write: block " + std::to_string(blocks.front().number) +
                                " does not continue the cursor at block " + std::to_string(n));
     }

@@ -13,10 +13,13 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <mutex>
+#include <regex>
 #include <set>
 #include <thread>
 
 #include "chain_checks.hpp"
+#include "fault_proxy.hpp"
 #include "harness.hpp"
 
 namespace chainidx::testing {
@@ -454,6 +457,159 @@ TEST(Events, AnAbiChangeThatWouldAlterATableIsRefusedWithHowToMigrate) {
   pqxx::connection c(db);
   pqxx::read_transaction tx(c);
   EXPECT_GT(one<int>(tx, "SELECT count(*) FROM anvil.token_transfer"), 0);
+}
+
+// A provider in front of anvil that refuses eth_getLogs over more than kLogWidth blocks, in the
+// words of one provider after another, and answers every other query without blockTimestamp
+// (as nodes before geth 1.16 do), so that timestamps come from headers too.
+constexpr std::uint64_t kLogWidth = 16;
+
+struct RefusingProvider {
+  const Anvil& anvil;
+  std::mutex mutex;
+  int refusals = 0;
+  std::set<int> personas;
+  std::uint64_t queries = 0;
+
+  std::string answer(const std::string& request) {
+    return answer_calls(anvil, request, [&](const std::string& method, const std::string& params) -> std::optional<std::string> {
+      if (method != "eth_getLogs") return std::nullopt;
+      simdjson::dom::parser parser;
+      auto filter = parser.parse(params).value().at(0);
+      const std::uint64_t from = std::stoull(std::string(filter["fromBlock"].get_string().value()), nullptr, 16);
+      const std::uint64_t to = std::stoull(std::string(filter["toBlock"].get_string().value()), nullptr, 16);
+      std::lock_guard lock(mutex);
+      if (to - from + 1 > kLogWidth) {
+        const int persona = refusals++ % 4;
+        personas.insert(persona);
+        char suggested[96];
+        std::snprintf(suggested, sizeof suggested, "[0x%llx, 0x%llx]", static_cast<unsigned long long>(from),
+                      static_cast<unsigned long long>(from + 24));
+        const std::string message =
+            persona == 0 ? std::string("Log response size exceeded. You can make eth_getLogs requests with up to a 2K block range and no "
+                                       "limit on the response size, or you can request any block range with a cap of 10K logs in the "
+                                       "response. Based on your parameters, this block range should work: ") + suggested
+            : persona == 1 ? std::string("eth_getLogs is limited to a 30 range")
+            : persona == 2 ? std::string("query returned more than 10000 results")
+                           : std::string("query exceeds max block range 16");
+        return "\"error\":{\"code\":" + std::string(persona == 2 ? "-32005" : "-32602") + ",\"message\":\"" + message + "\"}";
+      }
+      std::string logs = anvil.rpc(method, params);
+      if (queries++ % 2 == 1) logs = std::regex_replace(logs, std::regex(R"("blockTimestamp":"0x[0-9a-f]+",?)"), "");
+      return "\"result\":" + logs;
+    });
+  }
+};
+
+TEST(Events, LogsOnlyIndexingTakesHistoryByGetLogsThroughRefusalsAndKeepsOnlyTheContractsLogs) {
+  EventsRun run;
+  const Anvil& anvil = run.anvil;
+  const std::string db = Postgres::instance().create_database("events_logs_only");
+  const std::string rich_topic0 = cast({"keccak", kRichSignature});
+  auto emit_rich = [&](int account, const std::string& tag) {
+    Encoded e = encode_rich({tag, "7", "n", "0x01", "[3]", "[]", "true"});
+    emit(anvil, run.emitter, account, {rich_topic0, e.tag_hash}, e.data);
+  };
+  // History: 100 blocks of Transfers, with Rich events and logs of no chosen event among them.
+  for (int round = 0; round < 5; ++round) {
+    mine_transfers(anvil, 20, 40 + round);
+    emit_rich(1, "history-" + std::to_string(round));
+    emit(anvil, run.emitter, 2, {word(0xfeed)}, word(round));  // no chosen event: left out
+    anvil.mine();
+  }
+
+  RefusingProvider provider{anvil};
+  FaultProxy proxy(anvil.port(), [&](const std::string& request, std::uint64_t) -> std::optional<FaultProxy::Canned> {
+    return FaultProxy::Canned{200, provider.answer(request)};
+  });
+  const std::string contracts =
+      "[[contracts]]\nname = \"token\"\naddress = \"" + run.token + "\"\nabi = \"abis/erc20.json\"\nevents = [\"Transfer\"]\n\n"
+      "[[contracts]]\nname = \"rich\"\naddress = \"" + run.emitter + "\"\nabi = \"abis/rich.json\"\nevents = [\"Rich\", \"Transfer\"]\n";
+  Indexer indexer(run.dir.path(), anvil, db, run.broker.bootstrap(),
+                  {.batch_blocks = 10, .http_url = proxy.url(), .chain_extra = "index = \"events\"\n",
+                   .pipeline_extra = "log_range_blocks = 200\n", .extra_tables = contracts});
+  indexer.start();
+  ASSERT_TRUE(wait_until([&] { return cursor_of(db) + 3 >= anvil.block_number(); }, 90s)) << indexer.log();
+  EXPECT_NE(indexer.log().find("event=log_range_narrower"), std::string::npos) << indexer.log();
+  // A restart: what is in Kafka is not published again (the tip is read from the logs topic).
+  EXPECT_EQ(indexer.stop(SIGTERM), 0) << indexer.log();
+  indexer.start();
+
+  // Live: more events, and one in blocks that a reorg below the depth replaces.
+  mine_transfers(anvil, 3, 60);
+  emit_rich(3, "live");
+  anvil.mine();
+  emit_rich(4, "doomed");
+  anvil.mine();
+  std::string doomed;
+  {
+    const std::string block = anvil.rpc("eth_getBlockByNumber", "[\"latest\",false]");
+    simdjson::dom::parser parser;
+    doomed = std::string(parser.parse(block).value()["transactions"].at(0).get_string().value());
+  }
+  anvil.mine();
+  std::this_thread::sleep_for(500ms);
+  anvil.reorg(2);
+  mine_transfers(anvil, 5, 61);
+  ASSERT_TRUE(wait_until([&] { return cursor_of(db) + 3 >= anvil.block_number(); }, 60s)) << indexer.log();
+  EXPECT_EQ(indexer.stop(SIGTERM), 0) << indexer.log();
+  const std::uint64_t cursor = cursor_of(db);
+
+  {
+    std::lock_guard lock(provider.mutex);
+    EXPECT_GE(provider.refusals, 4) << "too few refusals to try each provider's wording";
+    EXPECT_EQ(provider.personas.size(), 4u);
+  }
+
+  // What the node holds for the filter up to the cursor: the logs table holds exactly that.
+  char to_hex_block[32];
+  std::snprintf(to_hex_block, sizeof to_hex_block, "0x%llx", static_cast<unsigned long long>(cursor));
+  const std::string node_logs = anvil.rpc(
+      "eth_getLogs", "[{\"fromBlock\":\"0x0\",\"toBlock\":\"" + std::string(to_hex_block) + "\",\"address\":[\"" + run.token + "\",\"" +
+                         run.emitter + "\"],\"topics\":[[\"" + kTransferTopic0 + "\",\"" + rich_topic0 + "\"]]}]");
+  std::set<std::string> expected_logs;  // "block:index:hash"
+  std::map<std::uint64_t, std::uint64_t> timestamps;
+  int expected_transfers = 0, expected_rich = 0;
+  simdjson::dom::parser parser;
+  for (auto log : parser.parse(node_logs).value().get_array()) {
+    const std::uint64_t block = std::stoull(std::string(log["blockNumber"].get_string().value()), nullptr, 16);
+    const std::uint64_t index = std::stoull(std::string(log["logIndex"].get_string().value()), nullptr, 16);
+    expected_logs.insert(key_of(block, index) + ":" + std::string(log["blockHash"].get_string().value()));
+    timestamps[block] = std::stoull(std::string(log["blockTimestamp"].get_string().value()), nullptr, 16);
+    const std::string address(log["address"].get_string().value());
+    const std::string topic0(log["topics"].at(0).get_string().value());
+    if (address == run.token) ++expected_transfers;
+    if (topic0 == rich_topic0) ++expected_rich;
+  }
+  EXPECT_GE(expected_transfers, 200);
+  EXPECT_EQ(expected_rich, 6);  // five in history, one live (the doomed one was reorged away)
+
+  pqxx::connection c(db);
+  pqxx::read_transaction tx(c);
+  EXPECT_EQ(one<int>(tx, "SELECT count(*) FROM anvil.blocks"), 0) << "no block rows in logs-only indexing";
+  EXPECT_EQ(one<int>(tx, "SELECT count(*) FROM anvil.transactions"), 0);
+  std::set<std::string> stored_logs;
+  for (const auto& r : tx.exec("SELECT block_number, log_index, '0x' || encode(block_hash, 'hex') FROM anvil.logs"))
+    stored_logs.insert(key_of(r[0].as<std::uint64_t>(), r[1].as<std::uint64_t>()) + ":" + r[2].as<std::string>());
+  EXPECT_EQ(stored_logs, expected_logs);
+  EXPECT_EQ(one<int>(tx, "SELECT count(*) FROM anvil.token_transfer"), expected_transfers);
+  EXPECT_EQ(one<int>(tx, "SELECT count(*) FROM anvil.rich_rich"), expected_rich);
+  EXPECT_EQ(one<int>(tx, "SELECT count(*) FROM anvil.rich_rich WHERE transaction_hash = decode('" + strip0x(doomed) + "', 'hex')"), 0);
+  // Each event's block time, whether the node gave it with the log or it came from the header.
+  int wrong_times = 0;
+  for (const auto& r : tx.exec("SELECT block_number, block_timestamp FROM anvil.token_transfer UNION ALL "
+                               "SELECT block_number, block_timestamp FROM anvil.rich_rich"))
+    if (timestamps[r[0].as<std::uint64_t>()] != r[1].as<std::uint64_t>()) ++wrong_times;
+  EXPECT_EQ(wrong_times, 0);
+  // The cursor is the node's block.
+  EXPECT_EQ(one<std::string>(tx, "SELECT '0x' || encode(block_hash, 'hex') FROM anvil.cursor"), anvil.block_hash(cursor));
+
+  // Kafka: no block or transaction messages; each log and event once, across the restart.
+  EXPECT_TRUE(run.broker.consume("anvil.blocks").empty());
+  EXPECT_TRUE(run.broker.consume("anvil.transactions").empty());
+  EXPECT_EQ(run.broker.consume("anvil.logs").size(), expected_logs.size());
+  EXPECT_EQ(run.broker.consume("anvil.events.token").size(), static_cast<std::size_t>(expected_transfers));
+  EXPECT_EQ(run.broker.consume("anvil.events.rich").size(), static_cast<std::size_t>(expected_rich));
 }
 
 }  // namespace

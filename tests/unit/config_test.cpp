@@ -547,8 +547,8 @@ struct ContractFiles {
     std::fputs(text.c_str(), f);
     std::fclose(f);
   }
-  schema::Result<Config> parse(const std::string& contracts) const {
-    return parse_config(kGood + contracts, dir + "/chainidx.toml", env_with({{"API_KEY", "k"}}));
+  schema::Result<Config> parse(const std::string& contracts, const std::string& base = kGood) const {
+    return parse_config(base + contracts, dir + "/chainidx.toml", env_with({{"API_KEY", "k"}}));
   }
 };
 
@@ -611,6 +611,30 @@ TEST(Config, ContractMistakesNameTheKeyAndTheFix) {
   auto nested = parse_config(replace(kGood, "[postgres]", "[[chain.contracts]]\nname = \"x\"\n\n[postgres]"), "c.toml", env_with({{"API_KEY", "k"}}));
   ASSERT_FALSE(nested.ok());
   EXPECT_NE(nested.error().message.find("chain.contracts: contracts belong at the top level"), std::string::npos) << nested.error().message;
+}
+
+TEST(Config, IndexEventsNeedsContractsAndSetsTheLogRangeWidths) {
+  ContractFiles files;
+  const std::string contract = "\n[[contracts]]\nname = \"usdc\"\naddress = \"0x00000000000000000000000000000000000000aa\"\n"
+                               "abi = \"abis/erc20.json\"\nevents = [\"Transfer\"]\n";
+  const std::string events = replace(kGood, "start_block = 0\n", "start_block = 0\nindex = \"events\"\n");
+  auto c = files.parse(contract, events);
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  EXPECT_TRUE(c->chain.index_events_only);
+  EXPECT_EQ(c->pipeline.log_range_blocks, 2000u);
+  EXPECT_EQ(c->pipeline.log_range_max_blocks, 100000u);
+  auto all = files.parse(contract);
+  ASSERT_TRUE(all.ok());
+  EXPECT_FALSE(all->chain.index_events_only);
+  auto expect_error = [&](const std::string& text, const std::string& needle) {
+    auto r = files.parse("", text);
+    ASSERT_FALSE(r.ok()) << text;
+    EXPECT_NE(r.error().message.find(needle), std::string::npos) << r.error().message;
+  };
+  expect_error(events, "chain.index: \"events\" with no [[contracts]]");
+  expect_error(replace(events, "\"events\"", "\"logs\"") + contract, "chain.index: \"logs\" is not an index mode");
+  const std::string widths = replace(events, "[postgres]", "[pipeline]\nlog_range_blocks = 500\nlog_range_max_blocks = 400\n\n[postgres]");
+  expect_error(widths + contract, "pipeline.log_range_max_blocks: must be between 500 and");
 }
 
 }  // namespace

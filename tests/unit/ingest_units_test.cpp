@@ -88,6 +88,10 @@ TEST(RpcError, ProviderRateLimitErrorsAreRecognised) {
   EXPECT_TRUE(says_rate_limited(-32603, "Your app has exceeded its compute units per second capacity: request limit reached"));
   EXPECT_FALSE(says_rate_limited(-32000, "header not found"));
   EXPECT_FALSE(says_rate_limited(-32601, "the method eth_foo does not exist/is not available"));
+  // Too big a query is not too many queries: the same -32005, or "limit exceeded", about logs.
+  EXPECT_FALSE(says_rate_limited(-32005, "query returned more than 10000 results"));
+  EXPECT_FALSE(says_rate_limited(-32005, "query timeout exceeded"));
+  EXPECT_FALSE(says_rate_limited(-32000, "Block range limit exceeded."));
 }
 
 TEST(Backoff, FullJitterDrawsFromTheWholeWindow) {

@@ -101,6 +101,53 @@ TEST(ReorderWindow, GivesBlocksOutInOrderWhateverOrderRangesArrive) {
   EXPECT_EQ(w.parent()->number, 29u);
 }
 
+// Logs-only history: a range holds only its blocks with logs and its last block, unlinked.
+std::vector<schema::Block> sparse(std::initializer_list<std::uint64_t> numbers) {
+  std::vector<schema::Block> out;
+  for (auto n : numbers) {
+    schema::Block b = make_block(n);
+    b.parent_hash = {};
+    b.sparse = true;
+    out.push_back(b);
+  }
+  return out;
+}
+
+TEST(ReorderWindow, SparseRangesGoOutInOrderAndCoverTheirWholeRange) {
+  ReorderWindow w(100, make_block(99, /*branch=*/3).ref());  // no link is asked of sparse blocks
+  w.put_sparse({200, 299}, sparse({250, 299}), 200);
+  EXPECT_EQ(w.ready(), 0u);
+  EXPECT_EQ(w.ready_through(), 99u);
+  w.put_sparse({100, 199}, sparse({105, 150, 151, 199}), 400);
+  EXPECT_EQ(w.ready(), 6u);
+  EXPECT_EQ(w.ready_through(), 299u);
+  auto t = w.take(3);
+  EXPECT_FALSE(t.broken);
+  EXPECT_EQ(numbers(t.blocks), (std::vector<std::uint64_t>{105, 150, 151}));
+  EXPECT_EQ(w.next(), 152u);
+  EXPECT_EQ(w.ready_through(), 299u);
+  t = w.take(100);
+  EXPECT_EQ(numbers(t.blocks), (std::vector<std::uint64_t>{199, 250, 299}));
+  EXPECT_EQ(w.next(), 300u);
+  EXPECT_EQ(w.parent()->number, 299u);
+  EXPECT_EQ(w.bytes(), 0u);
+  EXPECT_TRUE(w.empty());
+  // A dense range after a sparse one links to the sparse range's last block.
+  auto dense = chain(300, 302);
+  w.put(dense, 30);
+  EXPECT_EQ(w.take(100).blocks.size(), 3u);
+}
+
+TEST(ReorderWindow, ASparseRangeNeedsItsLastBlockAndAscendingBlocks) {
+  ReorderWindow w(0, std::nullopt);
+  EXPECT_THROW(w.put_sparse({0, 9}, sparse({3, 5}), 10), std::logic_error);
+  EXPECT_THROW(w.put_sparse({0, 9}, sparse({5, 3, 9}), 10), std::logic_error);
+  w.put_sparse({10, 19}, sparse({19}), 10);
+  EXPECT_THROW(w.put_sparse({15, 25}, sparse({25}), 10), std::logic_error) << "overlaps";
+  w.put_sparse({0, 9}, sparse({9}), 10);
+  EXPECT_EQ(w.ready_through(), 19u);
+}
+
 TEST(ReorderWindow, StopsAtAGap) {
   ReorderWindow w(0, std::nullopt);
   w.put(chain(0, 4), 50);

@@ -37,20 +37,7 @@ done
 
 source "$top/bench/lib.sh"
 bench_binaries backfill chain_gen
-chain_gen="$bin_dir/bench/chain_gen"
-cache="$top/.run/bench"
-mkdir -p "$cache"
-state="$cache/chain-$blocks-$txs-$logs_per_tx.json"
-
-# 1. The chain.
-if [ ! -s "$state" ]; then
-  echo "backfill: generating $blocks blocks x $txs transactions x $logs_per_tx logs (saved to $state)"
-  start_anvil "$work/anvil-gen.log" --no-mining --timestamp 1700000000 --dump-state "$state.tmp"
-  gen_pid=$anvil_pid
-  "$chain_gen" "$node" "$blocks" "$txs" "$logs_per_tx" >/dev/null
-  kill -TERM "$gen_pid"; wait "$gen_pid" || true
-  mv "$state.tmp" "$state"
-fi
+bench_chain "$blocks" "$txs" "$logs_per_tx"
 start_anvil "$work/anvil.log" --no-mining --load-state "$state"
 pids+=($anvil_pid)
 head=$(( $(rpc "$node" eth_blockNumber '[]' | sed 's/.*"result":"\(0x[0-9a-f]*\)".*/\1/') ))

@@ -65,6 +65,22 @@ start_anvil() {
   done
 }
 
+# bench_chain BLOCKS TXS LOGS_PER_TX: the deterministic benchmark chain (bench/chain_gen: a
+# contract of ours deployed in block 1, then BLOCKS blocks of TXS calls emitting LOGS_PER_TX
+# Transfer logs each), generated once and cached under .run/bench; sets `state` to its file.
+bench_chain() {
+  local cache="$top/.run/bench" gen_pid
+  mkdir -p "$cache"
+  state="$cache/chain-$1-$2-$3.json"
+  [ -s "$state" ] && return 0
+  echo "bench: generating $1 blocks x $2 transactions x $3 logs (saved to $state)"
+  start_anvil "$work/anvil-gen.log" --no-mining --timestamp 1700000000 --dump-state "$state.tmp"
+  gen_pid=$anvil_pid
+  "$bin_dir/bench/chain_gen" "$node" "$1" "$2" "$3" >/dev/null
+  kill -TERM "$gen_pid"; wait "$gen_pid" || true
+  mv "$state.tmp" "$state"
+}
+
 # start_postgres DATABASE...: a fresh cluster with those databases; sets pg_port and pg_pid.
 start_postgres() {
   local attempt db

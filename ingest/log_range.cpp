@@ -102,8 +102,10 @@ std::optional<std::uint64_t> LogRangeSizer::refused(const LogRangeAdvice& advice
   return blocks_;
 }
 
-void LogRangeSizer::answered(BlockRange asked, std::uint64_t logs, std::uint64_t small_logs) {
-  if (asked.size() < blocks_ || logs >= small_logs) return;
+void LogRangeSizer::too_big(BlockRange asked) { blocks_ = std::max<std::uint64_t>(1, std::min(blocks_, asked.size() / 2)); }
+
+void LogRangeSizer::answered(BlockRange asked, bool small) {
+  if (asked.size() < blocks_ || !small) return;
   const std::uint64_t cap = limit_ ? std::min(ceiling_, *limit_) : ceiling_;
   blocks_ = std::min(cap, blocks_ + std::max<std::uint64_t>(1, blocks_ / 4));
 }

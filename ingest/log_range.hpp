@@ -43,9 +43,11 @@ class LogRangeSizer {
   /// A refusal of a query over `asked`: the new width (smaller than asked, at least 1), or
   /// nullopt when the advice is not about the range (or `asked` was one block already).
   std::optional<std::uint64_t> refused(const LogRangeAdvice& advice, BlockRange asked);
-  /// An answer to a query over `asked` holding `logs` logs: the width grows by a quarter when
-  /// the query used the whole width and the answer was small (under `small_logs` logs).
-  void answered(BlockRange asked, std::uint64_t logs, std::uint64_t small_logs);
+  /// An answer to a query over `asked`: the width grows by a quarter when the query used the
+  /// whole width and the answer was `small` (well under the answer size aimed at).
+  void answered(BlockRange asked, bool small);
+  /// An answer too big to hold comfortably (over the answer size aimed at): the width halves.
+  void too_big(BlockRange asked);
 
  private:
   std::uint64_t blocks_;

@@ -27,8 +27,6 @@ namespace {
 
 std::string quoted_number(std::uint64_t n) { return "\"" + schema::to_quantity_hex(n) + "\""; }
 
-// An eth_getLogs answer under this many logs lets the endpoint's width grow.
-constexpr std::uint64_t kSmallLogAnswer = 2500;
 
 // What a decode worker hands back: default-constructible, as co_spawn's completion needs.
 struct Decoded {
@@ -407,7 +405,17 @@ struct RangeFetcher::Impl {
         pool.record_success(at, std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - began) /
                                     static_cast<std::int64_t>(range->size()));
         adapt(m, *range, answer_bytes);
-        if (options.logs) log_sizers[at].answered(*range, log_count, kSmallLogAnswer);
+        if (options.logs) {
+          // Answers aimed at the same size as block batches': big ones halve the width, small
+          // ones let it grow.
+          if (answer_bytes > options.target_answer_bytes && range->size() > 1) {
+            log_sizers[at].too_big(*range);
+            spdlog::info("event=log_range_narrower endpoint={} blocks={}-{} width={} reason=\"answer of {} bytes ({} logs)\"",
+                         m.rpc.endpoint(), range->first, range->last, log_sizers[at].blocks(), answer_bytes, log_count);
+          } else {
+            log_sizers[at].answered(*range, answer_bytes * 4 < options.target_answer_bytes);
+          }
+        }
         ++stats.batches;
         stats.answer_bytes += answer_bytes;
         tallies.erase(range->first);

@@ -81,22 +81,30 @@ TEST(LogRange, TheWidthFollowsRefusalsAndGrowsBackAfterSmallAnswers) {
   // Halved on a refusal without numbers.
   EXPECT_EQ(s.refused({K::kNarrower, 0}, {1, 2000}), 1000u);
   // Grows by a quarter after full-width answers with few logs, not after big or short ones.
-  s.answered({1, 1000}, 10, 5000);
+  s.answered({1, 1000}, true);
   EXPECT_EQ(s.blocks(), 1250u);
-  s.answered({1, 1250}, 9000, 5000);
-  EXPECT_EQ(s.blocks(), 1250u) << "a big answer keeps the width";
-  s.answered({1, 10}, 0, 5000);
+  s.answered({1, 1250}, false);
+  EXPECT_EQ(s.blocks(), 1250u) << "an answer that is not small keeps the width";
+  s.answered({1, 10}, true);
   EXPECT_EQ(s.blocks(), 1250u) << "a short range (the end of a segment) says nothing about the width";
+  s.too_big({1, 1250});
+  EXPECT_EQ(s.blocks(), 625u) << "too big an answer halves it";
+  s.answered({1, 625}, true);
+  EXPECT_EQ(s.blocks(), 781u);
+  s.answered({1, 781}, true);
+  EXPECT_EQ(s.blocks(), 976u);
+  s.answered({1, 976}, true);
+  EXPECT_EQ(s.blocks(), 1220u);
   // A named limit caps growth for good.
-  EXPECT_EQ(s.refused({K::kLimit, 500}, {1, 1250}), 500u);
+  EXPECT_EQ(s.refused({K::kLimit, 500}, {1, 1220}), 500u);
   EXPECT_EQ(s.limit(), 500u);
-  for (int i = 0; i < 20; ++i) s.answered({1, s.blocks()}, 0, 5000);
+  for (int i = 0; i < 20; ++i) s.answered({1, s.blocks()}, true);
   EXPECT_EQ(s.blocks(), 500u);
   // A suggestion sets the width but is no limit: it grows back.
   LogRangeSizer t(2000, 4000);
   EXPECT_EQ(t.refused({K::kSuggested, 300}, {1, 2000}), 300u);
   EXPECT_FALSE(t.limit());
-  for (int i = 0; i < 40; ++i) t.answered({1, t.blocks()}, 0, 5000);
+  for (int i = 0; i < 40; ++i) t.answered({1, t.blocks()}, true);
   EXPECT_EQ(t.blocks(), 4000u) << "never past the ceiling";
   // One block cannot be narrowed.
   EXPECT_FALSE(t.refused({K::kNarrower, 0}, {7, 7}));

@@ -21,6 +21,7 @@
 #include "ingest/endpoint_pool.hpp"
 #include "ingest/head_subscriber.hpp"
 #include "ingest/head_tracker.hpp"
+#include "ingest/log_range.hpp"
 #include "ingest/range_fetcher.hpp"
 #include "reorg/block_buffer.hpp"
 #include "sinks/kafka_sink.hpp"
@@ -135,6 +136,12 @@ struct Pipeline::Impl {
     backoff = {std::chrono::milliseconds(config.chain.backoff_initial_ms), std::chrono::milliseconds(config.chain.backoff_max_ms)};
     sink_backoff = {std::chrono::milliseconds(config.pipeline.sink_retry_initial_ms),
                     std::chrono::milliseconds(config.pipeline.sink_retry_max_ms)};
+    // Logs-only indexing: the live path fetches headers and the wanted logs, not whole blocks.
+    if (config.chain.index_events_only) {
+      const abi::EventCatalog::LogFilter f = catalog->log_filter();
+      const std::string members = ingest::log_filter_members(f.addresses, f.topic0s);
+      for (std::size_t i = 0; i < pool.size(); ++i) pool.at(i).fetcher.fetch_logs_only(members);
+    }
   }
 
   // A wait of its own (the writer and the replay's chunk claims may both be waiting out a

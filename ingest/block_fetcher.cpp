@@ -2,7 +2,11 @@
 
 #include "ingest/attach_receipts.hpp"
 #include "ingest/decode.hpp"
+#include "ingest/header_hash.hpp"
+#include "ingest/logs_bloom.hpp"
 #include "ingest/range_decode.hpp"
+
+#include <algorithm>
 
 #include <spdlog/spdlog.h>
 
@@ -47,11 +51,72 @@ Task<std::optional<Block>> BlockFetcher::fetch(RpcRequest block_request, std::st
   co_return co_await std::move(completed);
 }
 
+Task<std::optional<Block>> BlockFetcher::fetch_logs(RpcRequest header_request, std::string selector, const char* what) {
+  std::vector<RpcRequest> both{std::move(header_request), RpcRequest{"eth_getLogs", "[{" + selector + "," + log_filter_ + "}]"}};
+  std::vector<RpcReply> replies = co_await rpc_.batch(std::move(both));
+  for (std::size_t i = 0; i < 2; ++i)
+    if (replies[i].error_code)
+      throw RpcError(RpcError::Kind::kRpc, rpc_.endpoint() + ": " + (i ? "eth_getLogs" : what) + ": " + replies[i].error_message,
+                     *replies[i].error_code);
+  auto decoded = decode_block(replies[0].result);
+  if (!decoded.ok()) {
+    ++rejected_;
+    malformed(rpc_.endpoint(), std::string(what) + ": " + decoded.error().message);
+  }
+  if (!decoded->has_value()) co_return std::nullopt;
+  Block block = std::move(**decoded);
+  if (verify_block_hash_ && header_hash(block) != block.hash) {
+    ++rejected_;
+    malformed(rpc_.endpoint(), std::string(what) + ": block " + std::to_string(block.number) + ": header fields do not hash to the block hash " +
+                                   schema::to_hex(block.hash));
+  }
+  auto logs = decode_logs(replies[1].result);
+  if (!logs.ok()) {
+    ++rejected_;
+    malformed(rpc_.endpoint(), "eth_getLogs: " + logs.error().message);
+  }
+  // Asked for by number beside the header: the chain may have moved between the two answers.
+  const bool other_block = std::any_of(logs->begin(), logs->end(), [&](const schema::Log& l) { return l.block_hash != block.hash; });
+  if (other_block && selector.rfind("\"blockHash\"", 0) != 0) {
+    RpcRequest again{"eth_getLogs", "[{\"blockHash\":" + quoted(schema::to_hex(block.hash)) + "," + log_filter_ + "}]"};
+    std::string json = co_await rpc_.call(std::move(again));
+    logs = decode_logs(json);
+    if (!logs.ok()) {
+      ++rejected_;
+      malformed(rpc_.endpoint(), "eth_getLogs: " + logs.error().message);
+    }
+  }
+  std::sort(logs->begin(), logs->end(), [](const schema::Log& a, const schema::Log& b) { return a.log_index < b.log_index; });
+  for (std::size_t i = 0; i < logs->size(); ++i) {
+    const schema::Log& l = (*logs)[i];
+    std::string problem;
+    if (l.block_hash != block.hash || l.block_number != block.number)
+      problem = "a log of block " + std::to_string(l.block_number) + " (" + schema::to_hex(l.block_hash) + ")";
+    else if (i > 0 && (*logs)[i - 1].log_index == l.log_index)
+      problem = "log " + std::to_string(l.log_index) + " twice";
+    else if (!bloom_holds(block.logs_bloom, l))
+      problem = "log " + std::to_string(l.log_index) + ", which the header's logs bloom does not hold";
+    if (!problem.empty()) {
+      ++rejected_;
+      malformed(rpc_.endpoint(), "eth_getLogs for block " + std::to_string(block.number) + " " + schema::to_hex(block.hash) + " answered " + problem);
+    }
+  }
+  block.logs = std::move(*logs);
+  block.transactions.clear();
+  block.transaction_hashes.clear();
+  block.withdrawals.clear();
+  block.sparse = true;
+  co_return block;
+}
+
 Task<std::optional<Block>> BlockFetcher::by_number(std::uint64_t number) {
   // Named first: g++ 12 mishandles temporaries with destructors inside a co_await expression.
   const std::string n = quoted(schema::to_quantity_hex(number));
-  RpcRequest request{"eth_getBlockByNumber", "[" + n + ",true]"};
-  Task<std::optional<Block>> fetched = fetch(std::move(request), n, "eth_getBlockByNumber");
+  const bool logs_only = !log_filter_.empty();
+  RpcRequest request{"eth_getBlockByNumber", "[" + n + (logs_only ? ",false]" : ",true]")};
+  // (Not a conditional expression around co_await: g++ 12 miscompiles those.)
+  Task<std::optional<Block>> fetched = logs_only ? fetch_logs(std::move(request), "\"fromBlock\":" + n + ",\"toBlock\":" + n, "eth_getBlockByNumber")
+                                                 : fetch(std::move(request), n, "eth_getBlockByNumber");
   auto block = co_await std::move(fetched);
   if (block && block->number != number) {
     ++rejected_;
@@ -62,8 +127,10 @@ Task<std::optional<Block>> BlockFetcher::by_number(std::uint64_t number) {
 
 Task<std::optional<Block>> BlockFetcher::by_hash(const schema::Hash32& hash) {
   const std::string h = quoted(schema::to_hex(hash));
-  RpcRequest request{"eth_getBlockByHash", "[" + h + ",true]"};
-  Task<std::optional<Block>> fetched = fetch(std::move(request), h, "eth_getBlockByHash");
+  const bool logs_only = !log_filter_.empty();
+  RpcRequest request{"eth_getBlockByHash", "[" + h + (logs_only ? ",false]" : ",true]")};
+  Task<std::optional<Block>> fetched = logs_only ? fetch_logs(std::move(request), "\"blockHash\":" + h, "eth_getBlockByHash")
+                                                 : fetch(std::move(request), h, "eth_getBlockByHash");
   auto block = co_await std::move(fetched);
   if (block && block->hash != hash) {
     ++rejected_;

@@ -24,6 +24,14 @@ class BlockFetcher {
   Task<std::optional<schema::Block>> by_number(std::uint64_t number);
   Task<std::optional<schema::Block>> by_hash(const schema::Hash32& hash);
 
+  /// chain.index = "events": from now on by_number and by_hash fetch the header and the block's
+  /// logs that match `filter_members` (log_filter_members: "address" and maybe "topics") instead
+  /// of the whole block, in one batch: a sparse block (schema::Block::sparse) that keeps its
+  /// header and parent link. Each log must carry the header's block hash and be in its logs
+  /// bloom; logs asked for by number that name another hash (the chain moved between the
+  /// answers) are asked for again by the header's hash.
+  void fetch_logs_only(std::string filter_members) { log_filter_ = std::move(filter_members); }
+
   /// eth_chainId.
   Task<std::uint64_t> chain_id();
   /// The header of the node's latest block (eth_getBlockByNumber("latest", false)).
@@ -50,7 +58,11 @@ class BlockFetcher {
   // else fetched by the block's hash, or per transaction where the node has no eth_getBlockReceipts.
   Task<std::optional<schema::Block>> complete(std::string block_json, const char* what, std::optional<std::string> receipts_json);
 
+  // fetch_logs_only's fetch: the header request and the eth_getLogs filter's block selector.
+  Task<std::optional<schema::Block>> fetch_logs(RpcRequest header_request, std::string selector, const char* what);
+
   HttpRpcClient& rpc_;
+  std::string log_filter_;  // fetch_logs_only's filter members; empty: whole blocks
   bool verify_block_hash_;
   bool block_receipts_ = true;  // cleared when the node says eth_getBlockReceipts does not exist
   bool receipts_in_batch_ = true;  // cleared when the node refuses it batched with the block

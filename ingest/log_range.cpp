@@ -61,6 +61,16 @@ const Patterns& patterns() {
 
 }  // namespace
 
+std::string log_filter_members(const std::vector<schema::Address>& addresses, const std::vector<schema::Hash32>& topic0s) {
+  std::string out = "\"address\":[";
+  for (std::size_t i = 0; i < addresses.size(); ++i) out += (i ? ",\"" : "\"") + schema::to_hex(addresses[i]) + "\"";
+  out += "]";
+  if (topic0s.empty()) return out;
+  out += ",\"topics\":[[";
+  for (std::size_t i = 0; i < topic0s.size(); ++i) out += (i ? ",\"" : "\"") + schema::to_hex(topic0s[i]) + "\"";
+  return out + "]]";
+}
+
 LogRangeAdvice advise_log_range(std::string_view message_view, BlockRange asked, int http_status) {
   using K = LogRangeAdvice::Kind;
   const std::string message(message_view);

@@ -8,11 +8,18 @@
 
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <string_view>
+#include <vector>
 
 #include "ingest/range_plan.hpp"
+#include "schema/types.hpp"
 
 namespace chainidx::ingest {
+
+/// The "address" and "topics" members of an eth_getLogs filter object (no braces): these
+/// addresses, and any of these topic0s (no topic condition when there are none).
+std::string log_filter_members(const std::vector<schema::Address>& addresses, const std::vector<schema::Hash32>& topic0s);
 
 /// What an eth_getLogs refusal says about the width to ask for instead.
 struct LogRangeAdvice {

@@ -45,4 +45,11 @@ schema::Bloom logs_bloom(std::span<const schema::Log> logs) {
   return bloom;
 }
 
+bool bloom_holds(const schema::Bloom& bloom, const schema::Log& log) {
+  const schema::Bloom own = logs_bloom(std::span(&log, 1));
+  for (std::size_t i = 0; i < own.bytes.size(); ++i)
+    if ((own.bytes[i] & bloom.bytes[i]) != own.bytes[i]) return false;
+  return true;
+}
+
 }  // namespace chainidx::ingest

@@ -10,4 +10,8 @@ namespace chainidx::ingest {
 /// for the address and every topic, three bits chosen by Keccak-256 of the bytes.
 schema::Bloom logs_bloom(std::span<const schema::Log> logs);
 
+/// Whether `bloom` (a header's logsBloom) has every bit the log sets: a log the block holds
+/// always passes; a log it does not hold almost never does.
+bool bloom_holds(const schema::Bloom& bloom, const schema::Log& log);
+
 }  // namespace chainidx::ingest

@@ -14,6 +14,7 @@
 
 #include "ingest/decode.hpp"
 #include "ingest/log_range.hpp"
+#include "ingest/logs_bloom.hpp"
 #include "ingest/range_decode.hpp"
 #include "ingest/range_plan.hpp"
 #include "ingest/waker.hpp"
@@ -71,16 +72,7 @@ struct RangeFetcher::Impl {
         changed(ex), sleeps(ex) {
     if (!options.logs) return;
     for (std::size_t i = 0; i < pool.size(); ++i) log_sizers.emplace_back(options.logs->initial_blocks, options.logs->max_blocks);
-    log_filter_json = "\"address\":[";
-    for (std::size_t i = 0; i < options.logs->addresses.size(); ++i)
-      log_filter_json += (i ? ",\"" : "\"") + schema::to_hex(options.logs->addresses[i]) + "\"";
-    log_filter_json += "]";
-    if (!options.logs->topic0s.empty()) {
-      log_filter_json += ",\"topics\":[[";
-      for (std::size_t i = 0; i < options.logs->topic0s.size(); ++i)
-        log_filter_json += (i ? ",\"" : "\"") + schema::to_hex(options.logs->topic0s[i]) + "\"";
-      log_filter_json += "]]";
-    }
+    log_filter_json = log_filter_members(options.logs->addresses, options.logs->topic0s);
   }
 
   ~Impl() { decoders.join(); }
@@ -271,6 +263,10 @@ struct RangeFetcher::Impl {
         if (b.hash != h.hash)
           return fail("the logs of block " + std::to_string(b.number) + " name hash " + schema::to_hex(b.hash) + ", its header " +
                       schema::to_hex(h.hash));
+        for (const auto& log : b.logs)
+          if (!bloom_holds(h.logs_bloom, log))
+            return fail("eth_getLogs answered log " + std::to_string(log.log_index) + " of block " + std::to_string(b.number) +
+                        ", which the header's logs bloom does not hold");
         b.timestamp = h.timestamp;
       }
       if (out.error.empty() && *enrich)

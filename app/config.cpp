@@ -510,8 +510,14 @@ Config build(const toml::table& root, const EnvLookup& env, const std::string& b
   const toml::table& kafka = table_at(root, "", "kafka", true);
   check_known(kafka, "kafka", {"brokers", "partitions", "replication_factor", "transaction_timeout_seconds", "compression",
                                "security_protocol", "sasl_mechanism", "sasl_username", "sasl_password", "ssl_ca_file",
-                               "ssl_certificate_file", "ssl_key_file", "ssl_key_password", "properties"});
+                               "ssl_certificate_file", "ssl_key_file", "ssl_key_password", "properties", "event_topics"});
   read_kafka_security(kafka, r, c.kafka);
+  if (auto v = r.string(kafka, "kafka", "event_topics", false, "\"contract\"")) {
+    if (*v != "contract" && *v != "event")
+      fail("kafka.event_topics", r.shown("kafka.event_topics", *v) + " is not a topic layout",
+           "use \"contract\" (one topic per contract, the default) or \"event\" (one per contract event)");
+    c.kafka.topic_per_event = *v == "event";
+  }
   if (auto v = r.string(kafka, "kafka", "compression", false, "\"lz4\"")) {
     static const std::vector<std::string> codecs = {"none", "gzip", "snappy", "lz4", "zstd"};
     if (std::find(codecs.begin(), codecs.end(), *v) == codecs.end())

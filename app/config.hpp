@@ -93,6 +93,7 @@ struct Config {
     std::uint32_t replication_factor = 1;
     std::uint32_t transaction_timeout_seconds = 60;  ///< a batch's Kafka transaction; aborted and resent after it
     std::string compression = "lz4";  ///< compression.codec: none, gzip, snappy, lz4 or zstd
+    bool topic_per_event = false;  ///< event_topics = "event": <chain>.events.<contract>.<event> (else per contract)
     /// How the clients reach a managed cluster: "plaintext" (the default), "ssl", "sasl_plaintext"
     /// or "sasl_ssl".
     std::string security_protocol = "plaintext";

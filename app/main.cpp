@@ -141,6 +141,7 @@ sinks::KafkaSinkConfig kafka_sink_config(const app::Config& c, const std::string
   kc.client_properties = c.kafka.client_properties();
   kc.event_tables = c.chain.catalog().tables();
   kc.sparse_blocks = c.chain.index_events_only;
+  kc.topic_per_event = c.kafka.topic_per_event;
   return kc;
 }
 
@@ -182,14 +183,14 @@ int event_schemas(const Args& args) {
   std::size_t files = 0;
   for (const auto& chain : config->chains) {
     const abi::EventCatalog catalog = chain.catalog();
-    std::string topic_list;
+    const sinks::EventTopics topics(catalog.tables(), config->kafka.topic_per_event);
     std::string last_topic;
     for (std::size_t t = 0; t < catalog.tables().size(); ++t) {
       const schema::EventTable& table = catalog.tables()[t];
-      const std::string topic = chain.name + ".events." + table.contract;
+      const std::string topic = chain.name + "." + topics.suffixes[topics.topic_of[t]];
       const std::string schema = sinks::event_message_schema(table, catalog.arg_json_schemas(t));
       if (args.out_dir) {
-        const std::string path = *args.out_dir + "/" + topic + "." + table.event + ".json";
+        const std::string path = *args.out_dir + "/" + chain.name + ".events." + table.contract + "." + table.event + ".json";
         std::ofstream out(path, std::ios::trunc);
         out << schema << "\n";
         if (!out.flush()) {
@@ -557,7 +558,7 @@ int run(const Args& args) {
   if (brokers == "embedded") {
     embedded.emplace(1);
     for (const auto& chain : config->chains)
-      for (const auto& topic : sinks::topic_names(chain.name, sinks::EventTopics(chain.catalog().tables())))
+      for (const auto& topic : sinks::topic_names(chain.name, sinks::EventTopics(chain.catalog().tables(), config->kafka.topic_per_event)))
         embedded->create_topic(topic, static_cast<int>(config->kafka.partitions));
     brokers = embedded->bootstrap_servers();
     spdlog::info("event=embedded_broker bootstrap={}", brokers);

@@ -127,11 +127,14 @@ std::string args_json(const schema::EventTable& table, const schema::DecodedEven
 
 }  // namespace
 
-EventTopics::EventTopics(std::vector<schema::EventTable> t) : tables(std::move(t)) {
+EventTopics::EventTopics(std::vector<schema::EventTable> t, bool per_event) : tables(std::move(t)) {
   for (const auto& table : tables) {
-    auto at = std::find(contracts.begin(), contracts.end(), table.contract);
-    if (at == contracts.end()) at = contracts.insert(contracts.end(), table.contract);
-    contract_of.push_back(static_cast<std::uint32_t>(at - contracts.begin()));
+    // The table is <contract>_<event in snake_case>: its event part names the event's topic.
+    std::string suffix = "events." + table.contract;
+    if (per_event) suffix += "." + table.table.substr(table.contract.size() + 1);
+    auto at = std::find(suffixes.begin(), suffixes.end(), suffix);
+    if (at == suffixes.end()) at = suffixes.insert(suffixes.end(), suffix);
+    topic_of.push_back(static_cast<std::uint32_t>(at - suffixes.begin()));
   }
 }
 
@@ -140,7 +143,7 @@ std::vector<std::string> topic_names(const std::string& prefix, const EventTopic
   for (int i = 0; i < 3; ++i) names.push_back(prefix + "." + kTopicSuffixes[i]);
   if (events.empty()) return names;
   names.push_back(prefix + "." + kTopicSuffixes[static_cast<int>(Topic::kUndecodable)]);
-  for (const auto& contract : events.contracts) names.push_back(prefix + ".events." + contract);
+  for (const auto& suffix : events.suffixes) names.push_back(prefix + "." + suffix);
   return names;
 }
 
@@ -192,7 +195,7 @@ void encode_events(std::vector<KafkaMessage>& out, const schema::Block& b, std::
         .str("contract", table.contract);
     if (e.decoded()) {
       j.str("event", table.event).str("signature", table.signature).raw("args", args_json(table, e));
-      out.push_back({Topic::kEvents, topics.contract_of[e.table], schema::to_hex(g.address), j.done()});
+      out.push_back({Topic::kEvents, topics.topic_of[e.table], schema::to_hex(g.address), j.done()});
     } else {
       j.str("signature", table.signature).hashes("topics", g.topics).hex("data", g.data).text("reason", e.error);
       out.push_back({Topic::kUndecodable, 0, schema::to_hex(g.address), j.done()});

@@ -20,10 +20,12 @@ inline constexpr const char* kTopicSuffixes[] = {"blocks", "transactions", "logs
 /// The configured contracts' event tables, and which contract's topic each goes to.
 struct EventTopics {
   std::vector<schema::EventTable> tables;
-  std::vector<std::string> contracts;      ///< distinct contract names, in order: topic kEvents + i
-  std::vector<std::uint32_t> contract_of;  ///< per table: its contract's index in `contracts`
+  /// Distinct topic names below the prefix, in order (topic kEvents + i): "events.<contract>",
+  /// or with `per_event` "events.<contract>.<event>" (the event as its table names it).
+  std::vector<std::string> suffixes;
+  std::vector<std::uint32_t> topic_of;  ///< per table: its topic's index in `suffixes`
   EventTopics() = default;
-  explicit EventTopics(std::vector<schema::EventTable> tables);
+  explicit EventTopics(std::vector<schema::EventTable> tables, bool per_event = false);
   bool empty() const { return tables.empty(); }
 };
 
@@ -37,7 +39,7 @@ std::string event_message_schema(const schema::EventTable& table, const std::vec
 
 struct KafkaMessage {
   Topic topic;
-  std::uint32_t contract = 0;  ///< for Topic::kEvents: the index in EventTopics::contracts
+  std::uint32_t contract = 0;  ///< for Topic::kEvents: the index in EventTopics::suffixes
   /// Partition key: the chain name for blocks (one ordered stream), the sender for
   /// transactions (a sender's transactions stay in nonce order), the contract for logs
   /// (a contract's events stay in block order).

@@ -277,7 +277,7 @@ struct KafkaSink::Impl {
 KafkaSink::KafkaSink(KafkaSinkConfig config) : impl_(std::make_unique<Impl>()) {
   impl_->config = std::move(config);
   const std::string& prefix = impl_->config.topic_prefix.empty() ? impl_->config.chain_name : impl_->config.topic_prefix;
-  impl_->events = EventTopics(impl_->config.event_tables);
+  impl_->events = EventTopics(impl_->config.event_tables, impl_->config.topic_per_event);
   impl_->topics = topic_names(prefix, impl_->events);
   impl_->chain_id_header = std::to_string(impl_->config.chain_id);
   impl_->create();

@@ -35,6 +35,8 @@ struct KafkaSinkConfig {
   /// The configured contracts' event tables: decoded events go to <prefix>.events.<contract>,
   /// undecodable logs to <prefix>.undecodable (both topics made by ensure_topics). Empty: none.
   std::vector<schema::EventTable> event_tables;
+  /// kafka.event_topics = "event": one topic per event, <prefix>.events.<contract>.<event>.
+  bool topic_per_event = false;
   /// chain.index = "events": blocks are sparse (no block or transaction messages), so the
   /// published tip is read from <prefix>.logs, whose messages carry their block too.
   bool sparse_blocks = false;

@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <fstream>
 #include <regex>
 #include <sstream>
@@ -98,6 +99,9 @@ TEST(Cli, ReadmeConfigExamplePassesCheckConfig) {
   TempDir dir;
   std::string path = dir.path() + "/readme.toml";
   std::ofstream(path) << toml;
+  // Its [[contracts]] names an ABI of the repository, relative to the config (a clone's root).
+  std::filesystem::create_directories(dir.path() + "/deploy/abis");
+  std::filesystem::copy_file(std::string(CHAINIDX_SOURCE_DIR) + "/deploy/abis/erc20.json", dir.path() + "/deploy/abis/erc20.json");
   int code = -1;
   std::string out = run_capture({chainidx_binary(), "check-config", "--config", path}, &code);
   EXPECT_EQ(code, 0) << out;

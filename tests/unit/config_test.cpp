@@ -633,6 +633,11 @@ TEST(Config, IndexEventsNeedsContractsAndSetsTheLogRangeWidths) {
   };
   expect_error(events, "chain.index: \"events\" with no [[contracts]]");
   expect_error(replace(events, "\"events\"", "\"logs\"") + contract, "chain.index: \"logs\" is not an index mode");
+  auto per_event = files.parse(contract, replace(kGood, "[kafka]\n", "[kafka]\nevent_topics = \"event\"\n"));
+  ASSERT_TRUE(per_event.ok()) << per_event.error().message;
+  EXPECT_TRUE(per_event->kafka.topic_per_event);
+  EXPECT_FALSE(c->kafka.topic_per_event);
+  expect_error(replace(kGood, "[kafka]\n", "[kafka]\nevent_topics = \"table\"\n"), "kafka.event_topics: \"table\" is not a topic layout");
   const std::string widths = replace(events, "[postgres]", "[pipeline]\nlog_range_blocks = 500\nlog_range_max_blocks = 400\n\n[postgres]");
   expect_error(widths + contract, "pipeline.log_range_max_blocks: must be between 500 and");
 }

@@ -103,5 +103,55 @@ TEST(KafkaMessage, EachFieldHasOneJsonTypeWhateverItsValue) {
   }
 }
 
+// Two contracts' event tables: a per-contract layout has a topic each, a per-event one a topic
+// per table; decoded events go to their table's topic, a sparse block sends no block message.
+TEST(KafkaMessage, EventsGoToTheirContractsTopicOrTheirEventsTopic) {
+  auto table = [](const std::string& contract, const std::string& event, const std::string& snake) {
+    schema::EventTable t;
+    t.contract = contract;
+    t.event = event;
+    t.table = contract + "_" + snake;
+    t.signature = event + "(uint256)";
+    schema::EventColumn c;
+    c.name = c.key = "value";
+    c.kind = schema::ArgKind::kInteger;
+    t.columns.push_back(c);
+    return t;
+  };
+  const std::vector<schema::EventTable> tables = {table("usdc", "Transfer", "transfer"), table("usdc", "Approval", "approval"),
+                                                  table("pool", "PoolCreated", "pool_created")};
+  const EventTopics per_contract(tables);
+  EXPECT_EQ(topic_names("anvil", per_contract),
+            (std::vector<std::string>{"anvil.blocks", "anvil.transactions", "anvil.logs", "anvil.undecodable", "anvil.events.usdc",
+                                      "anvil.events.pool"}));
+  const EventTopics per_event(tables, true);
+  EXPECT_EQ(topic_names("anvil", per_event),
+            (std::vector<std::string>{"anvil.blocks", "anvil.transactions", "anvil.logs", "anvil.undecodable",
+                                      "anvil.events.usdc.transfer", "anvil.events.usdc.approval", "anvil.events.pool.pool_created"}));
+  EXPECT_EQ(topic_names("anvil", EventTopics()).size(), 3u) << "no contracts: the three topics only";
+
+  schema::Block b = sample_block();
+  b.sparse = true;
+  schema::DecodedEvent e;
+  e.log = 0;
+  e.table = 1;  // usdc.Approval
+  e.args.push_back({});
+  e.args.back().text = "5";
+  b.events.push_back(e);
+  for (const auto* topics : {&per_contract, &per_event}) {
+    auto msgs = encode_block(b, 31337, "anvil", topics);
+    int events = 0;
+    for (const auto& m : msgs) {
+      EXPECT_NE(m.topic, Topic::kBlocks) << "a sparse block has no block message";
+      if (m.topic != Topic::kEvents) continue;
+      ++events;
+      EXPECT_EQ(m.contract, topics == &per_contract ? 0u : 1u);
+      EXPECT_NE(m.value.find("\"event\":\"Approval\""), std::string::npos) << m.value;
+      EXPECT_NE(m.value.find("\"args\":{\"value\":\"5\"}"), std::string::npos) << m.value;
+    }
+    EXPECT_EQ(events, 1);
+  }
+}
+
 }  // namespace
 }  // namespace chainidx::sinks

@@ -10,6 +10,8 @@
 #include <algorithm>
 #include <exception>
 #include <random>
+#include <set>
+#include <atomic>
 
 #include "harness.hpp"
 #include "ingest/endpoint_pool.hpp"
@@ -108,6 +110,68 @@ TEST(RangeEngine, InProcessWritesEveryBlockOnceInOrderLinkedAndAsTheNodeHasIt) {
   EXPECT_EQ(logs, occurrences(node_logs, "\"logIndex\""));
   EXPECT_GT(logs, 20u);
   EXPECT_EQ(range.stats().blocks, last + 1);
+  EXPECT_EQ(range.stats().logs, logs);
+}
+
+// Logs-only history in-process (chain.index = "events"): eth_getLogs ranges from two endpoints
+// at once, decoded on the pool with an enrich step, put back in order as sparse blocks: every
+// block with a matching log once, with the node's hash and time, and each range's end. Under
+// ThreadSanitizer this is the logs mode's threading check.
+TEST(RangeEngine, LogsModeWritesEachBlockWithLogsOnceInOrderAndEndsAtTheRangesEnd) {
+  TempDir dir;
+  Anvil anvil(dir.path());
+  mine_rounds(anvil, 40, 43);
+  const std::uint64_t last = anvil.block_number();
+  const std::string transfer = "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef";
+  const std::string node_logs = anvil.rpc("eth_getLogs", "[{\"fromBlock\":\"0x0\",\"toBlock\":\"latest\",\"topics\":[\"" + transfer + "\"]}]");
+  const auto at = node_logs.find("\"address\":\"");
+  ASSERT_NE(at, std::string::npos);
+  const std::string emitter = node_logs.substr(at + 11, 42);
+
+  boost::asio::io_context io;
+  ingest::EndpointPool pool(io.get_executor(), two_endpoints(anvil));
+  ingest::RangeOptions options = small_batches(4, 5);
+  options.logs = ingest::RangeOptions::Logs{{schema::address_from_hex(emitter)}, {schema::hash_from_hex(transfer)}, 7, 50};
+  std::atomic<int> enriched{0};
+  options.enrich = [&](schema::Block& b) {
+    EXPECT_TRUE(b.sparse);
+    ++enriched;
+  };
+  ingest::RangeFetcher range(io.get_executor(), pool, options);
+
+  std::vector<schema::Block> written;
+  ingest::RangeFetcher::Write write = [&](std::vector<schema::Block> batch) -> ingest::Task<void> {
+    EXPECT_LE(batch.size(), options.write_blocks);
+    for (auto& b : batch) written.push_back(std::move(b));
+    co_return;
+  };
+  const std::optional<schema::BlockRef> result = run_to_end(io, range.run(0, last, std::nullopt, std::move(write)));
+  ASSERT_TRUE(result);
+  EXPECT_EQ(result->number, last);
+  EXPECT_EQ(schema::to_hex(result->hash), anvil.block_hash(last));
+  ASSERT_FALSE(written.empty());
+  EXPECT_EQ(written.back().number, last);
+  EXPECT_EQ(enriched.load(), static_cast<int>(written.size()));
+
+  std::size_t logs = 0;
+  std::set<std::uint64_t> with_logs;
+  for (std::size_t i = 0; i < written.size(); ++i) {
+    const schema::Block& b = written[i];
+    EXPECT_TRUE(b.sparse);
+    if (i > 0) EXPECT_GT(b.number, written[i - 1].number) << "in order, each once";
+    EXPECT_EQ(schema::to_hex(b.hash), anvil.block_hash(b.number)) << "block " << b.number;
+    for (const auto& l : b.logs) {
+      EXPECT_EQ(l.block_number, b.number);
+      EXPECT_EQ(schema::to_hex(l.topics.at(0)), transfer);
+    }
+    if (!b.logs.empty()) with_logs.insert(b.number);
+    logs += b.logs.size();
+  }
+  EXPECT_EQ(logs, occurrences(node_logs, "\"logIndex\""));
+  EXPECT_GT(with_logs.size(), 10u);
+  // Blocks without a log are not fetched: far fewer blocks than the chain has.
+  EXPECT_LT(written.size(), (last + 1) / 2);
+  EXPECT_EQ(range.stats().blocks, last + 1) << "the blocks covered";
   EXPECT_EQ(range.stats().logs, logs);
 }
 

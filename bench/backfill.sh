@@ -46,7 +46,6 @@ echo "backfill: node at block $head; indexing 0..$last"
 
 # 2. The node's ceiling for the same batches: blocks 1..last, $batch a batch.
 mkdir -p "$work/batches"
-: >"$work/curl.cfg"
 n=0
 for ((first = 0; first <= last; first += batch)); do
   end=$((first + batch - 1)); [ "$end" -gt "$last" ] && end=$last
@@ -57,19 +56,10 @@ for ((first = 0; first <= last; first += batch)); do
     body+="{\"jsonrpc\":\"2.0\",\"id\":$((2 * b + 1)),\"method\":\"eth_getBlockReceipts\",\"params\":[\"$h\"]},"
   done
   printf '%s]' "${body%,}" >"$work/batches/$n.json"
-  [ "$n" -gt 0 ] && echo next >>"$work/curl.cfg"
-  printf 'url = "%s"\ndata-binary = "@%s"\nheader = "content-type: application/json"\noutput = "/dev/null"\nsilent\nfail\n' \
-    "$node" "$work/batches/$n.json" >>"$work/curl.cfg"
+  add_request "$work/batches/$n.json"
   n=$((n + 1))
 done
-ceiling() {  # in flight -> blocks/s
-  local t0 t1
-  t0=$(date +%s.%N)
-  curl -s --no-progress-meter --parallel --parallel-max "$1" -K "$work/curl.cfg" >/dev/null 2>"$work/curl.err" ||
-    { echo "backfill: curl failed: $(head -3 "$work/curl.err")" >&2; exit 1; }
-  t1=$(date +%s.%N)
-  awk -v b="$((last + 1))" -v a="$t0" -v z="$t1" 'BEGIN{printf "%.0f", b / (z - a)}'
-}
+ceiling() { node_rate "$1" "$((last + 1))"; }  # in flight -> blocks/s
 ceiling "$in_flight" >/dev/null  # warm the node's caches as chainidx will find them warm
 ceil1=$(ceiling 1)
 ceiln=$(ceiling "$in_flight")
@@ -84,11 +74,6 @@ batch_blocks = 200
 range_batch_blocks = $batch"
 sed "s|/chainidx\"\$|/chainidx_replay\"|" "$work/chainidx.toml" >"$work/replay.toml"
 grep -q chainidx_replay "$work/replay.toml" || { echo "backfill: could not write replay.toml" >&2; exit 1; }
-pg_cpu_now() {  # the server's processes, with the backends that have exited (reaped by the postmaster)
-  { awk '{print $14 + $15 + $16 + $17}' "/proc/$pg_pid/stat"
-    for p in $(pgrep -P "$pg_pid"); do awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null; done; } |
-    awk -v t="$clk" '{s += $1} END {printf "%.1f", s / t}'
-}
 minus() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.1f", a - b}'; }
 
 # 3a. chainidx replay over the whole confirmed chain, into its own database and topics.

@@ -47,25 +47,15 @@ want=$(( (last - 1) * txs * logs_per_tx ))
 echo "events: node at block $head; indexing the Transfers of $token in 0..$last ($want events)"
 
 # 2. The node's ceiling: the same filter chainidx sends, over every block, $log_blocks a query.
-: >"$work/curl.cfg"
 n=0
 for ((first = 0; first <= last; first += log_blocks)); do
   end=$((first + log_blocks - 1)); [ "$end" -gt "$last" ] && end=$last
   printf '{"jsonrpc":"2.0","id":1,"method":"eth_getLogs","params":[{"fromBlock":"0x%x","toBlock":"0x%x","address":["%s"],"topics":[["%s"]]}]}' \
     "$first" "$end" "$token" "$transfer" >"$work/q$n.json"
-  [ "$n" -gt 0 ] && echo next >>"$work/curl.cfg"
-  printf 'url = "%s"\ndata-binary = "@%s"\nheader = "content-type: application/json"\noutput = "/dev/null"\nsilent\nfail\n' \
-    "$node" "$work/q$n.json" >>"$work/curl.cfg"
+  add_request "$work/q$n.json"
   n=$((n + 1))
 done
-ceiling() {  # in flight -> events/s
-  local t0 t1
-  t0=$(date +%s.%N)
-  curl -s --no-progress-meter --parallel --parallel-max "$1" -K "$work/curl.cfg" >/dev/null 2>"$work/curl.err" ||
-    { echo "events: curl failed: $(head -3 "$work/curl.err")" >&2; exit 1; }
-  t1=$(date +%s.%N)
-  awk -v e="$want" -v a="$t0" -v z="$t1" 'BEGIN{printf "%.0f", e / (z - a)}'
-}
+ceiling() { node_rate "$1" "$want"; }  # in flight -> events/s
 ceiling "$in_flight" >/dev/null  # warm the node's caches as chainidx will find them warm
 ceil1=$(ceiling 1)
 ceiln=$(ceiling "$in_flight")
@@ -86,11 +76,6 @@ address = \"$token\"
 abi = \"erc20.json\"
 events = [\"Transfer\"]"
 sed -i 's/^confirmations = .*/&\nindex = "events"/' "$work/chainidx.toml"
-pg_cpu_now() {
-  { awk '{print $14 + $15 + $16 + $17}' "/proc/$pg_pid/stat"
-    for p in $(pgrep -P "$pg_pid"); do awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null; done; } |
-    awk -v t="$clk" '{s += $1} END {printf "%.1f", s / t}'
-}
 anvil_cpu0=$(cpu_of "$anvil_pid")
 pg_cpu0=$(pg_cpu_now)
 CHAINIDX_LOG_LEVEL=info "$chainidx" run --config "$work/chainidx.toml" >"$work/chainidx.log" 2>&1 &

@@ -81,6 +81,32 @@ bench_chain() {
   mv "$state.tmp" "$state"
 }
 
+# add_request FILE: one more request for node_rate: the JSON-RPC body in FILE, to the node.
+add_request() {
+  [ -s "$work/curl.cfg" ] && echo next >>"$work/curl.cfg"
+  printf 'url = "%s"\ndata-binary = "@%s"\nheader = "content-type: application/json"\noutput = "/dev/null"\nsilent\nfail\n' \
+    "$node" "$1" >>"$work/curl.cfg"
+}
+
+# node_rate IN_FLIGHT COUNT: the node's own rate for the requests add_request listed, curl
+# reading and discarding the answers IN_FLIGHT at a time: COUNT (blocks, events) per second.
+node_rate() {
+  local t0 t1
+  t0=$(date +%s.%N)
+  curl -s --no-progress-meter --parallel --parallel-max "$1" -K "$work/curl.cfg" >/dev/null 2>"$work/curl.err" ||
+    { echo "bench: curl failed: $(head -3 "$work/curl.err")" >&2; exit 1; }
+  t1=$(date +%s.%N)
+  awk -v c="$2" -v a="$t0" -v z="$t1" 'BEGIN{printf "%.0f", c / (z - a)}'
+}
+
+# pg_cpu_now: CPU seconds of the Postgres server started by start_postgres, with the backends
+# that have exited (reaped by the postmaster).
+pg_cpu_now() {
+  { awk '{print $14 + $15 + $16 + $17}' "/proc/$pg_pid/stat"
+    for p in $(pgrep -P "$pg_pid"); do awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null; done; } |
+    awk -v t="$clk" '{s += $1} END {printf "%.1f", s / t}'
+}
+
 # start_postgres DATABASE...: a fresh cluster with those databases; sets pg_port and pg_pid.
 start_postgres() {
   local attempt db

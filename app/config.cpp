@@ -254,7 +254,7 @@ std::vector<abi::ContractEvents> read_contracts(const toml::node* node, const st
   for (std::size_t i = 0; i < arr.size(); ++i) {
     const toml::table& t = *arr[i].as_table();
     const std::string at = K + "[" + std::to_string(i) + "]";
-    check_known(t, at, {"name", "address", "abi", "events", "start_block"});
+    check_known(t, at, {"name", "address", "abi", "events", "start_block", "factory"});
     abi::ContractEvents c;
     c.name = *r.string(t, at, "name", true, "\"usdc\"");
     if (!std::regex_match(c.name, std::regex("[a-z_][a-z0-9_]{0,39}")))
@@ -264,17 +264,32 @@ std::vector<abi::ContractEvents> read_contracts(const toml::node* node, const st
       if (other.name == c.name) fail(at + ".name", "\"" + c.name + "\" names two contracts", "give each [[contracts]] entry its own name");
 
     const toml::node* addr = t.get("address");
-    if (!addr) fail(at + ".address", "missing", "add address = [\"0x...\"] (one or more addresses of the contract)");
-    if (addr->is_string()) {
+    if (const toml::node* f = t.get("factory")) {
+      const std::string fk = at + ".factory";
+      if (!f->is_table())
+        fail(fk, "expected a table", "write factory = { contract = \"factory\", event = \"PoolCreated\", parameter = \"pool\" }");
+      const toml::table& ft = *f->as_table();
+      check_known(ft, fk, {"contract", "event", "parameter"});
+      c.factory = abi::FactoryRef{*r.string(ft, fk, "contract", true, "\"factory\""), *r.string(ft, fk, "event", true, "\"PoolCreated\""),
+                                  *r.string(ft, fk, "parameter", true, "\"pool\"")};
+      if (addr)
+        fail(at + ".address", "a contract made by a factory takes its addresses from the factory's events",
+             "remove `address`, or remove `factory` and list the addresses");
+    } else if (!addr) {
+      fail(at + ".address", "missing",
+           "add address = [\"0x...\"] (one or more addresses of the contract), or factory = { contract, event, parameter } for "
+           "contracts a factory makes");
+    }
+    if (addr && addr->is_string()) {
       c.addresses.push_back(read_address(at + ".address", *r.string(t, at, "address", true, "")));
-    } else if (addr->is_array() && !addr->as_array()->empty()) {
+    } else if (addr && addr->is_array() && !addr->as_array()->empty()) {
       std::size_t j = 0;
       for (const auto& item : *addr->as_array()) {
         const std::string key = at + ".address[" + std::to_string(j++) + "]";
         if (!item.is_string()) fail(key, "expected a string", "quote the address, e.g. \"0xA0b8...eB48\"");
         c.addresses.push_back(read_address(key, item.as_string()->get()));
       }
-    } else {
+    } else if (addr) {
       fail(at + ".address", "expected an address or a non-empty array of addresses", "write address = [\"0x...\", ...]");
     }
 
@@ -320,10 +335,37 @@ std::vector<abi::ContractEvents> read_contracts(const toml::node* node, const st
                                                           "the first block whose events are decoded, e.g. the contract's deployment block"));
     out.push_back(std::move(c));
   }
+  for (std::uint32_t i = 0; i < out.size(); ++i) {
+    if (!out[i].factory) continue;
+    std::string field;
+    auto target = abi::resolve_factory(out, i, field);
+    if (target) continue;
+    const std::string key = K + "[" + std::to_string(i) + "].factory." + field;
+    if (field == "contract") fail(key, target.error().message, "name the [[contracts]] entry whose event makes these contracts");
+    if (field == "event")
+      fail(key, target.error().message, "name the factory's event that announces each new contract (and keep it in the factory's `events`)");
+    fail(key, target.error().message, "name the event's parameter that holds the new contract's address");
+  }
   // The names of tables and columns come from the events: refuse what Postgres could not hold.
   auto catalog = abi::EventCatalog::build(out);
   if (!catalog) fail(K, catalog.error().message, "choose the events with `events`, or rename the contract");
   return out;
+}
+
+// chain.index = "events" needs contracts, and an eth_getLogs filter that fetches all their logs:
+// factory-made contracts' logs are asked for by topic0 alone, which an anonymous event has not.
+void check_events_only(const Config::Chain& ch, const std::string& P, const std::string& contracts) {
+  if (!ch.index_events_only) return;
+  if (ch.contracts.empty())
+    fail(P + ".index", "\"events\" with no " + contracts, "name the contracts to index in " + contracts + " tables, or use index = \"all\"");
+  const bool factories = std::any_of(ch.contracts.begin(), ch.contracts.end(), [](const auto& c) { return c.factory.has_value(); });
+  for (const auto& c : ch.contracts)
+    for (const auto& e : c.events)
+      if (factories && e.anonymous)
+        fail(P + ".index", "\"events\" with factory-made contracts and the anonymous event " + e.name + " of " + c.name +
+                               ": no single eth_getLogs filter fetches both (factory-made contracts' logs are asked for by topic0, "
+                               "which an anonymous event has not)",
+             "leave the anonymous event out with `events`, or use index = \"all\"");
 }
 
 // One chain's settings: the [chain] table, or one of [[chains]] (`P` names it in messages).
@@ -488,17 +530,13 @@ Config build(const toml::table& root, const EnvLookup& env, const std::string& b
     }
     if (root.get("contracts"))
       fail("contracts", "top-level [[contracts]] with several chains", "write each chain's contracts as [[chains.contracts]] below its [[chains]] table");
-    for (std::size_t i = 0; i < c.chains.size(); ++i)
-      if (c.chains[i].index_events_only && c.chains[i].contracts.empty())
-        fail("chains[" + std::to_string(i) + "].index", "\"events\" with no [[chains.contracts]]",
-             "name the contracts to index below this chain, or use index = \"all\"");
+    for (std::size_t i = 0; i < c.chains.size(); ++i) check_events_only(c.chains[i], "chains[" + std::to_string(i) + "]", "[[chains.contracts]]");
   } else {
     const toml::table& chain = table_at(root, "", "chain", true);
     if (chain.get("contracts")) fail("chain.contracts", "contracts belong at the top level", "write them as [[contracts]] tables");
     c.chains.push_back(read_chain(chain, "chain", r));
     c.chains.back().contracts = read_contracts(root.get("contracts"), "", r, base_dir);
-    if (c.chains.back().index_events_only && c.chains.back().contracts.empty())
-      fail("chain.index", "\"events\" with no [[contracts]]", "name the contracts to index in [[contracts]] tables, or use index = \"all\"");
+    check_events_only(c.chains.back(), "chain", "[[contracts]]");
   }
   c.chain = c.chains.front();
 

@@ -92,6 +92,10 @@ struct Metrics::Impl {
                                      .Name("chainidx_undecodable_logs_total")
                                      .Help("Logs of a configured contract that matched an event's topic0 but did not decode, written to the dead-letter table and topic")
                                      .Register(registry);
+  Family<Gauge>& factory_made = BuildGauge()
+                                    .Name("chainidx_factory_contracts")
+                                    .Help("Addresses made by its factory that a factory-made contract's events are decoded for")
+                                    .Register(registry);
   Family<Counter>& retries = BuildCounter().Name("chainidx_sink_retries_total").Help("Failed sink writes, retried").Register(registry);
   Family<Histogram>& write_seconds = BuildHistogram()
                                          .Name("chainidx_sink_write_duration_seconds")
@@ -214,6 +218,10 @@ void Metrics::events_written(std::string_view contract, std::string_view event, 
 
 void Metrics::undecodable_written(std::string_view contract, std::uint64_t count) {
   impl_->undecodable.Add(impl_->with("contract", contract)).Increment(static_cast<double>(count));
+}
+
+void Metrics::factory_contracts(std::string_view contract, std::uint64_t count) {
+  impl_->factory_made.Add(impl_->with("contract", contract)).Set(static_cast<double>(count));
 }
 
 void Metrics::sink_retry(std::string_view sink) { impl_->retries.Add(impl_->with("sink", sink)).Increment(); }

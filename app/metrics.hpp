@@ -29,6 +29,8 @@ class Metrics {
   /// Logs of one contract in a written batch that matched an event's topic0 but did not decode
   /// (the dead-letter table and topic hold them).
   void undecodable_written(std::string_view contract, std::uint64_t count);
+  /// How many addresses a factory has made for a factory-made contract, as written.
+  void factory_contracts(std::string_view contract, std::uint64_t count);
   /// A failed write attempt of one sink (retried).
   void sink_retry(std::string_view sink);
   /// From the head that confirmed a block to that block's write to every sink.

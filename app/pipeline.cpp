@@ -46,6 +46,9 @@ struct Pipeline::Impl {
   // The configured contracts: every block's logs of theirs are decoded into Block::events before
   // a sink sees the block (on the range engine's decoding threads for history).
   std::shared_ptr<const abi::EventCatalog> catalog;
+  // The addresses factories made, as written (the factory step runs as blocks are written, in
+  // order: see write_unwritten).
+  abi::FactoryChildren children;
   std::vector<sinks::Sink*> sinks;
   sinks::CheckpointStore& checkpoints;
   asio::thread_pool workers{1};       // every blocking sink call, one at a time (a sink is not thread-safe)
@@ -222,7 +225,8 @@ struct Pipeline::Impl {
     if (staged || !overlapped_kafka || !live || !unwritten.empty() || stop || config.pipeline.stage_ahead == "off") co_return;
     const schema::Block* next = buffer->next_to_confirm();
     if (!next || next->hash == not_restaged) co_return;
-    const std::vector<schema::Block> batch{*next};
+    std::vector<schema::Block> batch{*next};
+    co_await decode_children(batch);
     const bool with_kafka = config.pipeline.stage_ahead == "all";
     std::exception_ptr kafka_error, pg_error;
     auto kafka_part = [&]() -> asio::awaitable<void> {
@@ -382,6 +386,40 @@ struct Pipeline::Impl {
     metrics->buffer_blocks(buffer ? buffer->unconfirmed_size() : 0);
   }
 
+  // The addresses factories made, from the factory events' tables as written: at each start of
+  // a run or replay (and so again whenever the stored cursor went back). False when a stop came first.
+  Task<bool> load_children() {
+    if (!catalog->has_factories()) co_return true;
+    abi::FactoryChildren loaded;
+    auto load = [&] {
+      loaded.clear();
+      for (const auto& s : catalog->factory_sources()) {
+        const schema::EventTable& t = catalog->tables()[s.table];
+        for (const auto& [address, block] : checkpoints.addresses_in(t.table, t.columns[s.column].name)) loaded.add({address, s.child, block});
+      }
+    };
+    if (!co_await with_sink("load_factory_contracts", load)) co_return false;
+    children = std::move(loaded);
+    spdlog::info("event=factory_contracts_loaded count={}", children.size());
+    report_children();
+    co_return true;
+  }
+
+  // The factory step of the batch about to be written (EventCatalog::decode_children), off the
+  // network thread: the addresses it makes are known once it is written.
+  Task<std::vector<abi::FactoryChild>> decode_children(std::vector<schema::Block>& batch) {
+    std::vector<abi::FactoryChild> made;
+    if (!catalog->has_factories()) co_return made;
+    co_await blocking([&] { made = catalog->decode_children(batch, children, config.chain.index_events_only); });
+    co_return made;
+  }
+
+  void report_children() {
+    if (!metrics) return;
+    for (const auto& s : catalog->factory_sources())
+      metrics->factory_contracts(catalog->contracts()[s.child].name, children.count(s.child));
+  }
+
   // The decoded and undecodable events of the written batch, per contract event.
   void report_events() {
     const auto& tables = catalog->tables();
@@ -410,6 +448,7 @@ struct Pipeline::Impl {
     const bool kafka_staged = from_staged && staged->kafka;
     if (staged && !from_staged) co_await discard_staged("the blocks confirmed are not the one staged (a reorg or a burst of heads)");
     staged.reset();
+    const std::vector<abi::FactoryChild> made = co_await decode_children(unwritten);
     const auto batch_began = std::chrono::steady_clock::now();
     std::size_t i = 0;
     bool writer_checked = from_staged;
@@ -470,6 +509,12 @@ struct Pipeline::Impl {
     }
     spdlog::info("event=confirmed blocks={}-{} count={} last_hash={}", unwritten.front().number, unwritten.back().number,
                  unwritten.size(), schema::to_hex(unwritten.back().hash));
+    for (const abi::FactoryChild& c : made) {
+      children.add(c);
+      spdlog::debug("event=factory_contract contract={} address={} block={}", catalog->contracts()[c.contract].name,
+                    schema::to_hex(c.address), c.block);
+    }
+    if (!made.empty()) report_children();
     report_written(batch_began);
     written = unwritten.back().ref();
     for (const auto& b : unwritten) {
@@ -999,6 +1044,7 @@ struct Pipeline::Impl {
       throw Fatal{kExitReplayRefused, "blocks above the cursor (block " + std::to_string(cursor->number) +
                                           ") are `chainidx run`'s to write: replay up to block " + std::to_string(cursor->number) +
                                           " at most"};
+    if (!co_await load_children()) co_return kExitOk;
     if (r.write_postgres) co_await check_top_links(r, cursor, pg);
     if (!co_await with_sink("plan_replay", [&] { pg.plan_replay(job, r.first, r.last, r.chunk_blocks); })) co_return kExitOk;
     spdlog::info("event=replay_start job={} worker={} from={} to={} chunk_blocks={}", job, r.worker, r.first, r.last, r.chunk_blocks);
@@ -1111,6 +1157,7 @@ struct Pipeline::Impl {
     } else {
       spdlog::info("event=first_run start_block={}", config.chain.start_block);
     }
+    if (!co_await load_children()) co_return kExitOk;
     buffer.emplace(reorg::BufferConfig{config.chain.confirmations, config.chain.start_block}, cursor);
     written = cursor;
     if (sinks.size() == 2 && sinks[0]->name() == "kafka") {

@@ -62,11 +62,14 @@ const Patterns& patterns() {
 }  // namespace
 
 std::string log_filter_members(const std::vector<schema::Address>& addresses, const std::vector<schema::Hash32>& topic0s) {
-  std::string out = "\"address\":[";
-  for (std::size_t i = 0; i < addresses.size(); ++i) out += (i ? ",\"" : "\"") + schema::to_hex(addresses[i]) + "\"";
-  out += "]";
-  if (topic0s.empty()) return out;
-  out += ",\"topics\":[[";
+  std::string out;
+  if (!addresses.empty()) {
+    out = "\"address\":[";
+    for (std::size_t i = 0; i < addresses.size(); ++i) out += (i ? ",\"" : "\"") + schema::to_hex(addresses[i]) + "\"";
+    out += "]";
+  }
+  if (topic0s.empty()) return out.empty() ? "\"topics\":[]" : out;
+  out += out.empty() ? "\"topics\":[[" : ",\"topics\":[[";
   for (std::size_t i = 0; i < topic0s.size(); ++i) out += (i ? ",\"" : "\"") + schema::to_hex(topic0s[i]) + "\"";
   return out + "]]";
 }

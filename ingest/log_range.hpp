@@ -17,8 +17,9 @@
 
 namespace chainidx::ingest {
 
-/// The "address" and "topics" members of an eth_getLogs filter object (no braces): these
-/// addresses, and any of these topic0s (no topic condition when there are none).
+/// The "address" and "topics" members of an eth_getLogs filter object (no braces, never empty):
+/// these addresses (any address when there are none: no "address" member), and any of these
+/// topic0s (no topic condition when there are none).
 std::string log_filter_members(const std::vector<schema::Address>& addresses, const std::vector<schema::Hash32>& topic0s);
 
 /// What an eth_getLogs refusal says about the width to ask for instead.

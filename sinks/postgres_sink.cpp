@@ -343,13 +343,16 @@ class BinaryCopy {
   bool open_ = false;
 };
 
-schema::Hash32 hash_from_bytea(const pqxx::field& f) {
+template <std::size_t N>
+schema::FixedBytes<N> fixed_from_bytea(const pqxx::field& f, const char* what) {
   pqxx::binarystring bin(f);
-  schema::Hash32 h;
-  if (bin.size() != 32) throw std::logic_error("cursor hash is not 32 bytes");
-  std::copy(bin.begin(), bin.end(), h.bytes.begin());
-  return h;
+  schema::FixedBytes<N> out;
+  if (bin.size() != N) throw std::logic_error(std::string(what) + " is not " + std::to_string(N) + " bytes");
+  std::copy(bin.begin(), bin.end(), out.bytes.begin());
+  return out;
 }
+
+schema::Hash32 hash_from_bytea(const pqxx::field& f) { return fixed_from_bytea<32>(f, "cursor hash"); }
 
 // One event per log line: libpq's messages span several lines (ERROR, DETAIL, CONTEXT, HINT).
 std::string one_line(std::string_view text) {
@@ -780,6 +783,19 @@ std::optional<schema::BlockRef> PostgresSink::load_cursor() {
     ref.number = r[0][0].as<std::uint64_t>();
     ref.hash = hash_from_bytea(r[0][1]);
     return ref;
+  });
+}
+
+std::vector<std::pair<schema::Address, std::uint64_t>> PostgresSink::addresses_in(const std::string& table, const std::string& column) {
+  return impl_->guarded("load factory-made addresses", [&] {
+    pqxx::connection& c = impl_->connection();
+    pqxx::read_transaction tx(c);
+    std::vector<std::pair<schema::Address, std::uint64_t>> out;
+    const std::string col = c.quote_name(column);
+    for (const auto& row : tx.exec("SELECT " + col + ", min(block_number) FROM " + c.quote_name(impl_->schema) + "." + c.quote_name(table) +
+                                   " WHERE octet_length(" + col + ") = 20 GROUP BY " + col))
+      out.emplace_back(fixed_from_bytea<20>(row[0], "address"), row[1].as<std::uint64_t>());
+    return out;
   });
 }
 

@@ -73,6 +73,7 @@ class PostgresSink final : public Sink, public CheckpointStore {
   void commit_prepared();
   void abort_prepared() noexcept;
   std::optional<schema::BlockRef> load_cursor() override;
+  std::vector<std::pair<schema::Address, std::uint64_t>> addresses_in(const std::string& table, const std::string& column) override;
 
   /// A replay's claim on a chunk of its range, renewed by every write_range() of the chunk.
   struct Lease {

@@ -7,6 +7,8 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "schema/block.hpp"
 
@@ -68,6 +70,9 @@ class CheckpointStore {
   virtual ~CheckpointStore() = default;
   /// The last confirmed block, or nullopt before the first write. Throws SinkError.
   virtual std::optional<schema::BlockRef> load_cursor() = 0;
+  /// Every address in `column` (an address column) of the contract event table `table`, with the
+  /// first block it is in: the addresses a factory made, as written. Throws SinkError.
+  virtual std::vector<std::pair<schema::Address, std::uint64_t>> addresses_in(const std::string& table, const std::string& column) = 0;
   /// Throws SinkError of Kind::kFenced when another instance has claimed the chain since this
   /// one did (see PostgresSink::try_lead and write_as); SinkError of another kind on database trouble.
   virtual void check_writer() = 0;

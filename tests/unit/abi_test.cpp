@@ -7,6 +7,7 @@
 
 #include <fstream>
 #include <random>
+#include <set>
 #include <sstream>
 
 #include "abi/abi_type.hpp"
@@ -573,6 +574,132 @@ TEST(EventCatalog, DecodesChosenEventsOfConfiguredAddressesAndRecordsWhyOthersFa
   block.number = 9;  // below the contract's start_block
   catalog->decode(block);
   EXPECT_TRUE(block.events.empty());
+}
+
+// A factory (static address) whose PoolCreated names pools; a pool's HookMade names hooks.
+struct FactoryCase {
+  schema::Address factory = schema::address_from_hex("0x00000000000000000000000000000000000000f0");
+  schema::Address pool = schema::address_from_hex("0x00000000000000000000000000000000000000a1");
+  schema::Address later_pool = schema::address_from_hex("0x00000000000000000000000000000000000000a2");
+  schema::Address hook = schema::address_from_hex("0x00000000000000000000000000000000000000b1");
+  schema::Address stranger = schema::address_from_hex("0x00000000000000000000000000000000000000cc");
+  Event created = event("PoolCreated(address indexed token, uint24 fee, address pool)");
+  Event swap = event("Swap(address indexed sender, int256 amount)");
+  Event hook_made = event("HookMade(address hook)");
+  Event ping = event("Ping(uint256 n)");
+  Hash32 token = schema::hash_from_hex("0x00000000000000000000000000000000000000000000000000000000000000d1");
+  EventCatalog catalog;
+
+  FactoryCase() {
+    ContractEvents f{.name = "factory", .addresses = {factory}, .factory = {}, .events = {created}, .abi_topics = {created.topic0()}};
+    ContractEvents p{.name = "pool", .addresses = {}, .factory = FactoryRef{"factory", "PoolCreated", "pool"}, .events = {swap, hook_made},
+                     .abi_topics = {swap.topic0(), hook_made.topic0()}};
+    ContractEvents h{.name = "hook", .addresses = {}, .factory = FactoryRef{"pool", "HookMade", "hook"}, .events = {ping},
+                     .abi_topics = {ping.topic0()}};
+    auto built = EventCatalog::build({h, f, p});
+    EXPECT_TRUE(built.ok()) << (built.ok() ? "" : built.error().message);
+    if (built.ok()) catalog = std::move(*built);
+  }
+  static std::string address_word(const schema::Address& a) { return std::string(24, '0') + schema::to_hex(a).substr(2); }
+  schema::Log pool_created(const schema::Address& made, std::uint32_t index) const {
+    return log_of(factory, {created.topic0(), token}, "0x" + word(3000) + address_word(made), index);
+  }
+  schema::Log swap_of(const schema::Address& from, std::uint32_t index) const {
+    return log_of(from, {swap.topic0(), token}, "0x" + word(7), index);
+  }
+  schema::Block block(std::uint64_t number, std::vector<schema::Log> logs) const {
+    schema::Block b;
+    b.number = number;
+    b.logs = std::move(logs);
+    catalog.decode(b);
+    return b;
+  }
+};
+
+// (log index, contract) of each event of a block, in order.
+std::vector<std::pair<std::uint64_t, std::string>> events_of(const EventCatalog& c, const schema::Block& b) {
+  std::vector<std::pair<std::uint64_t, std::string>> out;
+  for (const auto& e : b.events) {
+    EXPECT_TRUE(e.decoded()) << e.error;
+    out.emplace_back(b.logs.at(e.log).log_index, c.tables()[e.table].contract);
+  }
+  return out;
+}
+
+TEST(EventCatalog, FactoryMadeContractsAreDecodedFromTheBlockTheirFactoryNamesThemOnInLogOrder) {
+  FactoryCase fc;
+  const EventCatalog& c = fc.catalog;
+  ASSERT_TRUE(c.has_factories());
+  ASSERT_EQ(c.factory_sources().size(), 2u);
+  using Events = std::vector<std::pair<std::uint64_t, std::string>>;
+  std::vector<schema::Block> blocks{
+      fc.block(5, {fc.swap_of(fc.pool, 0),  // before its factory's event, in the same block: a constructor's log
+                   fc.pool_created(fc.pool, 1), fc.swap_of(fc.stranger, 2),
+                   log_of(fc.pool, {fc.hook_made.topic0()}, "0x" + FactoryCase::address_word(fc.hook), 3),
+                   log_of(fc.hook, {fc.ping.topic0()}, "0x" + word(9), 4)}),
+      fc.block(6, {fc.swap_of(fc.pool, 0), fc.swap_of(fc.stranger, 1), fc.swap_of(fc.later_pool, 2)}),
+      fc.block(7, {fc.swap_of(fc.stranger, 0), fc.pool_created(fc.later_pool, 1), fc.swap_of(fc.later_pool, 2)}),
+  };
+  const std::vector<FactoryChild> made = c.decode_children(blocks, FactoryChildren{}, false);
+  EXPECT_EQ(made, (std::vector<FactoryChild>{{fc.pool, 2, 5}, {fc.hook, 0, 5}, {fc.later_pool, 2, 7}}));
+  EXPECT_EQ(events_of(c, blocks[0]), (Events{{0, "pool"}, {1, "factory"}, {3, "pool"}, {4, "hook"}}));
+  EXPECT_EQ(blocks[0].events[0].args[1].text, "7");
+  EXPECT_EQ(events_of(c, blocks[1]), (Events{{0, "pool"}}));  // the later pool is not made yet
+  EXPECT_EQ(events_of(c, blocks[2]), (Events{{1, "factory"}, {2, "pool"}}));
+  EXPECT_EQ(blocks[2].logs.size(), 3u) << "all logs are kept unless asked";
+
+  // Again on the same blocks: the same result (a write retried, a staged block written).
+  const std::vector<schema::Block> once = blocks;
+  EXPECT_EQ(c.decode_children(blocks, FactoryChildren{}, false), made);
+  EXPECT_EQ(blocks, once);
+
+  // Written: the next batch knows them from `known` alone.
+  FactoryChildren known;
+  for (const auto& m : made) known.add(m);
+  known.add({fc.pool, 2, 9});  // made again later: the first block counts
+  EXPECT_EQ(known.size(), 3u);
+  EXPECT_EQ(known.count(2), 2u);
+  std::vector<schema::Block> next{fc.block(8, {fc.swap_of(fc.later_pool, 0), log_of(fc.hook, {fc.ping.topic0()}, "0x" + word(1), 1),
+                                               fc.swap_of(fc.stranger, 2), fc.swap_of(fc.pool, 3)})};
+  EXPECT_TRUE(c.decode_children(next, known, false).empty());
+  EXPECT_EQ(events_of(c, next[0]), (Events{{0, "pool"}, {1, "hook"}, {3, "pool"}}));
+  std::vector<schema::Block> unknown{fc.block(8, next[0].logs)};
+  c.decode_children(unknown, FactoryChildren{}, false);
+  EXPECT_TRUE(unknown[0].events.empty());
+
+  // Logs-only indexing: the logs of no configured or made address go, and events follow their logs.
+  std::vector<schema::Block> sparse{fc.block(7, {fc.swap_of(fc.stranger, 0), fc.pool_created(fc.later_pool, 1), fc.swap_of(fc.later_pool, 2)})};
+  c.decode_children(sparse, known, true);
+  ASSERT_EQ(sparse[0].logs.size(), 2u);
+  EXPECT_EQ(events_of(c, sparse[0]), (Events{{1, "factory"}, {2, "pool"}}));
+  EXPECT_EQ(sparse[0].events[0].log, 0u);
+  EXPECT_EQ(sparse[0].events[1].log, 1u);
+}
+
+TEST(EventCatalog, WithFactoriesTheLogFilterAsksByTopicAndTheFactoryChainMustReachAnAddress) {
+  FactoryCase fc;
+  const EventCatalog::LogFilter f = fc.catalog.log_filter();
+  EXPECT_TRUE(f.addresses.empty()) << "the factory-made contracts' addresses are not known ahead";
+  std::set<std::string> topics;
+  for (const auto& t : f.topic0s) topics.insert(schema::to_hex(t));
+  EXPECT_EQ(topics, (std::set<std::string>{schema::to_hex(fc.created.topic0()), schema::to_hex(fc.swap.topic0()),
+                                           schema::to_hex(fc.hook_made.topic0()), schema::to_hex(fc.ping.topic0())}));
+  EXPECT_TRUE(fc.catalog.wanted(fc.swap_of(fc.stranger, 0))) << "may be a pool's: decode_children decides";
+  EXPECT_TRUE(fc.catalog.wanted(fc.pool_created(fc.pool, 0)));
+  schema::Log elsewhere = fc.pool_created(fc.pool, 0);
+  elsewhere.address = fc.stranger;
+  EXPECT_FALSE(fc.catalog.wanted(elsewhere)) << "another factory's PoolCreated";
+
+  // Two contracts made by each other, and no addresses anywhere.
+  ContractEvents a{.name = "a", .addresses = {}, .factory = FactoryRef{"b", "Made", "child"}, .events = {event("Made(address child)")}, .abi_topics = {}};
+  ContractEvents b{.name = "b", .addresses = {}, .factory = FactoryRef{"a", "Made", "child"}, .events = {event("Made(address child)")}, .abi_topics = {}};
+  auto cycle = EventCatalog::build({a, b});
+  ASSERT_FALSE(cycle.ok());
+  EXPECT_NE(cycle.error().message.find("its factories make each other and none has addresses"), std::string::npos) << cycle.error().message;
+  a.factory->parameter = "nope";
+  auto wrong = EventCatalog::build({a, b});
+  ASSERT_FALSE(wrong.ok());
+  EXPECT_EQ(wrong.error().message, "contract a, factory.parameter: Made(address) has no parameter named \"nope\"");
 }
 
 }  // namespace

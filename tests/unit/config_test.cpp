@@ -642,5 +642,55 @@ TEST(Config, IndexEventsNeedsContractsAndSetsTheLogRangeWidths) {
   expect_error(widths + contract, "pipeline.log_range_max_blocks: must be between 500 and");
 }
 
+TEST(Config, FactoryMadeContractsNameTheirFactorysEventAndParameter) {
+  ContractFiles files;
+  files.write("abis/factory.json", R"([
+    {"type":"event","name":"PoolCreated","inputs":[{"name":"token","type":"address","indexed":true},
+      {"name":"fee","type":"uint24","indexed":false},{"name":"pool","type":"address","indexed":false}]}])");
+  files.write("abis/pool.json", R"([
+    {"type":"event","name":"Swap","inputs":[{"name":"sender","type":"address","indexed":true},{"name":"amount","type":"int256","indexed":false}]},
+    {"type":"event","name":"Sync","anonymous":true,"inputs":[{"name":"reserve","type":"uint112","indexed":false}]}])");
+  const std::string factory = "\n[[contracts]]\nname = \"factory\"\naddress = \"0x00000000000000000000000000000000000000aa\"\n"
+                              "abi = \"abis/factory.json\"\n";
+  const std::string pool = "\n[[contracts]]\nname = \"pool\"\nabi = \"abis/pool.json\"\n"
+                           "factory = { contract = \"factory\", event = \"PoolCreated\", parameter = \"pool\" }\n";
+  // The factory may come after the contracts it makes.
+  auto c = files.parse(pool + factory);
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  const auto& made = c->chain.contracts[0];
+  ASSERT_TRUE(made.factory.has_value());
+  EXPECT_EQ(*made.factory, (abi::FactoryRef{"factory", "PoolCreated", "pool"}));
+  EXPECT_TRUE(made.addresses.empty());
+  const abi::EventCatalog catalog = c->chain.catalog();
+  ASSERT_EQ(catalog.factory_sources().size(), 1u);
+  EXPECT_EQ(catalog.tables()[catalog.factory_sources()[0].table].table, "factory_pool_created");
+  EXPECT_EQ(catalog.factory_sources()[0].column, 2u);
+
+  auto expect_error = [&](const std::string& contracts, const std::string& needle, const std::string& base = kGood) {
+    auto r = files.parse(contracts, base);
+    ASSERT_FALSE(r.ok()) << contracts;
+    EXPECT_NE(r.error().message.find(needle), std::string::npos) << r.error().message;
+  };
+  expect_error(replace(pool, "contract = \"factory\"", "contract = \"factroy\"") + factory,
+               "contracts[0].factory.contract: no contract is named \"factroy\"");
+  expect_error(replace(pool, "PoolCreated\"", "PairCreated\"") + factory,
+               "contracts[0].factory.event: \"PairCreated\" is not one of the events chosen for factory");
+  expect_error(replace(pool, "parameter = \"pool\"", "parameter = \"fee\"") + factory,
+               "contracts[0].factory.parameter: the parameter fee of PoolCreated(address,uint24,address) is a uint24, not an address");
+  expect_error(replace(pool, "parameter = \"pool\"", "parameter = \"pair\"") + factory,
+               "contracts[0].factory.parameter: PoolCreated(address,uint24,address) has no parameter named \"pair\"");
+  expect_error(replace(pool, ", parameter = \"pool\"", "") + factory, "contracts[0].factory.parameter: missing");
+  expect_error(replace(pool, "factory = {", "address = \"0x00000000000000000000000000000000000000bb\"\nfactory = {") + factory,
+               "contracts[0].address: a contract made by a factory takes its addresses from the factory's events");
+  expect_error(replace(pool, "name = \"pool\"", "name = \"factory\"") + replace(factory, "name = \"factory\"", "name = \"f2\""),
+               "contracts[0].factory.contract: a contract cannot be its own factory");
+  expect_error(replace(pool, "factory = {", "factory = { bogus = 1, "), "contracts[0].factory.bogus: unknown key");
+  // Logs-only indexing asks for factory-made contracts' logs by topic0: an anonymous event has none.
+  const std::string events = replace(kGood, "start_block = 0\n", "start_block = 0\nindex = \"events\"\n");
+  expect_error(pool + factory, "chain.index: \"events\" with factory-made contracts and the anonymous event Sync of pool", events);
+  auto chosen = files.parse(replace(pool, "factory = {", "events = [\"Swap\"]\nfactory = {") + factory, events);
+  EXPECT_TRUE(chosen.ok()) << chosen.error().message;
+}
+
 }  // namespace
 }  // namespace chainidx::app

@@ -111,5 +111,17 @@ TEST(LogRange, TheWidthFollowsRefusalsAndGrowsBackAfterSmallAnswers) {
   EXPECT_FALSE(t.refused({K::kNotAboutRange, 0}, {1, 100}));
 }
 
+TEST(LogRange, FilterMembersNameTheAddressesAndTopic0sAndLeaveOutWhatIsNotNarrowed) {
+  const auto a = schema::address_from_hex("0x00000000000000000000000000000000000000aa");
+  const auto b = schema::address_from_hex("0x00000000000000000000000000000000000000bb");
+  const auto t = schema::hash_from_hex("0x0000000000000000000000000000000000000000000000000000000000000001");
+  const std::string ha = "\"0x00000000000000000000000000000000000000aa\"", hb = "\"0x00000000000000000000000000000000000000bb\"";
+  const std::string ht = "\"0x0000000000000000000000000000000000000000000000000000000000000001\"";
+  EXPECT_EQ(log_filter_members({a, b}, {t}), "\"address\":[" + ha + "," + hb + "],\"topics\":[[" + ht + "]]");
+  EXPECT_EQ(log_filter_members({a}, {}), "\"address\":[" + ha + "]");
+  EXPECT_EQ(log_filter_members({}, {t, t}), "\"topics\":[[" + ht + "," + ht + "]]") << "any address (factory-made contracts)";
+  EXPECT_EQ(log_filter_members({}, {}), "\"topics\":[]") << "never an empty member list after the caller's comma";
+}
+
 }  // namespace
 }  // namespace chainidx::ingest

@@ -227,7 +227,7 @@ struct RangeFetcher::Impl {
         if (log.block_number < range.first || log.block_number > range.last)
           return fail("eth_getLogs " + std::to_string(range.first) + "-" + std::to_string(range.last) + " answered a log of block " +
                       std::to_string(log.block_number));
-        if (std::find(filter->addresses.begin(), filter->addresses.end(), log.address) == filter->addresses.end() ||
+        if ((!filter->addresses.empty() && std::find(filter->addresses.begin(), filter->addresses.end(), log.address) == filter->addresses.end()) ||
             (!filter->topic0s.empty() && (log.topics.empty() || std::find(filter->topic0s.begin(), filter->topic0s.end(), log.topics[0]) ==
                                                                    filter->topic0s.end())))
           return fail("eth_getLogs answered a log the filter does not match (block " + std::to_string(log.block_number) + ", log " +

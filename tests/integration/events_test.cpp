@@ -646,5 +646,183 @@ TEST(Events, LogsOnlyIndexingTakesHistoryByGetLogsThroughRefusalsAndKeepsOnlyThe
   EXPECT_EQ(run.broker.consume("anvil.events.rich").size(), static_cast<std::size_t>(expected_rich));
 }
 
+// A factory: each call creates a contract from the calldata as its init code and emits
+// Created(address indexed creator, address child). Init code copies the 55-byte runtime and
+// returns it; the runtime copies the calldata to memory, CREATEs, stores the new address at 0 and
+// emits LOG2 with topic0 (spliced in) and the caller.
+std::string factory_init_code(const std::string& created_topic0) {
+  return "0x603780600b6000396000f3"
+         "36600060003736600060"
+         "00f0600052337f" + strip0x(created_topic0) + "60206000a200";
+}
+
+constexpr const char* kFactoryAbi = R"([
+  {"type": "event", "name": "Created", "anonymous": false, "inputs": [
+    {"name": "creator", "type": "address", "indexed": true},
+    {"name": "child", "type": "address", "indexed": false}]}])";
+constexpr const char* kPoolAbi = R"([
+  {"type": "event", "name": "Swap", "anonymous": false, "inputs": [
+    {"name": "sender", "type": "address", "indexed": true},
+    {"name": "amount", "type": "int256", "indexed": false}]}])";
+
+TEST(Events, FactoryMadeContractsArePickedUpFromTheirFactorysEventsAcrossRestartsReorgsAndLogsOnlyHistory) {
+  TempDir dir;
+  Anvil anvil{dir.path()};
+  std::filesystem::create_directories(dir.path() + "/abis");
+  std::filesystem::create_directories(dir.path() + "/second");
+  std::ofstream(dir.path() + "/abis/factory.json") << kFactoryAbi;
+  std::ofstream(dir.path() + "/abis/pool.json") << kPoolAbi;
+  const std::string created_topic0 = cast({"keccak", "Created(address,address)"});
+  const std::string swap_topic0 = cast({"keccak", "Swap(address,int256)"});
+  const std::string factory = anvil.deploy(factory_init_code(created_topic0));
+  const std::string stranger = anvil.deploy(kLogEmitterInitCode);  // emits Swaps too, but no factory made it
+  anvil.deploy_emitter();                                          // the Transfers that bury blocks
+  std::map<std::string, std::string> amount_of_tx;                // every Swap sent: tx hash -> amount
+  std::set<std::string> doomed_tx;
+  int swaps = 0;
+  auto swap = [&](const std::string& from) {
+    const std::string amount = std::to_string(swaps % 2 ? swaps * 1000 : -swaps * 7);
+    ++swaps;
+    std::string calldata = "0x" + word(2) + strip0x(swap_topic0) + strip0x(address_topic(from)) +
+                           strip0x(cast({"abi-encode", "f(int256)", "--", amount}));
+    const std::string tx = anvil.send(swaps % 10, from, calldata);
+    amount_of_tx[tx] = amount;
+    return tx;
+  };
+  // A new pool, mined with the next block; its address once mined.
+  auto create_pool = [&](int account) { return anvil.send(account, factory, kLogEmitterInitCode); };
+  auto pool_of = [&](const std::string& tx) {
+    const std::string receipt = anvil.rpc("eth_getTransactionReceipt", "[\"" + tx + "\"]");
+    simdjson::dom::parser parser;
+    const std::string data(parser.parse(receipt).value()["logs"].at(0)["data"].get_string().value());
+    return "0x" + data.substr(data.size() - 40);
+  };
+
+  // History: a pool made, then its Swap and the stranger's.
+  const std::string pool1_tx = create_pool(1);
+  anvil.mine();
+  const std::string pool1 = pool_of(pool1_tx);
+  swap(pool1);
+  swap(stranger);
+  anvil.mine();
+  mine_transfers(anvil, 2, 3);
+
+  DevBroker broker{dir.path(), "anvil", 3, {"anvil.events.factory", "anvil.events.pool", "anvil.undecodable"}};
+  const std::string db = Postgres::instance().create_database("events_factory");
+  const std::string contracts =
+      "[[contracts]]\nname = \"pool\"\nabi = \"abis/pool.json\"\n"
+      "factory = { contract = \"factory\", event = \"Created\", parameter = \"child\" }\n\n"
+      "[[contracts]]\nname = \"factory\"\naddress = \"" + factory + "\"\nabi = \"abis/factory.json\"\n";
+  Indexer indexer(dir.path(), anvil, db, broker.bootstrap(), {.extra_tables = contracts});
+  indexer.start();
+  ASSERT_TRUE(wait_until([&] { return cursor_of(db) + 3 >= anvil.block_number(); }, 60s)) << indexer.log();
+  // A restart: the pool made in history is known again from the factory's table.
+  EXPECT_EQ(indexer.stop(SIGTERM), 0) << indexer.log();
+  indexer.start();
+  ASSERT_TRUE(wait_until([&] { return indexer.log().find("event=factory_contracts_loaded count=1") != std::string::npos; }, 30s))
+      << indexer.log();
+
+  // Live: a second pool made in a block where the first swaps too, then both swap.
+  const std::string pool2_tx = create_pool(2);
+  swap(pool1);
+  anvil.mine();
+  const std::string pool2 = pool_of(pool2_tx);
+  swap(pool2);
+  swap(stranger);
+  swap(pool1);
+  anvil.mine();
+  // A pool made and swapping in blocks that a reorg below the depth replaces: never known.
+  doomed_tx.insert(create_pool(3));
+  anvil.mine();
+  mine_transfers(anvil, 1, 4);
+  std::this_thread::sleep_for(500ms);  // the heads reach the indexer's buffer
+  anvil.reorg(2);
+  mine_transfers(anvil, 5, 5);
+  ASSERT_TRUE(wait_until([&] { return cursor_of(db) + 3 >= anvil.block_number(); }, 60s)) << indexer.log();
+  const HttpAnswer scrape = http_request(indexer.ops_port(), "GET", "/metrics");
+  EXPECT_EQ(metric_sample(scrape.body, "chainidx_factory_contracts{chain=\"anvil\",contract=\"pool\"}"), 2) << scrape.body;
+  EXPECT_EQ(indexer.stop(SIGTERM), 0) << indexer.log();
+  EXPECT_NE(indexer.log().find("event=reorg"), std::string::npos) << "the reorg was not seen: " << indexer.log();
+  const std::uint64_t cursor = cursor_of(db);
+
+  // What the node holds: the factory's Created logs, and the Swaps of what they made.
+  auto node_logs = [&](const std::string& filter, std::uint64_t through) {
+    char to[32];
+    std::snprintf(to, sizeof to, "0x%llx", static_cast<unsigned long long>(through));
+    return anvil.rpc("eth_getLogs", "[{\"fromBlock\":\"0x0\",\"toBlock\":\"" + std::string(to) + "\"," + filter + "}]");
+  };
+  struct Expected {
+    std::set<std::string> made;                        // child addresses
+    std::map<std::string, std::string> swaps;          // "block:index" -> "address amount"
+    std::set<std::string> created;                     // "block:index"
+  };
+  auto expected_through = [&](std::uint64_t through) {
+    Expected e;
+    simdjson::dom::parser parser;
+    for (auto log : parser.parse(node_logs("\"address\":\"" + factory + "\"", through)).value().get_array()) {
+      const std::string data(log["data"].get_string().value());
+      e.made.insert("0x" + data.substr(data.size() - 40));
+      e.created.insert(key_of(std::stoull(std::string(log["blockNumber"].get_string().value()), nullptr, 16),
+                              std::stoull(std::string(log["logIndex"].get_string().value()), nullptr, 16)));
+    }
+    simdjson::dom::parser p2;
+    for (auto log : p2.parse(node_logs("\"topics\":[\"" + swap_topic0 + "\"]", through)).value().get_array()) {
+      const std::string address(log["address"].get_string().value());
+      if (!e.made.contains(address)) continue;
+      const std::string tx(log["transactionHash"].get_string().value());
+      e.swaps[key_of(std::stoull(std::string(log["blockNumber"].get_string().value()), nullptr, 16),
+                     std::stoull(std::string(log["logIndex"].get_string().value()), nullptr, 16))] = address + " " + amount_of_tx.at(tx);
+    }
+    return e;
+  };
+  const Expected expected = expected_through(cursor);
+  EXPECT_EQ(expected.made, (std::set<std::string>{pool1, pool2}));
+  EXPECT_EQ(expected.swaps.size(), 4u);  // pool1 three times, pool2 once; the stranger's are not theirs
+
+  auto check_tables = [&](const std::string& url, const Expected& want) {
+    pqxx::connection c(url);
+    pqxx::read_transaction tx(c);
+    std::map<std::string, std::string> rows;
+    for (const auto& r : tx.exec("SELECT block_number, log_index, '0x' || encode(contract_address, 'hex'), amount::text FROM anvil.pool_swap"))
+      rows[key_of(r[0].as<std::uint64_t>(), r[1].as<std::uint64_t>())] = r[2].as<std::string>() + " " + r[3].as<std::string>();
+    EXPECT_EQ(rows, want.swaps);
+    std::set<std::string> created;
+    for (const auto& r : tx.exec("SELECT block_number, log_index FROM anvil.factory_created"))
+      created.insert(key_of(r[0].as<std::uint64_t>(), r[1].as<std::uint64_t>()));
+    EXPECT_EQ(created, want.created);
+    for (const auto& t : doomed_tx)
+      EXPECT_EQ(one<int>(tx, "SELECT count(*) FROM anvil.factory_created WHERE transaction_hash = decode('" + strip0x(t) + "', 'hex')"), 0);
+  };
+  check_tables(db, expected);
+  // Kafka: each Swap once across the restart, keyed by the pool's address.
+  std::map<std::string, std::string> messages;
+  for (const std::string& m : broker.consume("anvil.events.pool")) {
+    simdjson::dom::parser parser;
+    auto doc = parser.parse(m).value();
+    const std::string key = key_of(doc["block_number"].get_uint64().value(), doc["log_index"].get_uint64().value());
+    EXPECT_TRUE(messages.emplace(key, std::string(doc["address"].get_string().value()) + " " +
+                                          std::string(doc["args"]["amount"].get_string().value())).second) << "twice: " << m;
+  }
+  EXPECT_EQ(messages, expected.swaps);
+
+  // Logs-only history of the same chain into another database: the factory's and the pools'
+  // logs by eth_getLogs, nothing else.
+  const std::string db2 = Postgres::instance().create_database("events_factory_logs_only");
+  DevBroker broker2{dir.path() + "/second", "anvil", 3, {"anvil.events.factory", "anvil.events.pool", "anvil.undecodable"}};
+  Indexer logs_only(dir.path(), anvil, db2, broker2.bootstrap(), {.chain_extra = "index = \"events\"\n", .extra_tables = contracts});
+  logs_only.start();
+  ASSERT_TRUE(wait_until([&] { return cursor_of(db2) + 3 >= anvil.block_number(); }, 60s)) << logs_only.log();
+  EXPECT_EQ(logs_only.stop(SIGTERM), 0) << logs_only.log();
+  const Expected expected2 = expected_through(cursor_of(db2));
+  check_tables(db2, expected2);
+  pqxx::connection c(db2);
+  pqxx::read_transaction tx(c);
+  EXPECT_EQ(one<int>(tx, "SELECT count(*) FROM anvil.blocks"), 0);
+  EXPECT_EQ(one<int>(tx, "SELECT count(*) FROM anvil.logs WHERE address = decode('" + strip0x(stranger) + "', 'hex')"), 0)
+      << "the stranger's Swaps were asked for by topic, and left out";
+  EXPECT_EQ(one<std::size_t>(tx, "SELECT count(*) FROM anvil.logs"), expected2.swaps.size() + expected2.created.size());
+  EXPECT_EQ(broker2.consume("anvil.events.pool").size(), expected2.swaps.size());
+}
+
 }  // namespace
 }  // namespace chainidx::testing

@@ -334,6 +334,14 @@ std::size_t FactoryChildren::count(std::uint32_t contract) const {
   return n;
 }
 
+std::vector<FactoryChild> FactoryChildren::of(std::uint32_t contract) const {
+  std::vector<FactoryChild> out;
+  for (const auto& [address, list] : by_address_)
+    for (const auto& [c, block] : list)
+      if (c == contract) out.push_back({address, c, block});
+  return out;
+}
+
 bool FactoryChildren::has(const schema::Address& address, std::uint32_t contract) const {
   auto found = by_address_.find(address);
   if (found == by_address_.end()) return false;

@@ -76,6 +76,8 @@ class FactoryChildren {
   std::size_t count(std::uint32_t contract) const;
   /// Whether `address` was made as an instance of `contract` (at any block).
   bool has(const schema::Address& address, std::uint32_t contract) const;
+  /// Every address made for `contract`, with its block.
+  std::vector<FactoryChild> of(std::uint32_t contract) const;
   /// Appends to `out` the contracts `address` is an instance of at `block`.
   void instances(const schema::Address& address, std::uint64_t block, std::vector<std::uint32_t>& out) const;
 

@@ -34,6 +34,9 @@ using ingest::Task;
 using namespace asio::experimental::awaitable_operators;
 
 namespace {
+// How often a run reads the factory-made addresses again when the re-poll is off (see chores).
+constexpr std::chrono::seconds kChildrenReload{30};
+
 struct Fatal {
   int code;
   std::string message;
@@ -49,6 +52,7 @@ struct Pipeline::Impl {
   // The addresses factories made, as written (the factory step runs as blocks are written, in
   // order: see write_unwritten).
   abi::FactoryChildren children;
+  std::chrono::steady_clock::time_point children_loaded_at{};
   std::vector<sinks::Sink*> sinks;
   sinks::CheckpointStore& checkpoints;
   asio::thread_pool workers{1};       // every blocking sink call, one at a time (a sink is not thread-safe)
@@ -387,9 +391,12 @@ struct Pipeline::Impl {
   }
 
   // The addresses factories made, from the factory events' tables as written: at each start of
-  // a run or replay (and so again whenever the stored cursor went back). False when a stop came first.
-  Task<bool> load_children() {
+  // a run (and so again whenever the stored cursor went back), now and then while it runs (a
+  // replay may have written factory events below the cursor), and at each chunk of a replay
+  // (kept with those the replay made itself: with `keep`). False when a stop came first.
+  Task<bool> load_children(bool keep = false) {
     if (!catalog->has_factories()) co_return true;
+    children_loaded_at = std::chrono::steady_clock::now();
     abi::FactoryChildren loaded;
     auto load = [&] {
       loaded.clear();
@@ -399,8 +406,13 @@ struct Pipeline::Impl {
       }
     };
     if (!co_await with_sink("load_factory_contracts", load)) co_return false;
+    const std::size_t before = children.size();
+    if (keep) {
+      for (const auto& s : catalog->factory_sources())
+        for (const abi::FactoryChild& c : children.of(s.child)) loaded.add(c);
+    }
     children = std::move(loaded);
-    spdlog::info("event=factory_contracts_loaded count={}", children.size());
+    if (children.size() != before) spdlog::info("event=factory_contracts_loaded count={}", children.size());
     report_children();
     co_return true;
   }
@@ -865,6 +877,12 @@ struct Pipeline::Impl {
     if (config.chain.repoll_interval_seconds > 0 &&
         std::chrono::steady_clock::now() - last_repoll >= slack * std::chrono::seconds(config.chain.repoll_interval_seconds))
       co_await repoll();
+    // Factory events a replay wrote below the cursor name addresses this run must know. Not
+    // while a write is staged: it was decoded with the addresses known then.
+    const std::chrono::seconds reload =
+        config.chain.repoll_interval_seconds > 0 ? std::chrono::seconds(config.chain.repoll_interval_seconds) : kChildrenReload;
+    if (catalog->has_factories() && !staged && std::chrono::steady_clock::now() - children_loaded_at >= slack * reload)
+      co_await load_children();
   }
 
   Task<void> follow_step() {
@@ -1058,7 +1076,11 @@ struct Pipeline::Impl {
     ingest::RangeFetcher::NextSegment next = [&]() -> Task<std::optional<Segment>> {
       while (!stop && !range.stop_requested()) {
         std::optional<sinks::PostgresSink::Lease> lease;
-        if (!co_await with_sink("claim_chunk", [&] { lease = pg.claim_chunk(job, r.worker, r.lease_seconds); })) break;
+        // Factory-made contracts: a chunk's blocks need the addresses every chunk below made, so
+        // the chunks go one at a time, in order, each with the addresses as written.
+        const bool in_order = catalog->has_factories();
+        if (!co_await with_sink("claim_chunk", [&] { lease = pg.claim_chunk(job, r.worker, r.lease_seconds, in_order); })) break;
+        if (lease && in_order && !co_await load_children(/*keep=*/true)) break;
         if (lease) {
           Segment s{lease->first_block, lease->last_block, std::nullopt};
           if (r.write_postgres && lease->first_block == r.first && r.first > 0) {
@@ -1082,8 +1104,9 @@ struct Pipeline::Impl {
           spdlog::info("event=replay_done job={} chunks={} blocks_by_this_worker={} seconds={:.1f}", job, progress.second, mine, secs);
           break;
         }
-        // The rest is leased by other workers: wait for them, or for a lease to expire.
-        co_await sleep(std::chrono::milliseconds(std::max(500, r.lease_seconds * 250)));
+        // The rest is leased by other workers: wait for them, or for a lease to expire (in order,
+        // for the chunk below to be done: soon).
+        co_await sleep(std::chrono::milliseconds(in_order ? 200 : std::max(500, r.lease_seconds * 250)));
       }
       co_return std::nullopt;
     };

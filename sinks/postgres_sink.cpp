@@ -1006,15 +1006,20 @@ void PostgresSink::plan_replay(const std::string& job, std::uint64_t first, std:
   });
 }
 
-std::optional<PostgresSink::Lease> PostgresSink::claim_chunk(const std::string& job, const std::string& worker, int lease_seconds) {
+std::optional<PostgresSink::Lease> PostgresSink::claim_chunk(const std::string& job, const std::string& worker, int lease_seconds,
+                                                             bool in_order) {
   return impl_->guarded("claim replay chunk", [&]() -> std::optional<Lease> {
     pqxx::connection& c = impl_->connection();
     const std::string q = c.quote_name(impl_->schema);
     pqxx::work tx(c);
+    const std::string free = "(lease_until IS NULL OR lease_until < now())";
+    // In order: the lowest chunk not done, locked (waiting for a worker claiming it now), and
+    // claimed only if nobody holds it.
+    const std::string lowest = in_order ? " AND NOT done ORDER BY first_block LIMIT 1 FOR UPDATE) AND " + free
+                                        : " AND NOT done AND " + free + " ORDER BY first_block LIMIT 1 FOR UPDATE SKIP LOCKED)";
     auto r = tx.exec("UPDATE " + q + ".replay_chunks SET worker = " + tx.quote(worker) + ", lease_until = now() + interval '" +
                      std::to_string(lease_seconds) + " seconds' WHERE (job, first_block) = (SELECT job, first_block FROM " + q +
-                     ".replay_chunks WHERE job = " + tx.quote(job) + " AND NOT done AND (lease_until IS NULL OR lease_until < now()) "
-                     "ORDER BY first_block LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING first_block, last_block");
+                     ".replay_chunks WHERE job = " + tx.quote(job) + lowest + " RETURNING first_block, last_block");
     tx.commit();
     if (r.empty()) return std::nullopt;
     return Lease{job, r[0][0].as<std::uint64_t>(), r[0][1].as<std::uint64_t>(), worker, lease_seconds};

@@ -94,7 +94,10 @@ class PostgresSink final : public Sink, public CheckpointStore {
   /// Creates the chunks of job first..last (chunk_blocks each) unless they exist; idempotent.
   void plan_replay(const std::string& job, std::uint64_t first, std::uint64_t last, std::uint64_t chunk_blocks);
   /// Claims the lowest chunk of `job` that is not done and not leased (FOR UPDATE SKIP LOCKED).
-  std::optional<Lease> claim_chunk(const std::string& job, const std::string& worker, int lease_seconds);
+  /// With `in_order`, only the lowest chunk that is not done, and only when no worker holds it:
+  /// one chunk at a time, each after every chunk below it is done (factory-made contracts need
+  /// the addresses the chunks below made).
+  std::optional<Lease> claim_chunk(const std::string& job, const std::string& worker, int lease_seconds, bool in_order = false);
   /// Extends a claimed chunk's lease (kFenced when it was lost): for a chunk claimed ahead of
   /// the one being written, and for replays that write no rows.
   void renew_lease(const Lease& lease);

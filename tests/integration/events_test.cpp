@@ -9,6 +9,7 @@
 #include <pqxx/pqxx>
 #include <simdjson.h>
 
+#include <atomic>
 #include <csignal>
 #include <filesystem>
 #include <fstream>
@@ -670,6 +671,7 @@ TEST(Events, FactoryMadeContractsArePickedUpFromTheirFactorysEventsAcrossRestart
   Anvil anvil{dir.path()};
   std::filesystem::create_directories(dir.path() + "/abis");
   std::filesystem::create_directories(dir.path() + "/second");
+  std::filesystem::create_directories(dir.path() + "/third/abis");
   std::ofstream(dir.path() + "/abis/factory.json") << kFactoryAbi;
   std::ofstream(dir.path() + "/abis/pool.json") << kPoolAbi;
   const std::string created_topic0 = cast({"keccak", "Created(address,address)"});
@@ -822,6 +824,61 @@ TEST(Events, FactoryMadeContractsArePickedUpFromTheirFactorysEventsAcrossRestart
       << "the stranger's Swaps were asked for by topic, and left out";
   EXPECT_EQ(one<std::size_t>(tx, "SELECT count(*) FROM anvil.logs"), expected2.swaps.size() + expected2.created.size());
   EXPECT_EQ(broker2.consume("anvil.events.pool").size(), expected2.swaps.size());
+
+  // The contracts added to a deployment that indexed the chain without them: `run` starts with
+  // the new (empty) tables, and two replay workers at once fill the history below its cursor in
+  // chunks of 3 blocks. Each chunk waits for the addresses the chunks below made, so the pools'
+  // Swaps of later chunks are there; and `run` reads the addresses the replay made again (at the
+  // re-poll's cadence), so the pools' next Swaps are indexed too.
+  const std::string db3 = Postgres::instance().create_database("events_factory_replay");
+  const std::string third = dir.path() + "/third";  // a log folder of its own
+  std::filesystem::copy(dir.path() + "/abis", third + "/abis");
+  DevBroker broker3{third, "anvil", 3, {"anvil.events.factory", "anvil.events.pool", "anvil.undecodable"}};
+  {
+    std::filesystem::create_directories(third + "/plain");
+    Indexer plain(third + "/plain", anvil, db3, broker3.bootstrap(), {});
+    plain.start();
+    ASSERT_TRUE(wait_until([&] { return cursor_of(db3) >= cursor; }, 60s)) << plain.log();
+    EXPECT_EQ(plain.stop(SIGTERM), 0) << plain.log();
+  }
+  Indexer replayer(third, anvil, db3, broker3.bootstrap(), {.chain_extra = "repoll_interval_seconds = 1\n", .extra_tables = contracts});
+  replayer.start();
+  ASSERT_TRUE(wait_until([&] { return replayer.log().find("event=ws_subscribed") != std::string::npos; }, 30s)) << replayer.log();
+  ASSERT_EQ(replayer.log().find("event=factory_contracts_loaded"), std::string::npos) << "no address is written yet: " << replayer.log();
+  auto worker = [&](const std::string& name) {
+    return std::make_unique<Process>(std::vector<std::string>{chainidx_binary(), "replay", "--config", replayer.config_path(), "--from", "0",
+                                                              "--to", std::to_string(cursor), "--chunk-blocks", "3", "--sinks", "postgres",
+                                                              "--lease-seconds", "5", "--worker", name},
+                                     third + "/replay-" + name + ".log");
+  };
+  auto w1 = worker("w1");
+  auto w2 = worker("w2");
+  // Heads keep coming meanwhile, as on a live chain (`run` holds its next block's write staged
+  // until the head that confirms it).
+  std::atomic<bool> replaying{true};
+  std::thread miner([&] {
+    while (replaying) {
+      anvil.mine();
+      std::this_thread::sleep_for(300ms);
+    }
+  });
+  const auto c1 = w1->wait(120s), c2 = w2->wait(120s);
+  replaying = false;
+  miner.join();
+  ASSERT_TRUE(c1 && c2);
+  EXPECT_EQ(*c1, 0) << w1->log();
+  EXPECT_EQ(*c2, 0) << w2->log();
+  ASSERT_TRUE(wait_until([&] { return replayer.log().find("event=factory_contracts_loaded count=2") != std::string::npos; }, 30s))
+      << replayer.log();
+  swap(pool1);
+  swap(pool2);
+  anvil.mine();
+  mine_transfers(anvil, 4, 6);
+  ASSERT_TRUE(wait_until([&] { return cursor_of(db3) + 3 >= anvil.block_number(); }, 60s)) << replayer.log();
+  EXPECT_EQ(replayer.stop(SIGTERM), 0) << replayer.log();
+  const Expected expected3 = expected_through(cursor_of(db3));
+  EXPECT_EQ(expected3.swaps.size(), expected.swaps.size() + 2);
+  check_tables(db3, expected3);
 }
 
 }  // namespace

@@ -209,15 +209,23 @@ void EventCatalog::index() {
 std::optional<schema::DecodedEvent> EventCatalog::decode_log(std::uint32_t ci, std::uint32_t li, const schema::Log& log) const {
   const ContractEvents& contract = contracts_[ci];
   const Contract& look = lookup_[ci];
-  std::vector<Candidate> candidates;
+  // The events the log may be: those of its topic0 (found by it, so it is theirs), else the
+  // anonymous ones of its topic count unless its topic0 is another event of the ABI.
+  std::span<const Candidate> candidates;
+  const schema::Hash32* topic0 = nullptr;
   if (!log.topics.empty()) {
     auto named = look.by_topic0.find(log.topics[0]);
-    if (named != look.by_topic0.end()) candidates = named->second;
+    if (named != look.by_topic0.end()) {
+      candidates = named->second;
+      topic0 = &named->first;
+    }
   }
-  const bool known_topic = has_topic0(contract.abi_topics, log);
-  if (candidates.empty() && !known_topic)
+  std::vector<Candidate> anonymous;
+  if (candidates.empty() && !has_topic0(contract.abi_topics, log)) {
     for (const Candidate& a : look.anonymous)
-      if (contract.events[a.event].topic_count() == log.topics.size()) candidates.push_back(a);
+      if (contract.events[a.event].topic_count() == log.topics.size()) anonymous.push_back(a);
+    candidates = anonymous;
+  }
   if (candidates.empty()) return std::nullopt;
 
   schema::DecodedEvent out;
@@ -225,7 +233,7 @@ std::optional<schema::DecodedEvent> EventCatalog::decode_log(std::uint32_t ci, s
   out.table = candidates.front().table;
   for (const Candidate& cand : candidates) {
     const Event& event = contract.events[cand.event];
-    auto values = decode_event(event, log.topics, log.data);
+    auto values = decode_event(event, log.topics, log.data, event.anonymous ? nullptr : topic0);
     if (!values) {
       if (!out.error.empty()) out.error += "; ";
       out.error += (candidates.size() > 1 ? event.signature() + ": " : std::string()) + values.error().message;

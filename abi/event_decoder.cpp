@@ -187,10 +187,11 @@ void append_hex(std::string& out, const schema::Bytes& b) {
 
 }  // namespace
 
-Result<std::vector<Value>> decode_event(const Event& event, std::span<const schema::Hash32> topics, const schema::Bytes& data) {
+Result<std::vector<Value>> decode_event(const Event& event, std::span<const schema::Hash32> topics, const schema::Bytes& data,
+                                        const schema::Hash32* topic0) {
   if (topics.size() != event.topic_count())
     return Error{"topic count " + std::to_string(topics.size()) + ", the event has " + std::to_string(event.topic_count())};
-  if (!event.anonymous && topics[0] != event.topic0()) return Error{"topic0 is not the event's"};
+  if (!event.anonymous && topics[0] != (topic0 ? *topic0 : event.topic0())) return Error{"topic0 is not the event's"};
   std::vector<Value> values(event.params.size());
   std::size_t topic = event.anonymous ? 0 : 1;
   Reader reader(data);

@@ -27,8 +27,10 @@ struct Value {
 /// parameter of a dynamic type, an array or a tuple is its topic: the Keccak-256 of the value,
 /// which the log does not hold (a 32-byte Value::bytes). Errors say what did not fit:
 /// "topic count 3, the event has 4", "data too short for parameter 2 (value)", ...
+/// `topic0`, when the caller has it, is the event's topic0 (Event::topic0() hashes the
+/// signature on each call, which a decoder of millions of logs should not).
 schema::Result<std::vector<Value>> decode_event(const Event& event, std::span<const schema::Hash32> topics,
-                                                const schema::Bytes& data);
+                                                const schema::Bytes& data, const schema::Hash32* topic0 = nullptr);
 
 /// The JSON of a value: integers as numbers when the type fits a JSON number exactly, else as
 /// decimal strings; bytes and addresses as 0x-hex; strings escaped; arrays as arrays; tuples as

@@ -38,6 +38,9 @@ class HeadTracker {
     std::chrono::milliseconds min_poll{250};       ///< never poll more often than this
     std::chrono::milliseconds max_poll{30000};
     std::chrono::milliseconds unknown_interval{1000};  ///< until enough heads were seen to learn one
+    /// A socket is never judged stale sooner: an interval learned from a burst of blocks can be
+    /// a few milliseconds, and a head that a busy host delivers late is not a dead socket.
+    std::chrono::milliseconds min_stale{1000};
   };
 
   explicit HeadTracker(Options options) : options_(options) {}
@@ -101,7 +104,7 @@ class HeadTracker {
     if (!ws_live_ || !best_) return std::nullopt;
     const auto interval = block_interval();
     const auto quiet = now - ws_head_at_;
-    if (quiet < interval * kStaleIntervals) return std::nullopt;
+    if (quiet < std::max<Clock::duration>(interval * kStaleIntervals, options_.min_stale)) return std::nullopt;
     if (ws_head_ && *ws_head_ >= *best_) return std::nullopt;
     const auto quiet_ms = std::chrono::duration_cast<std::chrono::milliseconds>(quiet).count();
     return "no new head for " + std::to_string(quiet_ms) + " ms (" + std::to_string(kStaleIntervals) + " block intervals of " +

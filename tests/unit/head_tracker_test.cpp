@@ -61,6 +61,17 @@ TEST(HeadTracker, ASocketQuietForThreeIntervalsWhileHttpMovesOnIsStale) {
   EXPECT_NE(why->find("moved on to block 102"), std::string::npos) << *why;
 }
 
+TEST(HeadTracker, AnIntervalLearnedFromABurstDoesNotMakeADelayedHeadAStaleSocket) {
+  HeadTracker t({});
+  Clock::time_point now{};
+  t.on_subscription(true, now);
+  for (std::uint64_t n = 100; n < 110; ++n, now += 10ms) t.on_head(n, Source::kWebSocket, now);  // mined in a burst
+  EXPECT_EQ(t.block_interval(), 10ms);
+  t.on_head(110, Source::kHttp, now);  // HTTP saw the next block before the socket delivered it
+  EXPECT_EQ(t.stale_websocket(now + 200ms), std::nullopt) << "a late notification on a busy host";
+  EXPECT_TRUE(t.stale_websocket(now + 1s)) << "quiet for the floor while HTTP moved on";
+}
+
 TEST(HeadTracker, AQuietSocketOnAQuietChainIsNotStale) {
   HeadTracker t({.block_interval = 1000ms});
   Clock::time_point now{};

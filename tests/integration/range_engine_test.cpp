@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdint>
+
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 
@@ -69,6 +71,18 @@ std::optional<schema::BlockRef> run_to_end(boost::asio::io_context& io, ingest::
   return result;
 }
 
+// A writer that keeps every block of every batch in `written`, each batch at most `max_batch`
+// blocks, counting the batches in `writes` when given.
+ingest::RangeFetcher::Write collect_into(std::vector<schema::Block>& written, std::size_t max_batch = SIZE_MAX,
+                                         std::size_t* writes = nullptr) {
+  return [&written, max_batch, writes](std::vector<schema::Block> batch) -> ingest::Task<void> {
+    if (writes) ++*writes;
+    EXPECT_LE(batch.size(), max_batch);
+    for (auto& b : batch) written.push_back(std::move(b));
+    co_return;
+  };
+}
+
 // Two endpoints (the same node twice, as two providers would be), small batches and a small
 // buffer so that many ranges are in flight and decoded at once and put back in order.
 TEST(RangeEngine, InProcessWritesEveryBlockOnceInOrderLinkedAndAsTheNodeHasIt) {
@@ -84,12 +98,7 @@ TEST(RangeEngine, InProcessWritesEveryBlockOnceInOrderLinkedAndAsTheNodeHasIt) {
 
   std::vector<schema::Block> written;
   std::size_t writes = 0;
-  ingest::RangeFetcher::Write write = [&](std::vector<schema::Block> batch) -> ingest::Task<void> {
-    ++writes;
-    EXPECT_LE(batch.size(), options.write_blocks);
-    for (auto& b : batch) written.push_back(std::move(b));
-    co_return;
-  };
+  ingest::RangeFetcher::Write write = collect_into(written, options.write_blocks, &writes);
   const std::optional<schema::BlockRef> result = run_to_end(io, range.run(0, last, std::nullopt, std::move(write)));
   ASSERT_TRUE(result);
   EXPECT_EQ(result->number, last);
@@ -140,11 +149,7 @@ TEST(RangeEngine, LogsModeWritesEachBlockWithLogsOnceInOrderAndEndsAtTheRangesEn
   ingest::RangeFetcher range(io.get_executor(), pool, options);
 
   std::vector<schema::Block> written;
-  ingest::RangeFetcher::Write write = [&](std::vector<schema::Block> batch) -> ingest::Task<void> {
-    EXPECT_LE(batch.size(), options.write_blocks);
-    for (auto& b : batch) written.push_back(std::move(b));
-    co_return;
-  };
+  ingest::RangeFetcher::Write write = collect_into(written, options.write_blocks);
   const std::optional<schema::BlockRef> result = run_to_end(io, range.run(0, last, std::nullopt, std::move(write)));
   ASSERT_TRUE(result);
   EXPECT_EQ(result->number, last);
@@ -211,10 +216,7 @@ TEST(RangeEngine, SegmentsThatAreNotAdjacentAreWrittenInTheirOrderEachLinkedToIt
     co_return;
   };
   std::vector<schema::Block> written;
-  ingest::RangeFetcher::Write write = [&](std::vector<schema::Block> batch) -> ingest::Task<void> {
-    for (auto& b : batch) written.push_back(std::move(b));
-    co_return;
-  };
+  ingest::RangeFetcher::Write write = collect_into(written);
   const std::optional<schema::BlockRef> result =
       run_to_end(io, range.run_segments({0, 100}, std::move(next), std::move(write), std::move(done)));
   ASSERT_TRUE(result);

@@ -376,7 +376,7 @@ Config::Chain read_chain(const toml::table& chain, const std::string& P, Reader&
                                "ws_handshake_timeout_seconds", "http_timeout_seconds", "retry_after_max_seconds",
                                "backoff_initial_ms", "backoff_max_ms", "undecodable_after_rounds", "circuit_failures",
                                "circuit_cooldown_seconds", "endpoint_max_lag_blocks", "block_interval_ms",
-                               "repoll_interval_seconds", "repoll_blocks", "verify_with", "contracts", "index"});
+                               "repoll_interval_seconds", "repoll_blocks", "verify_with", "contracts", "index", "raw_logs"});
   ch.name = *r.string(chain, P, "name", true, "\"mainnet\"");
   if (!std::regex_match(ch.name, std::regex("[a-z_][a-z0-9_]{0,62}")))
     fail(P + ".name", r.shown(P + ".name", ch.name) + " is not usable as a Postgres schema and Kafka topic prefix",
@@ -404,6 +404,12 @@ Config::Chain read_chain(const toml::table& chain, const std::string& P, Reader&
       fail(P + ".index", r.shown(P + ".index", *v) + " is not an index mode",
            "use \"all\" (every block, transaction and log, and the contracts' events) or \"events\" (only the contracts' logs and events)");
     ch.index_events_only = *v == "events";
+  }
+  if (const toml::node* n = chain.get("raw_logs")) {
+    if (!n->is_boolean())
+      fail(P + ".raw_logs", "expected true or false",
+           "write raw_logs = false to keep the contracts' logs out of the logs table and topic (their events are still written), or true");
+    ch.raw_logs = n->as_boolean()->get();
   }
   if (auto v = r.string(chain, P, "deep_reorg_policy", false, "\"halt\"")) {
     if (*v != "halt") fail(P + ".deep_reorg_policy", "unknown policy " + r.shown(P + ".deep_reorg_policy", *v), "use \"halt\" (the only policy so far)");

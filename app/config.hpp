@@ -72,6 +72,9 @@ struct Config {
     /// chain.index: "all" (every block, transaction and log, and the contracts' events) or
     /// "events" (only the contracts' logs and events: history by eth_getLogs, no block rows).
     bool index_events_only = false;
+    /// chain.raw_logs: the `logs` table and `<chain>.logs` topic are written (the default). false:
+    /// the contracts' logs reach only their event tables and topics (and the dead-letter ones).
+    bool raw_logs = true;
     /// The contracts' catalog (validated when the config was read, so it always builds).
     abi::EventCatalog catalog() const;
   } chain;  ///< the chain this config is about: the only one, or (see for_chain) one of `chains`

@@ -141,6 +141,7 @@ sinks::KafkaSinkConfig kafka_sink_config(const app::Config& c, const std::string
   kc.client_properties = c.kafka.client_properties();
   kc.event_tables = c.chain.catalog().tables();
   kc.sparse_blocks = c.chain.index_events_only;
+  kc.raw_logs = c.chain.raw_logs;
   kc.topic_per_event = c.kafka.topic_per_event;
   return kc;
 }
@@ -410,6 +411,7 @@ int run_chain(ChainRun& ch, const std::string& brokers, const std::string& insta
   bool stopped = false;
   sinks::PostgresSink postgres(config.postgres.url, config.chain.name);
   postgres.set_event_tables(config.chain.catalog().tables());
+  postgres.set_raw_logs(config.chain.raw_logs);
   if (auto code = until_done("postgres", [&] { postgres.migrate(); }, stopped, waiting, stopping)) return *code;
   if (stopped) return app::kExitOk;
 
@@ -692,6 +694,7 @@ int replay(const Args& args) {
     bool stopped = false;
     sinks::PostgresSink postgres(config->postgres.url, config->chain.name);
     postgres.set_event_tables(config->chain.catalog().tables());
+    postgres.set_raw_logs(config->chain.raw_logs);
     if (auto code = until_done("postgres", [&] { postgres.migrate(); }, stopped)) return *code;
     if (stopped) return app::kExitOk;
     std::optional<sinks::KafkaSink> kafka;

@@ -47,6 +47,21 @@ wait_rpc() {  # url, pid: until the node answers (loading a long chain's state t
 }
 cpu_of() { awk -v t="$clk" '{printf "%.1f", ($14 + $15) / t}' "/proc/$1/stat"; }
 
+# bench_pin: the node as another machine would be, with a core of its own: anvil on CPU 0 alone,
+# this script and everything it starts after the call (curl, Postgres, the broker, chainidx) on
+# the other CPUs. Called before start_anvil; both the node's ceiling and chainidx's run then see
+# the same node. Sets rest_cpus.
+node_pin=()
+bench_pin() {
+  local cpus
+  cpus=$(nproc)
+  [ "$cpus" -ge 2 ] || { echo "bench: --pin needs two CPUs or more (have $cpus)" >&2; exit 2; }
+  rest_cpus=1
+  [ "$cpus" -gt 2 ] && rest_cpus="1-$((cpus - 1))"
+  taskset -cp "$rest_cpus" $$ >/dev/null
+  node_pin=(taskset -c 0)
+}
+
 # start_anvil LOG ARGS...: anvil on a free port, its answers awaited; sets anvil_pid, anvil_port
 # and node (its HTTP URL). Another program can take the port between the probe and anvil's bind:
 # then another port is tried.
@@ -55,7 +70,7 @@ start_anvil() {
   shift
   for attempt in 1 2 3 4 5; do
     anvil_port=$(free_port)
-    "$top/.deps/bin/anvil" --port "$anvil_port" --host 127.0.0.1 --silent "$@" >"$log" 2>&1 &
+    "${node_pin[@]}" "$top/.deps/bin/anvil" --port "$anvil_port" --host 127.0.0.1 --silent "$@" >"$log" 2>&1 &
     anvil_pid=$!
     node="http://127.0.0.1:$anvil_port"
     wait_rpc "$node" "$anvil_pid" && return 0
@@ -123,10 +138,11 @@ start_postgres() {
 }
 
 # start_devbroker TOPICS: chainidx's development broker (librdkafka's mock cluster) with those
-# topics (comma-separated); sets bootstrap.
+# topics (comma-separated); sets bootstrap and broker_pid.
 start_devbroker() {
   "$chainidx" devbroker --bootstrap-file "$work/bootstrap" --partitions 3 --topics "$1" >"$work/devbroker.log" 2>&1 &
-  pids+=($!)
+  broker_pid=$!
+  pids+=($broker_pid)
   for _ in $(seq 50); do [ -s "$work/bootstrap" ] && break; sleep 0.1; done
   bootstrap=$(cat "$work/bootstrap")
 }

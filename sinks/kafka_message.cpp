@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <span>
 
 namespace chainidx::sinks {
 namespace {
@@ -206,9 +207,9 @@ void encode_events(std::vector<KafkaMessage>& out, const schema::Block& b, std::
 }  // namespace
 
 std::vector<KafkaMessage> encode_block(const schema::Block& b, std::uint64_t chain_id, const std::string& chain_name,
-                                       const EventTopics* events) {
+                                       const EventTopics* events, bool raw_logs) {
   std::vector<KafkaMessage> out;
-  out.reserve(1 + b.transactions.size() + b.logs.size() + b.events.size());
+  out.reserve(1 + b.transactions.size() + (raw_logs ? b.logs.size() : 0) + b.events.size());
   if (!b.sparse)  // a sparse block (chain.index = "events") is known by its logs alone
     out.push_back({Topic::kBlocks, 0, chain_name,
                    Json()
@@ -261,7 +262,7 @@ std::vector<KafkaMessage> encode_block(const schema::Block& b, std::uint64_t cha
                        .opt_hex("logs_bloom", t.logs_bloom)
                        .done()});
   }
-  for (const auto& g : b.logs) {
+  for (const auto& g : raw_logs ? std::span<const schema::Log>(b.logs) : std::span<const schema::Log>()) {
     out.push_back({Topic::kLogs, 0, schema::to_hex(g.address),
                    Json()
                        .num("chain_id", chain_id)

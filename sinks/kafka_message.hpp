@@ -49,8 +49,9 @@ struct KafkaMessage {
 
 /// The block's messages: one for the block, one per transaction, one per log, in that order;
 /// then, with `events`, one per decoded event (to its contract's topic, keyed by the contract's
-/// address) and one per undecodable log (to <prefix>.undecodable, with the reason).
+/// address) and one per undecodable log (to <prefix>.undecodable, with the reason). Without
+/// `raw_logs` (chain.raw_logs = false), no message per log.
 std::vector<KafkaMessage> encode_block(const schema::Block& block, std::uint64_t chain_id, const std::string& chain_name,
-                                       const EventTopics* events = nullptr);
+                                       const EventTopics* events = nullptr, bool raw_logs = true);
 
 }  // namespace chainidx::sinks

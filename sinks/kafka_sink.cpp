@@ -210,7 +210,7 @@ struct KafkaSink::Impl {
     txn = Txn::kOpen;
     std::uint64_t produced = 0;
     for (const auto& block : blocks) {
-      for (auto& m : encode_block(block, config.chain_id, config.chain_name, &events)) {
+      for (auto& m : encode_block(block, config.chain_id, config.chain_name, &events, config.raw_logs)) {
         const std::string& topic = topics[static_cast<std::size_t>(m.topic) + m.contract];
         for (;;) {
           // A replayed message carries one header more, naming its replay job.
@@ -545,8 +545,21 @@ std::optional<std::pair<std::uint64_t, schema::Hash32>> read_published_tip(const
 }  // namespace
 
 void KafkaSink::load_published_tip() {
-  impl_->published_tip = read_published_tip(
-      impl_->config, impl_->topics[static_cast<int>(impl_->config.sparse_blocks ? Topic::kLogs : Topic::kBlocks)]);
+  const KafkaSinkConfig& c = impl_->config;
+  const auto& topics = impl_->topics;
+  if (!c.sparse_blocks) {
+    impl_->published_tip = read_published_tip(c, topics[static_cast<int>(Topic::kBlocks)]);
+  } else if (c.raw_logs) {
+    impl_->published_tip = read_published_tip(c, topics[static_cast<int>(Topic::kLogs)]);
+  } else {
+    // Every message of a sparse block without raw logs is an event or an undecodable log: the
+    // newest block of any of those topics is the newest one published.
+    impl_->published_tip.reset();
+    for (std::size_t i = static_cast<std::size_t>(Topic::kUndecodable); i < topics.size(); ++i) {
+      auto tip = read_published_tip(c, topics[i]);
+      if (tip && (!impl_->published_tip || tip->first > impl_->published_tip->first)) impl_->published_tip = tip;
+    }
+  }
   if (impl_->published_tip)
     spdlog::info("event=kafka_published_tip block={} hash={}", impl_->published_tip->first,
                  schema::to_hex(impl_->published_tip->second));

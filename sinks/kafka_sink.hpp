@@ -40,6 +40,9 @@ struct KafkaSinkConfig {
   /// chain.index = "events": blocks are sparse (no block or transaction messages), so the
   /// published tip is read from <prefix>.logs, whose messages carry their block too.
   bool sparse_blocks = false;
+  /// chain.raw_logs = false: no <prefix>.logs messages; with sparse blocks the published tip is
+  /// then read from the event topics and <prefix>.undecodable.
+  bool raw_logs = true;
 };
 
 /// For a librdkafka property chainidx sets itself (or maps from a [kafka] key): how to set it

@@ -409,6 +409,7 @@ struct PostgresSink::Impl {
   CopyPosition copying;  // the COPY in progress during write()
   std::vector<schema::EventTable> event_tables;
   std::vector<std::vector<std::string>> event_columns;  // per event table, quoted, in COPY order
+  bool raw_logs = true;  // set_raw_logs
   std::unique_ptr<pqxx::work> prepared;  // prepare()'s open transaction (after conn: destroyed first)
 
   // A database that stops answering must not hang the pipeline: connects give up after 10 s
@@ -646,9 +647,10 @@ struct PostgresSink::Impl {
     copy("transactions", kTransactionColumns, [](const Block& b, auto&& emit) {
       for (const auto& t : b.transactions) emit([&](std::string& r) { transaction_row(r, t); });
     });
-    copy("logs", kLogColumns, [](const Block& b, auto&& emit) {
-      for (const auto& g : b.logs) emit([&](std::string& r) { log_row(r, g); });
-    });
+    if (raw_logs)
+      copy("logs", kLogColumns, [](const Block& b, auto&& emit) {
+        for (const auto& g : b.logs) emit([&](std::string& r) { log_row(r, g); });
+      });
     copy("withdrawals", kWithdrawalColumns, [](const Block& b, auto&& emit) {
       for (const auto& w : b.withdrawals) emit([&](std::string& r) { withdrawal_row(r, b.number, w); });
     });
@@ -766,6 +768,8 @@ void PostgresSink::migrate() {
     impl_->ensure_event_tables(c, q);
   });
 }
+
+void PostgresSink::set_raw_logs(bool write) { impl_->raw_logs = write; }
 
 void PostgresSink::set_event_tables(std::vector<schema::EventTable> tables) {
   impl_->event_tables = std::move(tables);

@@ -22,6 +22,9 @@ class PostgresSink final : public Sink, public CheckpointStore {
   /// The configured contracts' event tables: every write stores the blocks' decoded events in
   /// them and undecodable logs in `undecodable`. Call before migrate().
   void set_event_tables(std::vector<schema::EventTable> tables);
+  /// chain.raw_logs = false: the blocks' logs are not copied into `logs` (their decoded events
+  /// and undecodable logs still are written). On by default.
+  void set_raw_logs(bool write);
 
   /// Creates the schema and applies the migrations it lacks, each in its own transaction,
   /// under an advisory lock so that two starting indexers do not race; then makes the event

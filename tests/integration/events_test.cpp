@@ -647,6 +647,82 @@ TEST(Events, LogsOnlyIndexingTakesHistoryByGetLogsThroughRefusalsAndKeepsOnlyThe
   EXPECT_EQ(run.broker.consume("anvil.events.rich").size(), static_cast<std::size_t>(expected_rich));
 }
 
+// "block:log_index" of each message of a topic that carries both.
+std::vector<std::string> message_keys(const std::vector<std::string>& messages) {
+  std::vector<std::string> keys;
+  static const std::regex kAt(R"re("block_number":(\d+),.*"log_index":(\d+))re");
+  for (const auto& m : messages) {
+    std::smatch at;
+    if (std::regex_search(m, at, kAt)) keys.push_back(at[1].str() + ":" + at[2].str());
+  }
+  return keys;
+}
+
+TEST(Events, WithoutRawLogsOnlyEventsAreWrittenAndAKafkaCommitPostgresNeverSawIsNotPublishedAgain) {
+  EventsRun run;
+  const Anvil& anvil = run.anvil;
+  const std::string db = Postgres::instance().create_database("events_no_raw_logs");
+  mine_transfers(anvil, 10, 3);
+  const std::string contracts =
+      "[[contracts]]\nname = \"token\"\naddress = \"" + run.token + "\"\nabi = \"abis/erc20.json\"\nevents = [\"Transfer\"]\n";
+  // Not staged: a staged write takes the cursor lock before Kafka commits, and the crash window
+  // below (Kafka committed, Postgres not) would never open.
+  Indexer indexer(run.dir.path(), anvil, db, run.broker.bootstrap(),
+                  {.batch_blocks = 2, .chain_extra = "index = \"events\"\nraw_logs = false\n",
+                   .pipeline_extra = "stage_ahead = \"off\"\n", .extra_tables = contracts});
+  indexer.start();
+  ASSERT_TRUE(wait_until([&] { return cursor_of(db) + 3 >= anvil.block_number(); }, 60s)) << indexer.log();
+  std::this_thread::sleep_for(300ms);
+  const std::uint64_t cursor = cursor_of(db);
+  {
+    // Postgres waits on the cursor row: the next batch commits to Kafka, then waits for
+    // Postgres, and the indexer dies right there.
+    pqxx::connection c(db);
+    pqxx::work hold(c);
+    hold.exec("SELECT * FROM anvil.cursor FOR UPDATE");
+    mine_transfers(anvil, 6, 4);
+    ASSERT_TRUE(wait_until(
+        [&] {
+          for (const auto& key : message_keys(run.broker.consume("anvil.events.token")))
+            if (std::stoull(key) > cursor) return true;
+          return false;
+        },
+        60s))
+        << indexer.log();
+    EXPECT_EQ(indexer.stop(SIGKILL), 128 + SIGKILL);
+    EXPECT_EQ(cursor_of(db), cursor);
+  }
+  indexer.start();
+  mine_transfers(anvil, 5, 5);
+  ASSERT_TRUE(wait_until([&] { return cursor_of(db) + 3 >= anvil.block_number(); }, 60s)) << indexer.log();
+  EXPECT_EQ(indexer.stop(SIGTERM), 0) << indexer.log();
+  EXPECT_NE(indexer.log().find("event=kafka_skip_published"), std::string::npos) << indexer.log();
+
+  // The node's Transfers of the token up to the cursor: the event table and topic hold each once.
+  char through[32];
+  std::snprintf(through, sizeof through, "0x%llx", static_cast<unsigned long long>(cursor_of(db)));
+  const std::string node_logs = anvil.rpc("eth_getLogs", "[{\"fromBlock\":\"0x0\",\"toBlock\":\"" + std::string(through) +
+                                                             "\",\"address\":\"" + run.token + "\",\"topics\":[\"" + kTransferTopic0 + "\"]}]");
+  std::set<std::string> expected;
+  simdjson::dom::parser parser;
+  for (auto log : parser.parse(node_logs).value().get_array())
+    expected.insert(key_of(std::stoull(std::string(log["blockNumber"].get_string().value()), nullptr, 16),
+                           std::stoull(std::string(log["logIndex"].get_string().value()), nullptr, 16)));
+  EXPECT_GE(expected.size(), 30u);
+  pqxx::connection c(db);
+  pqxx::read_transaction tx(c);
+  std::set<std::string> stored;
+  for (const auto& r : tx.exec("SELECT block_number, log_index FROM anvil.token_transfer"))
+    stored.insert(key_of(r[0].as<std::uint64_t>(), r[1].as<std::uint64_t>()));
+  EXPECT_EQ(stored, expected);
+  EXPECT_EQ(one<int>(tx, "SELECT count(*) FROM anvil.logs"), 0) << "raw_logs = false wrote raw logs";
+  EXPECT_TRUE(run.broker.consume("anvil.logs").empty()) << "raw_logs = false published raw logs";
+  const std::vector<std::string> published = message_keys(run.broker.consume("anvil.events.token"));
+  const std::multiset<std::string> counted(published.begin(), published.end());
+  for (const auto& key : expected) EXPECT_EQ(counted.count(key), 1u) << "event " << key << " published other than once";
+  EXPECT_EQ(published.size(), expected.size());
+}
+
 // A factory: each call creates a contract from the calldata as its init code and emits
 // Created(address indexed creator, address child). Init code copies the 55-byte runtime and
 // returns it; the runtime copies the calldata to memory, CREATEs, stores the new address at 0 and

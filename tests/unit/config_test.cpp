@@ -638,6 +638,12 @@ TEST(Config, IndexEventsNeedsContractsAndSetsTheLogRangeWidths) {
   EXPECT_TRUE(per_event->kafka.topic_per_event);
   EXPECT_FALSE(c->kafka.topic_per_event);
   expect_error(replace(kGood, "[kafka]\n", "[kafka]\nevent_topics = \"table\"\n"), "kafka.event_topics: \"table\" is not a topic layout");
+  EXPECT_TRUE(c->chain.raw_logs) << "the logs table and topic are written unless told otherwise";
+  auto no_raw = files.parse(contract, replace(events, "index = \"events\"\n", "index = \"events\"\nraw_logs = false\n"));
+  ASSERT_TRUE(no_raw.ok()) << no_raw.error().message;
+  EXPECT_FALSE(no_raw->chain.raw_logs);
+  expect_error(replace(events, "index = \"events\"\n", "index = \"events\"\nraw_logs = \"no\"\n") + contract,
+               "chain.raw_logs: expected true or false");
   const std::string widths = replace(events, "[postgres]", "[pipeline]\nlog_range_blocks = 500\nlog_range_max_blocks = 400\n\n[postgres]");
   expect_error(widths + contract, "pipeline.log_range_max_blocks: must be between 500 and");
 }

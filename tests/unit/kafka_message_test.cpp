@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 #include <simdjson.h>
 
+#include <algorithm>
+
 namespace chainidx::sinks {
 namespace {
 
@@ -151,6 +153,16 @@ TEST(KafkaMessage, EventsGoToTheirContractsTopicOrTheirEventsTopic) {
     }
     EXPECT_EQ(events, 1);
   }
+  // chain.raw_logs = false: the event alone, no message for the raw log.
+  auto count = [](const std::vector<KafkaMessage>& msgs, Topic topic) {
+    return std::count_if(msgs.begin(), msgs.end(), [&](const auto& m) { return m.topic == topic; });
+  };
+  const auto with_raw = encode_block(b, 31337, "anvil", &per_contract);
+  const auto without_raw = encode_block(b, 31337, "anvil", &per_contract, /*raw_logs=*/false);
+  EXPECT_EQ(count(with_raw, Topic::kLogs), static_cast<std::ptrdiff_t>(b.logs.size()));
+  EXPECT_EQ(count(without_raw, Topic::kLogs), 0);
+  EXPECT_EQ(count(without_raw, Topic::kEvents), 1);
+  EXPECT_EQ(without_raw.size(), with_raw.size() - b.logs.size());
 }
 
 }  // namespace

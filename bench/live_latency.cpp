@@ -6,20 +6,33 @@
 // LISTEN/NOTIFY (a trigger it puts on the cursor table notifies at commit), not by polling: a poll
 // every few hundred microseconds kept a Postgres backend and this process busy on the cores the
 // indexer measured here needs.
+//
+// Beside it runs a stall probe: a thread on each CPU that sleeps 1 ms at a time and notes each
+// wake-up that came 2 ms or more late. On a quiet machine it is never late; when it is, whatever
+// ran on that CPU was kept off it at that moment (the CPU busy with others, or the virtual
+// machine's CPU paused by its host), the indexer's threads as well as the probe. Each block's line says how late the probe was at worst
+// during that block's measured time.
 //   live_latency RPC_URL PG_CONNINFO SCHEMA CONFIRMATIONS ROUNDS INTERVAL_MS
-// Prints one latency in microseconds a line; bench/live_latency.sh sums them up.
+// Prints "LATENCY_US PROBE_LATE_US" a line; bench/live_latency.sh sums them up.
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <pqxx/pqxx>
+#include <pthread.h>
+#include <sched.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <iostream>
+#include <mutex>
 #include <string>
+#include <thread>
+#include <utility>
+#include <vector>
 
 #include "ingest/http_rpc_client.hpp"
 
@@ -32,6 +45,54 @@ using chainidx::ingest::Task;
 using Clock = std::chrono::steady_clock;
 
 std::uint64_t quantity(const std::string& json) { return std::stoull(json.substr(json.find("0x") + 2), nullptr, 16); }
+
+// A thread on each CPU that wakes every millisecond and keeps the wake-ups that came 2 ms or
+// more late (see the top): a virtual machine's CPU can be paused while the other runs.
+class StallProbe {
+ public:
+  StallProbe() {
+    const unsigned cpus = std::max(1u, std::thread::hardware_concurrency());
+    for (unsigned cpu = 0; cpu < cpus; ++cpu)
+      threads_.emplace_back([this, cpu] {
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        CPU_SET(cpu, &set);
+        pthread_setaffinity_np(pthread_self(), sizeof set, &set);  // best effort: unpinned, it still sees the machine
+        run();
+      });
+  }
+  ~StallProbe() {
+    stop_ = true;
+    for (auto& t : threads_) t.join();
+  }
+  /// How late the probe woke at worst between `from` and `to` (0: never 2 ms late).
+  std::int64_t worst_between(Clock::time_point from, Clock::time_point to) {
+    std::lock_guard lock(mutex_);
+    std::int64_t worst = 0;
+    for (const auto& [at, late_us] : late_)
+      if (at >= from && at - std::chrono::microseconds(late_us) <= to) worst = std::max(worst, late_us);
+    return worst;
+  }
+
+ private:
+  void run() {
+    constexpr auto kStep = std::chrono::milliseconds(1);
+    while (!stop_) {
+      const auto due = Clock::now() + kStep;
+      std::this_thread::sleep_until(due);
+      const auto woke = Clock::now();
+      const auto late_us = std::chrono::duration_cast<std::chrono::microseconds>(woke - due).count();
+      if (late_us >= 2000) {
+        std::lock_guard lock(mutex_);
+        late_.emplace_back(woke, late_us);
+      }
+    }
+  }
+  std::atomic<bool> stop_{false};
+  std::mutex mutex_;
+  std::vector<std::pair<Clock::time_point, std::int64_t>> late_;  // wake-up time, how late
+  std::vector<std::thread> threads_;
+};
 
 // The newest cursor block that a notification named.
 class CursorListener final : public pqxx::notification_receiver {
@@ -57,7 +118,7 @@ void notify_cursor_moves(pqxx::connection& db, const std::string& schema) {
 }
 
 Task<int> measure(HttpRpcClient& rpc, pqxx::connection& db, std::string schema, std::uint64_t confirmations, unsigned rounds,
-                  std::chrono::milliseconds interval) {
+                  std::chrono::milliseconds interval, StallProbe& probe) {
   auto executor = co_await asio::this_coro::executor;
   asio::steady_timer timer(executor);
   RpcRequest accounts_request{"eth_accounts", "[]"};
@@ -92,8 +153,10 @@ Task<int> measure(HttpRpcClient& rpc, pqxx::connection& db, std::string schema, 
         }
         db.await_notification(0, 100000);
       }
-      const auto us = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - mined_at).count();
-      if (i >= confirmations) std::printf("%lld\n", static_cast<long long>(us));  // the first rounds only fill the depth
+      const auto done = Clock::now();
+      const auto us = std::chrono::duration_cast<std::chrono::microseconds>(done - mined_at).count();
+      if (i >= confirmations)  // the first rounds only fill the depth
+        std::printf("%lld %lld\n", static_cast<long long>(us), static_cast<long long>(probe.worst_between(mined_at, done)));
       std::fflush(stdout);
     }
     timer.expires_at(due);
@@ -113,9 +176,10 @@ int main(int argc, char** argv) {
   HttpRpcClient rpc(io.get_executor(), argv[1], {1e9, 1e9});
   pqxx::connection db(argv[2]);
   int code = 1;
+  StallProbe probe;
   asio::co_spawn(io,
                  measure(rpc, db, argv[3], std::stoull(argv[4]), static_cast<unsigned>(std::stoul(argv[5])),
-                         std::chrono::milliseconds(std::stoul(argv[6]))),
+                         std::chrono::milliseconds(std::stoul(argv[6])), probe),
                  [&](std::exception_ptr e, int c) {
                    code = c;
                    if (e) try {

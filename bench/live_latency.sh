@@ -3,8 +3,9 @@
 # (--no-mining, one block every --interval-ms with one transfer in it), a fresh Postgres and the
 # dev broker, and `chainidx run` with --confirmations; for each block N, the time from the
 # evm_mine that makes block N + confirmations to the commit that moves the cursor to N (after its
-# Kafka transaction). Prints the distribution (p50/p90/p99/max and a histogram); with --record,
-# appends it to bench/RESULTS.md. Not a test: nothing here is asserted.
+# Kafka transaction). Prints the distribution (p50/p90/p99/max, a histogram, and what a stall
+# probe saw of the machine meanwhile); with --record, appends it to bench/RESULTS.md. Not a test:
+# nothing here is asserted.
 #
 #   bench/live_latency.sh [--rounds 200] [--interval-ms 500] [--confirmations 3] [--record]
 #                         [--bin-dir BUILD_DIR]   (binaries built already; no Release build)
@@ -54,8 +55,9 @@ samples=$(wc -l <"$work/latency.us")
 [ "$samples" -eq $((rounds - confirmations)) ] ||
   { echo "live_latency: $samples samples for $((rounds - confirmations)) blocks" >&2; exit 1; }
 summary=$(sort -n "$work/latency.us" | awk '
-  function pick(q,   i) { i = int(q * NR + 0.999999); if (i < 1) i = 1; if (i > NR) i = NR; return v[i] }
-  { v[NR] = $1 / 1000 }
+  function pk(q, n,   i) { i = int(q * n + 0.999999); if (i < 1) i = 1; if (i > n) i = n; return i }
+  function pick(q) { return v[pk(q, NR)] }
+  { v[NR] = $1 / 1000; late[NR] = $2 + 0 }
   END {
     if (NR == 0) { print "| samples | 0 |"; exit 1 }
     printf "| samples | %d |\n| p50 | %.1f ms |\n| p90 | %.1f ms |\n| p99 | %.1f ms |\n| max | %.1f ms |\n", NR, pick(0.5), pick(0.9), pick(0.99), v[NR]
@@ -69,6 +71,15 @@ summary=$(sort -n "$work/latency.us" | awk '
       lo = edges[e] + 0
     }
     printf "| histogram | %s |\n", h
+    # The stall probe (bench/live_latency.cpp): the blocks above 5 ms during which the whole
+    # machine was seen stalled, and the distribution of the blocks during which it was not.
+    slow = 0; slow_stalled = 0; m = 0
+    for (k = 1; k <= NR; k++) {
+      if (v[k] >= 5) { slow++; if (late[k] > 0) slow_stalled++ }
+      if (late[k] == 0) q[++m] = v[k]
+    }
+    printf "| blocks above 5 ms / of them with the stall probe 2 ms or more late meanwhile | %d / %d |\n", slow, slow_stalled
+    if (m) printf "| blocks the probe saw no stall in: count, p50 / p99 / max | %d, %.1f / %.1f / %.1f ms |\n", m, q[pk(0.5, m)], q[pk(0.99, m)], q[m]
   }')
 args="--rounds $rounds --interval-ms $interval --confirmations $confirmations --stage-ahead $stage_ahead"
 [ -n "$pg_url_query" ] && args="$args --async-commit"

@@ -90,6 +90,14 @@ class Reader {
     return n->as_integer()->get();
   }
 
+  /// A true / false key; `hint` says what each means, for the message when it is neither.
+  std::optional<bool> boolean(const toml::table& t, const std::string& prefix, const std::string& key, const std::string& hint) {
+    const toml::node* n = t.get(key);
+    if (!n) return std::nullopt;
+    if (!n->is_boolean()) fail(join(prefix, key), "expected true or false", hint);
+    return n->as_boolean()->get();
+  }
+
   std::optional<double> number(const toml::table& t, const std::string& prefix, const std::string& key, const std::string& example) {
     const toml::node* n = t.get(key);
     if (!n) return std::nullopt;
@@ -405,20 +413,15 @@ Config::Chain read_chain(const toml::table& chain, const std::string& P, Reader&
            "use \"all\" (every block, transaction and log, and the contracts' events) or \"events\" (only the contracts' logs and events)");
     ch.index_events_only = *v == "events";
   }
-  if (const toml::node* n = chain.get("raw_logs")) {
-    if (!n->is_boolean())
-      fail(P + ".raw_logs", "expected true or false",
-           "write raw_logs = false to keep the contracts' logs out of the logs table and topic (their events are still written), or true");
-    ch.raw_logs = n->as_boolean()->get();
-  }
+  if (auto v = r.boolean(chain, P, "raw_logs",
+                         "write raw_logs = false to keep the contracts' logs out of the logs table and topic (their events are still written), or true"))
+    ch.raw_logs = *v;
   if (auto v = r.string(chain, P, "deep_reorg_policy", false, "\"halt\"")) {
     if (*v != "halt") fail(P + ".deep_reorg_policy", "unknown policy " + r.shown(P + ".deep_reorg_policy", *v), "use \"halt\" (the only policy so far)");
   }
 
-  if (const toml::node* n = chain.get("verify_block_hash")) {
-    if (!n->is_boolean()) fail(P + ".verify_block_hash", "expected true or false", "write verify_block_hash = true (or false for chains whose headers are not Ethereum's)");
-    ch.verify_block_hash = n->as_boolean()->get();
-  }
+  if (auto v = r.boolean(chain, P, "verify_block_hash", "write verify_block_hash = true (or false for chains whose headers are not Ethereum's)"))
+    ch.verify_block_hash = *v;
 
   if (auto v = r.integer(chain, P, "head_stall_timeout_seconds", false, "60"))
     ch.head_stall_timeout_seconds = static_cast<std::uint32_t>(in_range(
@@ -615,12 +618,9 @@ Config build(const toml::table& root, const EnvLookup& env, const std::string& b
       fail("log.level", r.shown("log.level", *v) + " is not a log level", "use one of trace, debug, info (the default), warn, error, critical, off");
     c.log.level = *v;
   }
-  if (const toml::node* n = server.get("hold_on_halt")) {
-    if (!n->is_boolean())
-      fail("server.hold_on_halt", "expected true or false",
-           "write hold_on_halt = true (after a deep-reorg halt, keep serving /healthz and /metrics until stopped) or false (exit at once)");
-    c.server.hold_on_halt = n->as_boolean()->get();
-  }
+  if (auto v = r.boolean(server, "server", "hold_on_halt",
+                         "write hold_on_halt = true (after a deep-reorg halt, keep serving /healthz and /metrics until stopped) or false (exit at once)"))
+    c.server.hold_on_halt = *v;
   if (auto v = r.string(server, "server", "listen", false, "\"127.0.0.1:9464\"")) {
     check_host_port("server.listen", *v, r.shown("server.listen", *v), "\"127.0.0.1:9464\"");
     c.server.listen = *v;

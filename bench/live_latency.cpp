@@ -10,8 +10,8 @@
 // Beside it runs a stall probe: a thread on each CPU that sleeps 1 ms at a time and notes each
 // wake-up that came 2 ms or more late. On a quiet machine it is never late; when it is, whatever
 // ran on that CPU was kept off it at that moment (the CPU busy with others, or the virtual
-// machine's CPU paused by its host), the indexer's threads as well as the probe. Each block's line says how late the probe was at worst
-// during that block's measured time.
+// machine's CPU paused by its host), the indexer's threads as well as the probe. Each block's
+// line says how late the probe was at worst during that block's measured time.
 //   live_latency RPC_URL PG_CONNINFO SCHEMA CONFIRMATIONS ROUNDS INTERVAL_MS
 // Prints "LATENCY_US PROBE_LATE_US" a line; bench/live_latency.sh sums them up.
 

@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <charconv>
-#include <span>
 
 namespace chainidx::sinks {
 namespace {
@@ -262,19 +261,21 @@ std::vector<KafkaMessage> encode_block(const schema::Block& b, std::uint64_t cha
                        .opt_hex("logs_bloom", t.logs_bloom)
                        .done()});
   }
-  for (const auto& g : raw_logs ? std::span<const schema::Log>(b.logs) : std::span<const schema::Log>()) {
-    out.push_back({Topic::kLogs, 0, schema::to_hex(g.address),
-                   Json()
-                       .num("chain_id", chain_id)
-                       .num("block_number", g.block_number)
-                       .hex("block_hash", g.block_hash)
-                       .num("log_index", g.log_index)
-                       .hex("transaction_hash", g.transaction_hash)
-                       .num("transaction_index", g.transaction_index)
-                       .hex("address", g.address)
-                       .hashes("topics", g.topics)
-                       .hex("data", g.data)
-                       .done()});
+  if (raw_logs) {
+    for (const auto& g : b.logs) {
+      out.push_back({Topic::kLogs, 0, schema::to_hex(g.address),
+                     Json()
+                         .num("chain_id", chain_id)
+                         .num("block_number", g.block_number)
+                         .hex("block_hash", g.block_hash)
+                         .num("log_index", g.log_index)
+                         .hex("transaction_hash", g.transaction_hash)
+                         .num("transaction_index", g.transaction_index)
+                         .hex("address", g.address)
+                         .hashes("topics", g.topics)
+                         .hex("data", g.data)
+                         .done()});
+    }
   }
   if (events && !events->empty()) encode_events(out, b, chain_id, *events);
   return out;

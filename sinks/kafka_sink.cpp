@@ -453,10 +453,11 @@ void KafkaSink::abort_prepared() {
 
 namespace {
 
-// The newest block in a committed transaction on `topic`: each partition's tail is read with
-// read_committed, widening the window backwards until a block message turns up.
+// The newest block in a committed transaction on any of `topics`, with one consumer: each
+// partition's tail is read with read_committed, widening the window backwards until a message
+// naming its block turns up.
 std::optional<std::pair<std::uint64_t, schema::Hash32>> read_published_tip(const KafkaSinkConfig& config,
-                                                                           const std::string& topic) {
+                                                                           const std::vector<std::string>& topics) {
   char err[512];
   rd_kafka_conf_t* conf = rd_kafka_conf_new();
   for (auto [k, v] : {std::pair<const char*, std::string>{"bootstrap.servers", config.brokers},
@@ -483,56 +484,59 @@ std::optional<std::pair<std::uint64_t, schema::Hash32>> read_published_tip(const
   std::optional<std::pair<std::uint64_t, schema::Hash32>> tip;
   std::string problem;
 
-  rd_kafka_topic_t* rkt = rd_kafka_topic_new(rk, topic.c_str(), nullptr);
-  const rd_kafka_metadata_t* md = nullptr;
-  int partitions = 0;
-  if (rd_kafka_metadata(rk, 0, rkt, &md, 10000) == RD_KAFKA_RESP_ERR_NO_ERROR && md->topic_cnt == 1)
-    partitions = md->topics[0].partition_cnt;
-  else
-    problem = "no metadata for " + topic;
-  if (md) rd_kafka_metadata_destroy(md);
-  rd_kafka_topic_destroy(rkt);
+  for (const std::string& topic : topics) {
+    if (!problem.empty()) break;
+    rd_kafka_topic_t* rkt = rd_kafka_topic_new(rk, topic.c_str(), nullptr);
+    const rd_kafka_metadata_t* md = nullptr;
+    int partitions = 0;
+    if (rd_kafka_metadata(rk, 0, rkt, &md, 10000) == RD_KAFKA_RESP_ERR_NO_ERROR && md->topic_cnt == 1)
+      partitions = md->topics[0].partition_cnt;
+    else
+      problem = "no metadata for " + topic;
+    if (md) rd_kafka_metadata_destroy(md);
+    rd_kafka_topic_destroy(rkt);
 
-  for (int p = 0; p < partitions && problem.empty(); ++p) {
-    std::int64_t low = 0, high = 0;
-    if (auto e = rd_kafka_query_watermark_offsets(rk, topic.c_str(), p, &low, &high, 10000)) {
-      problem = std::string("watermarks: ") + rd_kafka_err2str(e);
-      break;
-    }
-    bool found = false;
-    for (std::int64_t window = 16; high > low && !found; window *= 4) {
-      std::int64_t start = std::max(low, high - window);
-      rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(1);
-      rd_kafka_topic_partition_list_add(list, topic.c_str(), p)->offset = start;
-      rd_kafka_assign(rk, list);
-      rd_kafka_topic_partition_list_destroy(list);
-      auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
-      for (;;) {
-        if (std::chrono::steady_clock::now() > deadline) {
-          problem = "timed out reading the tail of " + topic;
-          break;
-        }
-        rd_kafka_message_t* m = rd_kafka_consumer_poll(rk, 500);
-        if (!m) continue;
-        bool eof = m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF;
-        if (!m->err) {
-          std::string_view value(static_cast<const char*>(m->payload), m->len);
-          auto n_at = value.find("\"block_number\":");
-          auto h_at = value.find("\"block_hash\":\"");
-          schema::Hash32 hash;
-          if (n_at != std::string_view::npos && h_at != std::string_view::npos &&
-              schema::parse_fixed(value.substr(h_at + 14, 66), hash)) {
-            std::uint64_t number = std::strtoull(value.data() + n_at + 15, nullptr, 10);
-            if (!tip || number > tip->first) tip = std::make_pair(number, hash);
-            found = true;
-          }
-        } else if (!eof) {
-          problem = std::string("reading ") + topic + ": " + rd_kafka_err2str(m->err);
-        }
-        rd_kafka_message_destroy(m);
-        if (eof || !problem.empty()) break;
+    for (int p = 0; p < partitions && problem.empty(); ++p) {
+      std::int64_t low = 0, high = 0;
+      if (auto e = rd_kafka_query_watermark_offsets(rk, topic.c_str(), p, &low, &high, 10000)) {
+        problem = std::string("watermarks: ") + rd_kafka_err2str(e);
+        break;
       }
-      if (!problem.empty() || start == low) break;
+      bool found = false;
+      for (std::int64_t window = 16; high > low && !found; window *= 4) {
+        std::int64_t start = std::max(low, high - window);
+        rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(list, topic.c_str(), p)->offset = start;
+        rd_kafka_assign(rk, list);
+        rd_kafka_topic_partition_list_destroy(list);
+        auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
+        for (;;) {
+          if (std::chrono::steady_clock::now() > deadline) {
+            problem = "timed out reading the tail of " + topic;
+            break;
+          }
+          rd_kafka_message_t* m = rd_kafka_consumer_poll(rk, 500);
+          if (!m) continue;
+          bool eof = m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF;
+          if (!m->err) {
+            std::string_view value(static_cast<const char*>(m->payload), m->len);
+            auto n_at = value.find("\"block_number\":");
+            auto h_at = value.find("\"block_hash\":\"");
+            schema::Hash32 hash;
+            if (n_at != std::string_view::npos && h_at != std::string_view::npos &&
+                schema::parse_fixed(value.substr(h_at + 14, 66), hash)) {
+              std::uint64_t number = std::strtoull(value.data() + n_at + 15, nullptr, 10);
+              if (!tip || number > tip->first) tip = std::make_pair(number, hash);
+              found = true;
+            }
+          } else if (!eof) {
+            problem = std::string("reading ") + topic + ": " + rd_kafka_err2str(m->err);
+          }
+          rd_kafka_message_destroy(m);
+          if (eof || !problem.empty()) break;
+        }
+        if (!problem.empty() || start == low) break;
+      }
     }
   }
   rd_kafka_assign(rk, nullptr);
@@ -547,19 +551,16 @@ std::optional<std::pair<std::uint64_t, schema::Hash32>> read_published_tip(const
 void KafkaSink::load_published_tip() {
   const KafkaSinkConfig& c = impl_->config;
   const auto& topics = impl_->topics;
-  if (!c.sparse_blocks) {
-    impl_->published_tip = read_published_tip(c, topics[static_cast<int>(Topic::kBlocks)]);
-  } else if (c.raw_logs) {
-    impl_->published_tip = read_published_tip(c, topics[static_cast<int>(Topic::kLogs)]);
-  } else {
-    // Every message of a sparse block without raw logs is an event or an undecodable log: the
-    // newest block of any of those topics is the newest one published.
-    impl_->published_tip.reset();
-    for (std::size_t i = static_cast<std::size_t>(Topic::kUndecodable); i < topics.size(); ++i) {
-      auto tip = read_published_tip(c, topics[i]);
-      if (tip && (!impl_->published_tip || tip->first > impl_->published_tip->first)) impl_->published_tip = tip;
-    }
-  }
+  // The topics every published block has a message in: blocks; for sparse blocks, their logs;
+  // without raw logs, their events or undecodable logs.
+  std::vector<std::string> read;
+  if (!c.sparse_blocks)
+    read = {topics[static_cast<int>(Topic::kBlocks)]};
+  else if (c.raw_logs)
+    read = {topics[static_cast<int>(Topic::kLogs)]};
+  else
+    read.assign(topics.begin() + static_cast<int>(Topic::kUndecodable), topics.end());
+  impl_->published_tip = read_published_tip(c, read);
   if (impl_->published_tip)
     spdlog::info("event=kafka_published_tip block={} hash={}", impl_->published_tip->first,
                  schema::to_hex(impl_->published_tip->second));

@@ -38,7 +38,7 @@ struct KafkaSinkConfig {
   /// kafka.event_topics = "event": one topic per event, <prefix>.events.<contract>.<event>.
   bool topic_per_event = false;
   /// chain.index = "events": blocks are sparse (no block or transaction messages), so the
-  /// published tip is read from <prefix>.logs, whose messages carry their block too.
+  /// published tip is read from <prefix>.logs, whose messages carry their block too (see raw_logs).
   bool sparse_blocks = false;
   /// chain.raw_logs = false: no <prefix>.logs messages; with sparse blocks the published tip is
   /// then read from the event topics and <prefix>.undecodable.
